@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+//
+// FabricQueue: low-latency command queues between a control plane and a GPU
+// inference daemon over shared ("fabric") memory.
+
+import PackageDescription
+
+let package = Package(
+    name: "FabricQueue",
+    products: [
+        .library(name: "FabricQueue", targets: ["FabricQueue"]),
+        .library(name: "FabricProducer", targets: ["FabricProducer"]),
+        .library(name: "FabricConsumer", targets: ["FabricConsumer"]),
+        .executable(name: "fabricq", targets: ["fabricq"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Tiny C shim for the syscalls Swift cannot call directly
+        // (memfd_create, the variadic syscall(SYS_futex, ...), fcntl sealing).
+        .target(name: "CFabricShims"),
+
+        // Core: shared regions, the ring layout (ABI), SPSC and MPSC rings.
+        .target(
+            name: "FabricQueue",
+            dependencies: [
+                "CFabricShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // What the controller links.
+        .target(name: "FabricProducer", dependencies: ["FabricQueue"]),
+        // What the daemon links.
+        .target(name: "FabricConsumer", dependencies: ["FabricQueue"]),
+
+        // Checked traffic (sequence numbers, producer ids, checksums) shared by
+        // `fabricq` and the test helper: not a product.
+        .target(name: "FabricDiagnostics", dependencies: ["FabricQueue"]),
+
+        // The operator's command-line tool.
+        .executableTarget(
+            name: "fabricq",
+            dependencies: [
+                "FabricQueue",
+                "FabricDiagnostics",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Test-only helper that tests spawn as real child processes.
+        .executableTarget(
+            name: "fabricq-test-helper",
+            dependencies: ["FabricQueue", "FabricDiagnostics"]
+        ),
+
+        .testTarget(
+            name: "FabricQueueTests",
+            dependencies: ["FabricQueue", "FabricDiagnostics", "CFabricShims", "fabricq-test-helper", "fabricq"]
+        ),
+        .testTarget(
+            name: "FabricConsumerTests",
+            dependencies: ["FabricConsumer", "FabricProducer"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

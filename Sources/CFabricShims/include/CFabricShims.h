@@ -1,0 +1,60 @@
+// CFabricShims: the few Linux calls Swift cannot reach through Glibc.
+//
+// Kept deliberately tiny (the swift-nio CNIOLinux pattern): one thin wrapper a
+// syscall, errno left for the caller to read. Everything else lives in Swift.
+#ifndef C_FABRIC_SHIMS_H
+#define C_FABRIC_SHIMS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// memfd_create(2). Returns the new fd or -1 with errno set.
+int cfq_memfd_create(const char *name, unsigned int flags);
+
+/// memfd_create(2) flags, re-exported because Glibc's Swift overlay hides them.
+extern const unsigned int CFQ_MFD_CLOEXEC;
+extern const unsigned int CFQ_MFD_ALLOW_SEALING;
+extern const unsigned int CFQ_MFD_HUGETLB;
+
+/// fcntl(fd, F_ADD_SEALS, seals) / fcntl(fd, F_GET_SEALS). -1 with errno on failure.
+int cfq_add_seals(int fd, int seals);
+int cfq_get_seals(int fd);
+extern const int CFQ_F_SEAL_SEAL;
+extern const int CFQ_F_SEAL_SHRINK;
+extern const int CFQ_F_SEAL_GROW;
+
+/// futex(2) FUTEX_WAIT without FUTEX_PRIVATE_FLAG, so it works between processes
+/// sharing the page. `timeout_ns` < 0 waits forever. Returns 0 or -1 with errno
+/// (EAGAIN: *word != expected; ETIMEDOUT; EINTR).
+int cfq_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/// futex(2) FUTEX_WAKE without FUTEX_PRIVATE_FLAG. Returns the number woken or -1.
+int cfq_futex_wake(uint32_t *word, int count);
+
+/// The CPU's spin-wait hint (x86 PAUSE, Arm YIELD, RISC-V pause); a compiler
+/// barrier elsewhere.
+static inline void cfq_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#elif defined(__riscv)
+    __asm__ __volatile__(".insn i 0x0F, 0, x0, x0, 0x010" ::: "memory"); /* pause */
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/// statfs(2) f_type of the filesystem holding `fd` (to recognise hugetlbfs), or -1.
+int64_t cfq_fs_type(int fd);
+extern const int64_t CFQ_HUGETLBFS_MAGIC;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

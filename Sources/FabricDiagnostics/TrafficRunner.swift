@@ -1,0 +1,102 @@
+import FabricQueue
+
+/// Why a traffic run stopped early.
+public enum TrafficError: Error, CustomStringConvertible {
+    /// No progress for the idle timeout; `done` items had gone through.
+    case timedOut(done: Int)
+    /// The ring reported a fault.
+    case ring(RingError, done: Int)
+
+    public var description: String {
+        switch self {
+        case .timedOut(let done): "timed out with no progress after \(done) descriptors"
+        case .ring(let error, let done): "\(error) after \(done) descriptors"
+        }
+    }
+}
+
+/// Drives checked traffic through any ring end: the loops behind
+/// `fabricq produce` / `fabricq consume` and the multi-process tests.
+public enum TrafficRunner {
+    /// Sends `count` checked descriptors from `producerID` in bursts of
+    /// `burst`, spinning (with the CPU pause hint) while the ring is full.
+    /// Throws ``TrafficError/timedOut(done:)`` after `idleTimeout` nanoseconds
+    /// without progress.
+    @inlinable
+    public static func produce<P: RingProducer & ~Copyable>(
+        into producer: inout P, producerID: UInt32, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64
+    ) throws(TrafficError) where P.Element == Descriptor {
+        let burst = max(1, burst)
+        var sent = 0
+        var lastProgress = MonotonicClock.now()
+        var spins = 0
+        if burst == 1 {
+            while sent < count {
+                if producer.enqueue(CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent))) {
+                    sent += 1
+                    spins = 0
+                } else {
+                    try idle(&spins, &lastProgress, idleTimeoutNanoseconds, sent)
+                }
+            }
+            return
+        }
+        // Bursts are written in place: reserve, fill, commit.
+        while sent < count {
+            let reservation = producer.reserve(upTo: min(burst, count - sent))
+            if reservation.isEmpty {
+                producer.commit(reservation)
+                try idle(&spins, &lastProgress, idleTimeoutNanoseconds, sent)
+                continue
+            }
+            for i in 0..<reservation.count {
+                reservation[i].pointee = CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent + i))
+            }
+            sent += reservation.count
+            spins = 0
+            producer.commit(reservation)
+        }
+    }
+
+    /// Receives `count` descriptors in bursts of up to `burst` into `verifier`.
+    /// Throws on a ring fault or after `idleTimeout` nanoseconds with nothing
+    /// received.
+    @inlinable
+    public static func consume<C: RingConsumer & ~Copyable>(
+        from consumer: inout C, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64,
+        verifier: inout StreamVerifier
+    ) throws(TrafficError) where C.Element == Descriptor {
+        let burst = max(1, burst)
+        var received = 0
+        var lastProgress = MonotonicClock.now()
+        var spins = 0
+        let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+        defer { buffer.deallocate() }
+        while received < count {
+            let n: Int
+            do {
+                n = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(burst, count - received)]))
+            } catch {
+                throw .ring(error, done: received)
+            }
+            if n == 0 {
+                try idle(&spins, &lastProgress, idleTimeoutNanoseconds, received)
+                continue
+            }
+            for i in 0..<n { verifier.record(buffer[i]) }
+            received += n
+            spins = 0
+        }
+    }
+
+    /// One spin of a polling loop; every 4096 spins checks the clock.
+    @inlinable
+    static func idle(_ spins: inout Int, _ lastProgress: inout UInt64, _ timeout: UInt64, _ done: Int) throws(TrafficError) {
+        if spins == 0 { lastProgress = MonotonicClock.now() }
+        spins += 1
+        SpinWait.pause()
+        if spins & 4095 == 0 && MonotonicClock.now() &- lastProgress > timeout {
+            throw .timedOut(done: done)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+#if _endian(big)
+#error("The FabricQueue ABI is little-endian; big-endian hosts are not supported.")
+#endif
+
+/// Byte offsets and constants of the FabricQueue shared-memory ABI, version 1.
+///
+/// Every field is little-endian and fixed-width, and every reference between
+/// parts of a region is a byte offset from the start of the region, never a
+/// pointer, so two processes may map the region at different addresses.
+/// `Docs/RingLayout.md` documents the same layout byte by byte for C peers.
+public enum RegionLayout {
+    /// "FABRICQR" read as a little-endian `UInt64`.
+    public static let magic: UInt64 = 0x5251_4349_5242_4146
+    /// The ABI version this build speaks.
+    public static let abiVersion: UInt32 = 1
+    /// The cache-line size the layout is padded to.
+    public static let cacheLine = 64
+    /// Producer and consumer state are this far apart: two cache lines, so the
+    /// adjacent-line prefetcher does not couple them either.
+    public static let indexStride = 128
+
+    /// Size of the region header at offset 0.
+    public static let headerSize = 128
+    /// Offset of the ring control block.
+    public static let controlOffset = 128
+    /// Size of the ring control block.
+    public static let controlSize = 512
+
+    /// Region header field offsets.
+    public enum Header {
+        public static let magic = 0            // UInt64, written last (release)
+        public static let abiVersion = 8       // UInt32
+        public static let headerSize = 12      // UInt32
+        public static let regionSize = 16      // UInt64
+        public static let ringKind = 24        // UInt32
+        public static let elementTag = 28      // UInt32
+        public static let slotSize = 32        // UInt32
+        public static let capacity = 36        // UInt32
+        public static let controlOffset = 40   // UInt64
+        public static let slotsOffset = 48     // UInt64
+        public static let sequencesOffset = 56 // UInt64, 0 for SPSC
+        public static let creatorPID = 64      // UInt32
+        public static let flags = 68           // UInt32
+        public static let epoch = 72           // UInt64
+        public static let createdAt = 80       // UInt64, CLOCK_REALTIME ns
+        public static let checksum = 88        // UInt64, FNV-1a over bytes 8..<88
+        // 96..<128 reserved, zero.
+    }
+
+    /// Ring control block offsets, relative to `controlOffset`.
+    public enum Control {
+        /// UInt64: next position the producer(s) will write. SPSC: published by
+        /// the producer (release). MPSC: the reservation counter (CAS).
+        public static let head = 0
+        /// UInt64: next position the consumer will read (release).
+        public static let tail = 128
+        /// Doorbell line: four UInt32 words used by the doorbells.
+        public static let consumerSleeping = 256
+        public static let producerSleeping = 260
+        public static let dataAvailableFutex = 264
+        public static let spaceAvailableFutex = 268
+        /// Administrative line, written only when an endpoint attaches or detaches.
+        public static let producerOwner = 384 // UInt32 pid, SPSC only
+        public static let consumerOwner = 388 // UInt32 pid
+    }
+
+    /// `flags` bits in the region header (informational).
+    public enum Flags {
+        public static let hugePages: UInt32 = 1 << 0
+        public static let anonymous: UInt32 = 1 << 1
+    }
+}

@@ -1,0 +1,25 @@
+import SystemPackage
+
+/// How a region is created.
+public struct RegionOptions: Sendable {
+    /// File mode of a named region. Default `0o600`: only the owner may attach.
+    public var permissions: FilePermissions = [.ownerReadWrite]
+    /// Touch every page at creation (`MAP_POPULATE`) so the first descriptors do
+    /// not pay page faults.
+    public var prefault = false
+    /// `mlock(2)` the mapping so it is never paged out (subject to `RLIMIT_MEMLOCK`).
+    public var lockInMemory = false
+    /// Back the region with huge pages: `MFD_HUGETLB` for anonymous regions, a
+    /// hugetlbfs mount for named ones. Fails with
+    /// ``RegionError/hugePagesUnavailable(reason:)`` where none are reserved.
+    public var hugePages = false
+    /// Fail if the named region exists (default). When `false`, an existing file
+    /// is replaced.
+    public var exclusive = true
+    /// Leave an anonymous region's fd open across `exec` so a spawned child can
+    /// attach by fd number. Default `false` (`MFD_CLOEXEC`).
+    public var inheritable = false
+
+    /// Default options: 0600, no prefault, no lock, normal pages, exclusive.
+    public init() {}
+}

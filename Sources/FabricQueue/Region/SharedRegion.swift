@@ -1,0 +1,392 @@
+import CFabricShims
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// A region of memory that several processes map: one ring of fixed-size slots
+/// and its control block, laid out as documented in `Docs/RingLayout.md`.
+///
+/// Create a region either **named** (a file, e.g. under `/dev/shm` or a
+/// hugetlbfs mount, which other processes open by path) or **anonymous** (a
+/// sealed `memfd`, shared by passing or inheriting its file descriptor). Attach
+/// to an existing one by path or by descriptor; attaching validates the whole
+/// header before anything else is touched and reports damage as a
+/// ``RegionError``.
+///
+/// The mapping is unmapped and its descriptor closed when the last reference
+/// goes away. Ring endpoints keep a reference, so memory they use cannot be
+/// unmapped under them.
+public final class SharedRegion: @unchecked Sendable {
+    /// The path of a named region, `nil` for an anonymous one.
+    public let path: FilePath?
+    /// The region's file descriptor, owned by the region (closed on deinit).
+    /// Pass it to another process (inherit it, or `SCM_RIGHTS`) to share an
+    /// anonymous region.
+    public let fileDescriptor: FileDescriptor
+    /// The validated header.
+    public let info: RegionInfo
+    /// Start of the mapping.
+    @usableFromInline let base: UnsafeMutableRawPointer
+    /// Bytes mapped.
+    public let mappedSize: Int
+    private let locked: Bool
+
+    private init(path: FilePath?, fd: FileDescriptor, base: UnsafeMutableRawPointer,
+                 mappedSize: Int, info: RegionInfo, locked: Bool) {
+        self.path = path
+        self.fileDescriptor = fd
+        self.base = base
+        self.mappedSize = mappedSize
+        self.info = info
+        self.locked = locked
+    }
+
+    deinit {
+        if locked { munlock(base, mappedSize) }
+        munmap(base, mappedSize)
+        try? fileDescriptor.close()
+    }
+
+    // MARK: Creating
+
+    /// Creates a named region at `path` holding one ring.
+    ///
+    /// Opens the file with `open(2)` (`O_CREAT|O_EXCL`, mode from
+    /// `options.permissions`), sizes it with `ftruncate(2)`, maps it with
+    /// `mmap(2)` (`MAP_SHARED`), writes the header and publishes it by storing
+    /// the magic word last (release). On any failure the file is removed.
+    ///
+    /// - Parameters:
+    ///   - path: where to create the file (`/dev/shm/NAME` for memory-backed).
+    ///   - kind: SPSC or MPSC.
+    ///   - capacity: slots, a power of two.
+    ///   - element: slot type; ``Descriptor`` by default.
+    ///   - options: permissions, prefault, mlock, huge pages.
+    public static func create<Element: RingElement>(
+        at path: FilePath, kind: RingKind, capacity: Int,
+        of element: Element.Type = Descriptor.self, options: RegionOptions = RegionOptions()
+    ) throws(RegionError) -> SharedRegion {
+        let geometry = try RingGeometry(kind: kind, capacity: capacity, slotSize: MemoryLayout<Element>.stride)
+        if !options.exclusive {
+            // Replace by unlink + exclusive create: truncating a file someone
+            // still maps would fault them with SIGBUS.
+            if Glibc.unlink(path.string) != 0 && errno != ENOENT {
+                throw .system(operation: "unlink", errno: Errno(rawValue: errno))
+            }
+        }
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readWrite,
+                                         options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
+                                         permissions: options.permissions)
+        } catch {
+            let e = error as? Errno ?? Errno(rawValue: errno)
+            if e == .fileExists { throw .alreadyExists(path: path.string) }
+            throw .system(operation: "open", errno: e)
+        }
+        do throws(RegionError) {
+            // umask may have narrowed the mode; set exactly what was asked.
+            if fchmod(fd.rawValue, mode_t(options.permissions.rawValue)) != 0 {
+                throw RegionError.system(operation: "fchmod", errno: Errno(rawValue: errno))
+            }
+            if options.hugePages && cfq_fs_type(fd.rawValue) != CFQ_HUGETLBFS_MAGIC {
+                throw RegionError.hugePagesUnavailable(
+                    reason: "\(path) is not on a hugetlbfs mount (mount one, e.g. /dev/hugepages, and reserve pages in /proc/sys/vm/nr_hugepages)")
+            }
+            return try initialize(path: path, fd: fd, geometry: geometry,
+                                  elementTag: Element.ringElementTag, flags: 0, options: options)
+        } catch {
+            _ = Glibc.unlink(path.string)
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// Creates an anonymous region: a `memfd_create(2)` file, sized, sealed
+    /// against shrinking and growing (`F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL`,
+    /// so no peer can truncate it and fault us), mapped and initialized.
+    ///
+    /// Share it by passing ``fileDescriptor`` to another process; set
+    /// ``RegionOptions/inheritable`` to let an `exec`ed child inherit it.
+    public static func createAnonymous<Element: RingElement>(
+        name: String = "fabricqueue", kind: RingKind, capacity: Int,
+        of element: Element.Type = Descriptor.self, options: RegionOptions = RegionOptions()
+    ) throws(RegionError) -> SharedRegion {
+        let geometry = try RingGeometry(kind: kind, capacity: capacity, slotSize: MemoryLayout<Element>.stride)
+        var flags = CFQ_MFD_ALLOW_SEALING
+        if !options.inheritable { flags |= CFQ_MFD_CLOEXEC }
+        if options.hugePages { flags |= CFQ_MFD_HUGETLB }
+        let raw = cfq_memfd_create(name, flags)
+        guard raw >= 0 else {
+            let e = Errno(rawValue: errno)
+            if options.hugePages {
+                throw .hugePagesUnavailable(reason: "memfd_create(MFD_HUGETLB) failed: \(e)")
+            }
+            throw .system(operation: "memfd_create", errno: e)
+        }
+        let fd = FileDescriptor(rawValue: raw)
+        do throws(RegionError) {
+            return try initialize(path: nil, fd: fd, geometry: geometry, elementTag: Element.ringElementTag,
+                                  flags: RegionLayout.Flags.anonymous, options: options)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    private static func initialize(
+        path: FilePath?, fd: FileDescriptor, geometry: RingGeometry, elementTag: UInt32,
+        flags: UInt32, options: RegionOptions
+    ) throws(RegionError) -> SharedRegion {
+        let page = options.hugePages ? 2 << 20 : Int(sysconf(Int32(_SC_PAGESIZE)))
+        let size = (geometry.requiredSize + page - 1) / page * page
+        if ftruncate(fd.rawValue, off_t(size)) != 0 {
+            let e = Errno(rawValue: errno)
+            if options.hugePages { throw .hugePagesUnavailable(reason: "ftruncate to \(size) bytes failed: \(e)") }
+            throw .system(operation: "ftruncate", errno: e)
+        }
+        if path == nil {
+            let seals = CFQ_F_SEAL_SHRINK | CFQ_F_SEAL_GROW | CFQ_F_SEAL_SEAL
+            if cfq_add_seals(fd.rawValue, seals) != 0 {
+                throw .system(operation: "fcntl(F_ADD_SEALS)", errno: Errno(rawValue: errno))
+            }
+        }
+        let base = try map(fd: fd, size: size, prefault: options.prefault, hugePages: options.hugePages)
+        var locked = false
+        if options.lockInMemory {
+            if mlock(base, size) != 0 {
+                let e = Errno(rawValue: errno)
+                munmap(base, size)
+                throw .system(operation: "mlock", errno: e)
+            }
+            locked = true
+        }
+        // The file is zero-filled by ftruncate: indices start at 0 and every
+        // MPSC slot sequence at 0, which means "not published" for every slot.
+        let info = RegionInfo(
+            kind: geometry.kind, elementTag: elementTag, geometry: geometry, regionSize: size,
+            creatorPID: getpid(), epoch: UInt64.random(in: 1...UInt64.max),
+            createdAt: realtimeNanoseconds(),
+            flags: flags | (options.hugePages ? RegionLayout.Flags.hugePages : 0))
+        writeHeader(info, to: base)
+        return SharedRegion(path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked)
+    }
+
+    private static func map(fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool) throws(RegionError) -> UnsafeMutableRawPointer {
+        let flags = MAP_SHARED | (prefault ? MAP_POPULATE : 0)
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, flags, fd.rawValue, 0), p != MAP_FAILED else {
+            let e = Errno(rawValue: errno)
+            if hugePages { throw .hugePagesUnavailable(reason: "mmap of \(size) bytes failed: \(e)") }
+            throw .system(operation: "mmap", errno: e)
+        }
+        return p
+    }
+
+    static func writeHeader(_ info: RegionInfo, to base: UnsafeMutableRawPointer) {
+        typealias H = RegionLayout.Header
+        base.storeBytes(of: RegionLayout.abiVersion, toByteOffset: H.abiVersion, as: UInt32.self)
+        base.storeBytes(of: UInt32(RegionLayout.headerSize), toByteOffset: H.headerSize, as: UInt32.self)
+        base.storeBytes(of: UInt64(info.regionSize), toByteOffset: H.regionSize, as: UInt64.self)
+        base.storeBytes(of: info.kind.rawValue, toByteOffset: H.ringKind, as: UInt32.self)
+        base.storeBytes(of: info.elementTag, toByteOffset: H.elementTag, as: UInt32.self)
+        base.storeBytes(of: UInt32(info.slotSize), toByteOffset: H.slotSize, as: UInt32.self)
+        base.storeBytes(of: UInt32(info.capacity), toByteOffset: H.capacity, as: UInt32.self)
+        base.storeBytes(of: UInt64(RegionLayout.controlOffset), toByteOffset: H.controlOffset, as: UInt64.self)
+        base.storeBytes(of: UInt64(info.geometry.slotsOffset), toByteOffset: H.slotsOffset, as: UInt64.self)
+        base.storeBytes(of: UInt64(info.geometry.sequencesOffset), toByteOffset: H.sequencesOffset, as: UInt64.self)
+        base.storeBytes(of: UInt32(bitPattern: info.creatorPID), toByteOffset: H.creatorPID, as: UInt32.self)
+        base.storeBytes(of: info.flags, toByteOffset: H.flags, as: UInt32.self)
+        base.storeBytes(of: info.epoch, toByteOffset: H.epoch, as: UInt64.self)
+        base.storeBytes(of: info.createdAt, toByteOffset: H.createdAt, as: UInt64.self)
+        base.storeBytes(of: HeaderChecksum.compute(base), toByteOffset: H.checksum, as: UInt64.self)
+        // Release: every header byte above is visible to a process that reads
+        // this magic with acquire, so a half-written header is never accepted.
+        base.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(RegionLayout.magic, ordering: .releasing)
+    }
+
+    // MARK: Attaching
+
+    /// Opens and validates the named region at `path`.
+    ///
+    /// Uses `open(2)` with `O_NONBLOCK` (a FIFO cannot block us), `fstat(2)`
+    /// (only regular files are accepted and the size is checked before
+    /// mapping, so a truncated file yields ``RegionError/truncated(fileSize:required:)``
+    /// instead of `SIGBUS`), then `mmap(2)` and header validation.
+    ///
+    /// - Parameter expectedEpoch: when given, the region must be that incarnation.
+    public static func attach(at path: FilePath, expectedEpoch: UInt64? = nil) throws(RegionError) -> SharedRegion {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(path, .readWrite, options: [.closeOnExec, .nonBlocking])
+        } catch {
+            let e = error as? Errno ?? Errno(rawValue: errno)
+            if e == .isDirectory { throw .notARegularFile(fileType: "directory") }
+            throw .system(operation: "open", errno: e)
+        }
+        do throws(RegionError) {
+            return try validateAndMap(path: path, fd: fd, expectedEpoch: expectedEpoch)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// Validates and maps the region behind `fileDescriptor` (inherited or
+    /// received over a socket). The descriptor is duplicated
+    /// (`F_DUPFD_CLOEXEC`); the caller keeps ownership of the one it passed.
+    public static func attach(fileDescriptor: FileDescriptor, expectedEpoch: UInt64? = nil) throws(RegionError) -> SharedRegion {
+        let dup = fcntl(fileDescriptor.rawValue, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0 else { throw .system(operation: "fcntl(F_DUPFD_CLOEXEC)", errno: Errno(rawValue: errno)) }
+        let fd = FileDescriptor(rawValue: dup)
+        do throws(RegionError) {
+            return try validateAndMap(path: nil, fd: fd, expectedEpoch: expectedEpoch)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    private static func validateAndMap(path: FilePath?, fd: FileDescriptor, expectedEpoch: UInt64?) throws(RegionError) -> SharedRegion {
+        var st = stat()
+        guard fstat(fd.rawValue, &st) == 0 else { throw .system(operation: "fstat", errno: Errno(rawValue: errno)) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(fileType: fileTypeName(st.st_mode)) }
+        let fileSize = Int(st.st_size)
+        guard fileSize >= RegionLayout.headerSize else {
+            throw .truncated(fileSize: fileSize, required: RegionLayout.headerSize)
+        }
+        // A memfd must be sealed against shrinking: whoever passed it to us could
+        // otherwise truncate it and fault our loads with SIGBUS. A named file has
+        // no such seal; its mode (0600 by default) keeps untrusted writers out.
+        if isMemfd(fd) {
+            let seals = cfq_get_seals(fd.rawValue)
+            if seals < 0 || seals & CFQ_F_SEAL_SHRINK == 0 { throw .missingSeals(found: seals) }
+        }
+
+        let isHuge = cfq_fs_type(fd.rawValue) == CFQ_HUGETLBFS_MAGIC
+        let base = try map(fd: fd, size: fileSize, prefault: false, hugePages: isHuge)
+        do throws(RegionError) {
+            let info = try validateHeader(base, fileSize: fileSize)
+            if let expectedEpoch, expectedEpoch != info.epoch {
+                throw .epochMismatch(expected: expectedEpoch, found: info.epoch)
+            }
+            return SharedRegion(path: path, fd: fd, base: base, mappedSize: fileSize, info: info, locked: false)
+        } catch {
+            munmap(base, fileSize)
+            throw error
+        }
+    }
+
+    /// Checks every header field against the ABI and against `fileSize`.
+    static func validateHeader(_ base: UnsafeRawPointer, fileSize: Int) throws(RegionError) -> RegionInfo {
+        typealias H = RegionLayout.Header
+        // Acquire: pairs with the creator's release store of the magic, so the
+        // fields read below are the ones it wrote before publishing.
+        let magic = UnsafeMutableRawPointer(mutating: base)
+            .assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .acquiring)
+        if magic == 0 { throw .notInitialized }
+        guard magic == RegionLayout.magic else { throw .badMagic(found: magic) }
+        func u32(_ o: Int) -> UInt32 { base.load(fromByteOffset: o, as: UInt32.self) }
+        func u64(_ o: Int) -> UInt64 { base.load(fromByteOffset: o, as: UInt64.self) }
+
+        let version = u32(H.abiVersion)
+        guard version == RegionLayout.abiVersion else {
+            throw .unsupportedVersion(found: version, supported: RegionLayout.abiVersion)
+        }
+        let headerSize = u32(H.headerSize)
+        guard headerSize == UInt32(RegionLayout.headerSize) else {
+            throw .headerSizeMismatch(found: headerSize, expected: UInt32(RegionLayout.headerSize))
+        }
+        let stored = u64(H.checksum)
+        let computed = HeaderChecksum.compute(base)
+        guard stored == computed else { throw .headerChecksumMismatch(stored: stored, computed: computed) }
+
+        guard let kind = RingKind(rawValue: u32(H.ringKind)) else { throw .unknownRingKind(u32(H.ringKind)) }
+        let geometry = try RingGeometry(kind: kind, capacity: Int(u32(H.capacity)), slotSize: Int(u32(H.slotSize)))
+        let checks: [(String, Int, UInt64)] = [
+            ("controlOffset", RegionLayout.controlOffset, u64(H.controlOffset)),
+            ("slotsOffset", geometry.slotsOffset, u64(H.slotsOffset)),
+            ("sequencesOffset", geometry.sequencesOffset, u64(H.sequencesOffset)),
+        ]
+        for (field, expected, found) in checks where UInt64(expected) != found {
+            throw .layoutMismatch(field: field, expected: UInt64(expected), found: found)
+        }
+        let regionSize = u64(H.regionSize)
+        guard regionSize >= UInt64(geometry.requiredSize) else {
+            throw .layoutMismatch(field: "regionSize", expected: UInt64(geometry.requiredSize), found: regionSize)
+        }
+        guard regionSize <= UInt64(fileSize) else {
+            throw .truncated(fileSize: fileSize, required: Int(clamping: regionSize))
+        }
+        return RegionInfo(
+            kind: kind, elementTag: u32(H.elementTag), geometry: geometry, regionSize: Int(regionSize),
+            creatorPID: Int32(bitPattern: u32(H.creatorPID)), epoch: u64(H.epoch),
+            createdAt: u64(H.createdAt), flags: u32(H.flags))
+    }
+
+    /// Whether `fd` is a memfd: its /proc link reads "/memfd:NAME (deleted)".
+    private static func isMemfd(_ fd: FileDescriptor) -> Bool {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, buffer.count - 1)
+        guard n > 0 else { return false }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).hasPrefix("/memfd:")
+    }
+
+    private static func fileTypeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "directory"
+        case S_IFIFO: "FIFO"
+        case S_IFCHR: "character device"
+        case S_IFBLK: "block device"
+        case S_IFSOCK: "socket"
+        case S_IFLNK: "symbolic link"
+        default: "file of mode 0o\(String(mode, radix: 8))"
+        }
+    }
+
+    // MARK: Removing
+
+    /// Removes the name of a named region with `unlink(2)`. Processes that have
+    /// it mapped keep using it; the memory is freed when the last one unmaps.
+    public static func unlink(at path: FilePath) throws(RegionError) {
+        if Glibc.unlink(path.string) != 0 { throw .system(operation: "unlink", errno: Errno(rawValue: errno)) }
+    }
+
+    /// Removes this region's name (see ``unlink(at:)``). Does nothing for an
+    /// anonymous region.
+    public func unlink() throws(RegionError) {
+        if let path { try Self.unlink(at: path) }
+    }
+
+    // MARK: Internal access
+
+    @inlinable
+    func pointer<T: ~Copyable>(at offset: Int, as type: T.Type) -> UnsafeMutablePointer<T> {
+        (base + offset).assumingMemoryBound(to: T.self)
+    }
+
+    /// Whether the process that created this region is still alive (`kill(pid, 0)`).
+    public var isCreatorAlive: Bool { processIsAlive(info.creatorPID) }
+}
+
+/// `kill(pid, 0)`: alive unless the kernel says there is no such process.
+func processIsAlive(_ pid: Int32) -> Bool {
+    guard pid > 0 else { return false }
+    return kill(pid, 0) == 0 || errno == EPERM
+}
+
+func realtimeNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+extension SharedRegion {
+    /// Calls `body` with the whole mapping as raw bytes, for tools and tests
+    /// that inspect or repair a region by hand. The mapping stays alive for the
+    /// duration of the call.
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try withExtendedLifetime(self) { () throws(E) -> R in
+            try body(UnsafeMutableRawBufferPointer(start: base, count: mappedSize))
+        }
+    }
+}

@@ -1,0 +1,44 @@
+/// Slots reserved by a producer for writing in place (zero copy).
+///
+/// Obtained from `reserve(upTo:)` on a producer; write each slot through
+/// ``subscript(_:)`` or the two contiguous ``parts``, then hand the
+/// reservation back to `commit(_:)`, which publishes every slot at once.
+/// Noncopyable, so it is committed at most once. The pointers stay valid while
+/// the producer that made the reservation exists.
+public struct SlotReservation<Element: RingElement>: ~Copyable {
+    /// Ring position of the first reserved slot.
+    public let position: UInt64
+    /// Number of slots reserved; 0 when the ring was full.
+    public let count: Int
+    @usableFromInline let slots: UnsafeMutablePointer<Element>
+    @usableFromInline let mask: UInt64
+
+    @inlinable
+    init(position: UInt64, count: Int, slots: UnsafeMutablePointer<Element>, mask: UInt64) {
+        self.position = position
+        self.count = count
+        self.slots = slots
+        self.mask = mask
+    }
+
+    /// Whether no slot was reserved (the ring was full).
+    @inlinable public var isEmpty: Bool { count == 0 }
+
+    /// The `index`th reserved slot, `0..<count`. The ring wraps, so consecutive
+    /// indices are not always adjacent in memory; use ``parts`` for bulk copies.
+    @inlinable
+    public subscript(index: Int) -> UnsafeMutablePointer<Element> {
+        precondition(index >= 0 && index < count, "slot index out of the reservation")
+        return slots + Int((position &+ UInt64(index)) & mask)
+    }
+
+    /// The reservation as at most two contiguous runs of slots (it splits where
+    /// the ring wraps around); the second is empty when it does not wrap.
+    @inlinable
+    public var parts: (UnsafeMutableBufferPointer<Element>, UnsafeMutableBufferPointer<Element>) {
+        let start = Int(position & mask)
+        let first = min(count, Int(mask) + 1 - start)
+        return (UnsafeMutableBufferPointer(start: slots + start, count: first),
+                UnsafeMutableBufferPointer(start: slots, count: count - first))
+    }
+}

@@ -1,0 +1,195 @@
+// fabricq-test-helper: scenarios the multi-process tests run in real child
+// processes. Not a product; invoked only by the test suite.
+//
+//   threads-produce PATH THREADS COUNT BURST FIRST_ID   MPSC producers on threads
+//   fd-produce FD COUNT BURST                         produce into an inherited memfd
+//   fd-consume FD COUNT BURST                         consume from an inherited memfd
+//   reserve-and-die PATH                              reserve an MPSC slot, then SIGKILL self
+//   hold-role PATH producer|consumer                  claim a role, print "ready", sleep
+//   corrupt-head PATH VALUE                           write garbage into the shared head
+//   raw-produce PATH COUNT BURST                      unchecked traffic, for throughput
+//   raw-consume PATH COUNT BURST                      unchecked traffic; prints M/s
+
+import FabricDiagnostics
+import FabricQueue
+import Glibc
+import Synchronization
+import SystemPackage
+
+func fail(_ message: String) -> Never {
+    var line = "fabricq-test-helper: \(message)\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(1)
+}
+
+let args = CommandLine.arguments
+guard args.count >= 2 else { fail("usage: see the comment at the top of main.swift") }
+func arg(_ i: Int) -> String {
+    guard i < args.count else { fail("missing argument \(i)") }
+    return args[i]
+}
+func int(_ i: Int) -> Int {
+    guard let value = Int(arg(i)) else { fail("argument \(i) is not an integer: \(arg(i))") }
+    return value
+}
+func ready() {
+    var line = "ready\n"
+    line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
+}
+let timeout: UInt64 = 20_000_000_000
+
+func attach(_ path: String) -> SharedRegion {
+    do { return try SharedRegion.attach(at: FilePath(path)) } catch { fail("\(path): \(error)") }
+}
+func attachFD(_ fd: Int) -> SharedRegion {
+    do { return try SharedRegion.attach(fileDescriptor: FileDescriptor(rawValue: Int32(fd))) } catch { fail("fd \(fd): \(error)") }
+}
+
+switch arg(1) {
+case "threads-produce":
+    let region = attach(arg(2))
+    let threads = int(3), count = int(4), burst = int(5), firstID = int(6)
+    let failures = Atomic<Int>(0)
+    withUnsafePointer(to: failures) { failuresPointer in
+        nonisolated(unsafe) let failuresPointer = failuresPointer
+        var ids: [pthread_t] = []
+        final class Job { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+        for t in 0..<threads {
+            let job = Job {
+                do {
+                    var producer = try MPSCProducer<Descriptor>(region: region)
+                    try TrafficRunner.produce(into: &producer, producerID: UInt32(firstID + t), count: count,
+                                              burst: burst, idleTimeoutNanoseconds: timeout)
+                } catch {
+                    // Relaxed: a counter read after the threads are joined.
+                    failuresPointer.pointee.add(1, ordering: .relaxed)
+                }
+            }
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().body()
+                return nil
+            }, Unmanaged.passRetained(job).toOpaque())
+            if rc != 0 { fail("pthread_create: \(rc)") }
+            ids.append(thread)
+        }
+        for t in ids { pthread_join(t, nil) }
+    }
+    // Relaxed: the threads have been joined.
+    if failures.load(ordering: .relaxed) != 0 { fail("a producer thread timed out") }
+
+case "fd-produce":
+    let region = attachFD(int(2))
+    do {
+        var producer = try SPSCProducer<Descriptor>(region: region)
+        try TrafficRunner.produce(into: &producer, producerID: 9, count: int(3), burst: int(4), idleTimeoutNanoseconds: timeout)
+    } catch { fail("\(error)") }
+
+case "fd-consume":
+    let region = attachFD(int(2))
+    var verifier = StreamVerifier()
+    do {
+        var consumer = try SPSCConsumer<Descriptor>(region: region)
+        try TrafficRunner.consume(from: &consumer, count: int(3), burst: int(4), idleTimeoutNanoseconds: timeout, verifier: &verifier)
+    } catch { fail("\(error)") }
+    if !verifier.isClean { fail("lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt)") }
+    print("received \(verifier.received)")
+
+case "reserve-and-die":
+    let region = attach(arg(2))
+    do {
+        var producer = try MPSCProducer<Descriptor>(region: region)
+        let reservation = producer.reserve(upTo: 1)
+        if reservation.count != 1 { fail("ring full") }
+        reservation[0].pointee = CheckedTraffic.descriptor(producer: 99, sequence: 0)
+        // Die between reserving and publishing, like a crash mid-write.
+        raise(SIGKILL)
+        producer.commit(reservation)
+    } catch { fail("\(error)") }
+
+case "hold-role":
+    let region = attach(arg(2))
+    do {
+        if arg(3) == "producer" {
+            let producer = try SPSCProducer<Descriptor>(region: region)
+            ready()
+            sleep(60)
+            _ = producer
+        } else {
+            let consumer = try SPSCConsumer<Descriptor>(region: region)
+            ready()
+            sleep(60)
+            _ = consumer
+        }
+    } catch { fail("\(error)") }
+
+case "corrupt-head":
+    // A misbehaving peer: scribble over the producer index in the shared block.
+    let region = attach(arg(2))
+    guard let value = UInt64(arg(3)) else { fail("bad value") }
+    region.withUnsafeMutableBytes { bytes in
+        bytes.storeBytes(of: value, toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.head, as: UInt64.self)
+    }
+
+case "raw-produce":
+    let region = attach(arg(2))
+    let count = int(3), burst = max(1, int(4))
+    func run<P: RingProducer & ~Copyable>(_ producer: inout P) where P.Element == Descriptor {
+        var sent = 0
+        var d = Descriptor(commandID: 0, modelID: 1, inputSize: 64, outputCapacity: 64)
+        if burst == 1 {
+            while sent < count {
+                d.commandID = UInt64(sent)
+                if producer.enqueue(d) { sent += 1 } else { SpinWait.pause() }
+            }
+        } else {
+            while sent < count {
+                let r = producer.reserve(upTo: min(burst, count - sent))
+                for i in 0..<r.count {
+                    d.commandID = UInt64(sent + i)
+                    r[i].pointee = d
+                }
+                if r.isEmpty { SpinWait.pause() }
+                sent += r.count
+                producer.commit(r)
+            }
+        }
+    }
+    do {
+        if region.info.kind == .spsc {
+            var p = try SPSCProducer<Descriptor>(region: region); run(&p)
+        } else {
+            var p = try MPSCProducer<Descriptor>(region: region); run(&p)
+        }
+    } catch { fail("\(error)") }
+
+case "raw-consume":
+    let region = attach(arg(2))
+    let count = int(3), burst = max(1, int(4))
+    var expected: UInt64 = 0
+    let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    var start: UInt64 = 0
+    func run<C: RingConsumer & ~Copyable>(_ consumer: inout C) throws(RingError) where C.Element == Descriptor {
+        var got = 0
+        while got < count {
+            let n = try consumer.dequeue(into: buffer)
+            if n == 0 { SpinWait.pause(); continue }
+            if got == 0 { start = MonotonicClock.now() }
+            for i in 0..<n where buffer[i].commandID != expected &+ UInt64(i) { fail("out of order at \(got + i)") }
+            expected &+= UInt64(n)
+            got += n
+        }
+    }
+    do {
+        if region.info.kind == .spsc {
+            var c = try SPSCConsumer<Descriptor>(region: region); try run(&c)
+        } else {
+            var c = try MPSCConsumer<Descriptor>(region: region); try run(&c)
+        }
+    } catch { fail("\(error)") }
+    let seconds = Double(MonotonicClock.now() - start) / 1e9
+    print("\(Double(count) / seconds / 1e6)")
+
+default:
+    fail("unknown scenario \(arg(1))")
+}

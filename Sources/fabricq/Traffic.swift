@@ -1,0 +1,120 @@
+import ArgumentParser
+import FabricDiagnostics
+import FabricQueue
+import Foundation
+import SystemPackage
+
+struct Produce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Post N checked descriptors (sequence number, producer id, checksum).")
+
+    @Argument(help: "Path of the region file.")
+    var path: String
+
+    @Option(help: "Descriptors to post.")
+    var count: Int
+
+    @Option(help: "Descriptors per burst (written in place with reserve/commit when > 1).")
+    var burst = 1
+
+    @Option(help: "Producer id carried in every descriptor (distinct per concurrent producer).")
+    var producerId: UInt32 = 0
+
+    @Option(help: "Give up after this many seconds without progress (ring full).")
+    var timeout: Double = 30
+
+    func run() throws {
+        let region = try attach(path)
+        let timeoutNs = UInt64(max(timeout, 0) * 1e9)
+        let start = MonotonicClock.now()
+        do {
+            switch region.info.kind {
+            case .spsc:
+                var producer = try SPSCProducer<Descriptor>(region: region)
+                try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
+                                          idleTimeoutNanoseconds: timeoutNs)
+            case .mpsc:
+                var producer = try MPSCProducer<Descriptor>(region: region)
+                try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
+                                          idleTimeoutNanoseconds: timeoutNs)
+            }
+        } catch {
+            report("\(path): \(error)")
+            throw ExitCode.failure
+        }
+        let seconds = Double(MonotonicClock.now() - start) / 1e9
+        print("produced \(count) descriptors as producer \(producerId) in \(format(seconds)) s (\(format(Double(count) / seconds / 1e6)) M/s)")
+    }
+}
+
+struct Consume: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take N descriptors, verify per-producer order and checksums, report losses.",
+        discussion: "Exits 1 on any loss, duplication, corruption, ring fault or timeout.")
+
+    @Argument(help: "Path of the region file.")
+    var path: String
+
+    @Option(help: "Descriptors to take.")
+    var count: Int
+
+    @Option(help: "Descriptors per burst.")
+    var burst = 32
+
+    @Option(help: "Give up after this many seconds with nothing received.")
+    var timeout: Double = 10
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func run() throws {
+        let region = try attach(path)
+        let timeoutNs = UInt64(max(timeout, 0) * 1e9)
+        var verifier = StreamVerifier()
+        var failure: TrafficError?
+        let start = MonotonicClock.now()
+        do {
+            switch region.info.kind {
+            case .spsc:
+                var consumer = try SPSCConsumer<Descriptor>(region: region)
+                try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
+                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier)
+            case .mpsc:
+                var consumer = try MPSCConsumer<Descriptor>(region: region)
+                try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
+                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier)
+            }
+        } catch let error as TrafficError {
+            failure = error
+        } catch {
+            report("\(path): \(error)")
+            throw ExitCode.failure
+        }
+        let seconds = Double(MonotonicClock.now() - start) / 1e9
+        let rate = Double(verifier.received) / seconds / 1e6
+        if json {
+            let fields: [String: Any] = [
+                "received": verifier.received, "lost": verifier.lost, "duplicated": verifier.duplicated,
+                "corrupt": verifier.corrupt, "producers": verifier.nextSequence.count, "seconds": seconds,
+                "millionPerSecond": rate, "error": failure.map { "\($0)" } ?? NSNull(),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("received \(verifier.received) lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt) from \(verifier.nextSequence.count) producer(s) in \(format(seconds)) s (\(format(rate)) M/s)")
+        }
+        if let failure { report("\(path): \(failure)") }
+        if failure != nil || !verifier.isClean { throw ExitCode.failure }
+    }
+}
+
+private func attach(_ path: String) throws -> SharedRegion {
+    do {
+        return try SharedRegion.attach(at: FilePath(path))
+    } catch {
+        report("\(path): \(error)")
+        throw ExitCode.failure
+    }
+}
+
+func format(_ x: Double) -> String { String(format: "%.3f", x) }
