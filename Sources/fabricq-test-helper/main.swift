@@ -49,34 +49,22 @@ switch arg(1) {
 case "threads-produce":
     let region = attach(arg(2))
     let threads = int(3), count = int(4), burst = int(5), firstID = int(6)
-    let failures = Atomic<Int>(0)
-    withUnsafePointer(to: failures) { failuresPointer in
-        nonisolated(unsafe) let failuresPointer = failuresPointer
-        var ids: [pthread_t] = []
-        final class Job { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-        for t in 0..<threads {
-            let job = Job {
-                do {
-                    var producer = try MPSCProducer<Descriptor>(region: region)
-                    try TrafficRunner.produce(into: &producer, producerID: UInt32(firstID + t), count: count,
-                                              burst: burst, idleTimeoutNanoseconds: timeout)
-                } catch {
-                    // Relaxed: a counter read after the threads are joined.
-                    failuresPointer.pointee.add(1, ordering: .relaxed)
-                }
+    final class Failures: Sendable { let count = Atomic<Int>(0) }
+    let failures = Failures()
+    runOnThreads((0..<threads).map { t in
+        { @Sendable in
+            do {
+                var producer = try MPSCProducer<Descriptor>(region: region)
+                try TrafficRunner.produce(into: &producer, producerID: UInt32(firstID + t), count: count,
+                                          burst: burst, idleTimeoutNanoseconds: timeout)
+            } catch {
+                // Relaxed: a counter read after the threads are joined.
+                failures.count.add(1, ordering: .relaxed)
             }
-            var thread = pthread_t()
-            let rc = pthread_create(&thread, nil, { raw in
-                Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().body()
-                return nil
-            }, Unmanaged.passRetained(job).toOpaque())
-            if rc != 0 { fail("pthread_create: \(rc)") }
-            ids.append(thread)
         }
-        for t in ids { pthread_join(t, nil) }
-    }
+    })
     // Relaxed: the threads have been joined.
-    if failures.load(ordering: .relaxed) != 0 { fail("a producer thread timed out") }
+    if failures.count.load(ordering: .relaxed) != 0 { fail("a producer thread timed out") }
 
 case "fd-produce":
     let region = attachFD(int(2))
@@ -132,63 +120,13 @@ case "corrupt-head":
     }
 
 case "raw-produce":
-    let region = attach(arg(2))
-    let count = int(3), burst = max(1, int(4))
-    func run<P: RingProducer & ~Copyable>(_ producer: inout P) where P.Element == Descriptor {
-        var sent = 0
-        var d = Descriptor(commandID: 0, modelID: 1, inputSize: 64, outputCapacity: 64)
-        if burst == 1 {
-            while sent < count {
-                d.commandID = UInt64(sent)
-                if producer.enqueue(d) { sent += 1 } else { SpinWait.pause() }
-            }
-        } else {
-            while sent < count {
-                let r = producer.reserve(upTo: min(burst, count - sent))
-                for i in 0..<r.count {
-                    d.commandID = UInt64(sent + i)
-                    r[i].pointee = d
-                }
-                if r.isEmpty { SpinWait.pause() }
-                sent += r.count
-                producer.commit(r)
-            }
-        }
-    }
-    do {
-        if region.info.kind == .spsc {
-            var p = try SPSCProducer<Descriptor>(region: region); run(&p)
-        } else {
-            var p = try MPSCProducer<Descriptor>(region: region); run(&p)
-        }
-    } catch { fail("\(error)") }
+    do { try rawProduce(region: attach(arg(2)), count: int(3), burst: max(1, int(4))) } catch { fail("\(error)") }
 
 case "raw-consume":
-    let region = attach(arg(2))
-    let count = int(3), burst = max(1, int(4))
-    var expected: UInt64 = 0
-    let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
-    var start: UInt64 = 0
-    func run<C: RingConsumer & ~Copyable>(_ consumer: inout C) throws(RingError) where C.Element == Descriptor {
-        var got = 0
-        while got < count {
-            let n = try consumer.dequeue(into: buffer)
-            if n == 0 { SpinWait.pause(); continue }
-            if got == 0 { start = MonotonicClock.now() }
-            for i in 0..<n where buffer[i].commandID != expected &+ UInt64(i) { fail("out of order at \(got + i)") }
-            expected &+= UInt64(n)
-            got += n
-        }
-    }
     do {
-        if region.info.kind == .spsc {
-            var c = try SPSCConsumer<Descriptor>(region: region); try run(&c)
-        } else {
-            var c = try MPSCConsumer<Descriptor>(region: region); try run(&c)
-        }
+        let rate = try rawConsume(region: attach(arg(2)), count: int(3), burst: max(1, int(4)))
+        print("\(rate)")
     } catch { fail("\(error)") }
-    let seconds = Double(MonotonicClock.now() - start) / 1e9
-    print("\(Double(count) / seconds / 1e6)")
 
 default:
     fail("unknown scenario \(arg(1))")

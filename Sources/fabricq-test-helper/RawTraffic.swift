@@ -1,0 +1,76 @@
+import FabricQueue
+import Glibc
+
+// Unchecked traffic for throughput: the loops a user would write, with the
+// endpoint a local variable of the function that runs the loop.
+
+@inline(never)
+func rawProduce(region: SharedRegion, count: Int, burst: Int) throws {
+    if region.info.kind == .spsc {
+        var producer = try SPSCProducer<Descriptor>(region: region)
+        produceLoop(&producer, count: count, burst: burst)
+    } else {
+        var producer = try MPSCProducer<Descriptor>(region: region)
+        produceLoop(&producer, count: count, burst: burst)
+    }
+}
+
+@inline(__always)
+func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int) where P.Element == Descriptor {
+    var sent = 0
+    if burst == 1 {
+        while sent < count {
+            if producer.enqueue(Descriptor(commandID: UInt64(sent), modelID: 1, inputSize: 64, outputCapacity: 64)) {
+                sent += 1
+            } else {
+                SpinWait.pause()
+            }
+        }
+        return
+    }
+    while sent < count {
+        let r = producer.reserve(upTo: min(burst, count - sent))
+        for i in 0..<r.count {
+            r[i].pointee = Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64)
+        }
+        if r.isEmpty { SpinWait.pause() }
+        sent += r.count
+        producer.commit(r)
+    }
+}
+
+/// Returns millions of descriptors per second, timed from the first arrival.
+@inline(never)
+func rawConsume(region: SharedRegion, count: Int, burst: Int) throws -> Double {
+    let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    defer { buffer.deallocate() }
+    let start: UInt64
+    if region.info.kind == .spsc {
+        var consumer = try SPSCConsumer<Descriptor>(region: region)
+        start = try consumeLoop(&consumer, count: count, buffer: buffer)
+    } else {
+        var consumer = try MPSCConsumer<Descriptor>(region: region)
+        start = try consumeLoop(&consumer, count: count, buffer: buffer)
+    }
+    return Double(count) / (Double(MonotonicClock.now() - start) / 1e9) / 1e6
+}
+
+@inline(__always)
+func consumeLoop<C: RingConsumer & ~Copyable>(
+    _ consumer: inout C, count: Int, buffer: UnsafeMutableBufferPointer<Descriptor>
+) throws(RingError) -> UInt64 where C.Element == Descriptor {
+    var got = 0
+    var start: UInt64 = 0
+    var expected: UInt64 = 0
+    while got < count {
+        let n = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(buffer.count, count - got)]))
+        if n == 0 { SpinWait.pause(); continue }
+        if got == 0 { start = MonotonicClock.now() }
+        for i in 0..<n where buffer[i].commandID != expected &+ UInt64(i) {
+            fail("out of order at \(got + i)")
+        }
+        expected &+= UInt64(n)
+        got += n
+    }
+    return start
+}

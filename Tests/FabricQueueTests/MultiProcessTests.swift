@@ -1,0 +1,188 @@
+import CFabricShims
+import FabricDiagnostics
+import FabricQueue
+import Foundation
+import Glibc
+import SystemPackage
+import XCTest
+
+/// Real processes sharing real mappings: `fabricq` (the operator tool) and
+/// `fabricq-test-helper` spawned with posix_spawn. Every wait has a deadline.
+final class MultiProcessTests: XCTestCase {
+    private func create(_ kind: RingKind, capacity: Int = 1024) throws -> (String, SharedRegion) {
+        let path = temporaryRegionPath(self)
+        return (path, try SharedRegion.create(at: FilePath(path), kind: kind, capacity: capacity))
+    }
+
+    private func assertCleanReport(_ consumer: ChildProcess, received: Int, producers: Int,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertTrue(consumer.standardOutput.contains(
+            "received \(received) lost 0 duplicated 0 corrupt 0 from \(producers) producer(s)"),
+            consumer.standardOutput + consumer.standardError, file: file, line: line)
+    }
+
+    func testSPSCTenMillionDescriptorsAcrossProcesses() throws {
+        let (path, _) = try create(.spsc)
+        let count = "10000000"
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", count, "--burst", "32", "--timeout", "20"])
+        let producer = try ChildProcess("fabricq", ["produce", path, "--count", count, "--burst", "32", "--producer-id", "7"])
+        producer.assertSuccess(timeout: 120)
+        consumer.assertSuccess(timeout: 120)
+        assertCleanReport(consumer, received: 10_000_000, producers: 1)
+    }
+
+    func testSPSCOneAtATimeAcrossProcesses() throws {
+        let (path, _) = try create(.spsc, capacity: 64)
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "500000", "--burst", "1"])
+        let producer = try ChildProcess("fabricq", ["produce", path, "--count", "500000"])
+        producer.assertSuccess(timeout: 60)
+        consumer.assertSuccess(timeout: 60)
+        assertCleanReport(consumer, received: 500_000, producers: 1)
+    }
+
+    func testMPSCProducerProcessesAndThreads() throws {
+        let (path, region) = try create(.mpsc, capacity: 512)
+        let perProducer = 300_000
+        // 3 producer processes + 1 process with 3 producer threads = 6 producers.
+        let total = perProducer * 6
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "\(total)", "--burst", "32", "--timeout", "20"])
+        var producers: [ChildProcess] = []
+        for id in 1...3 {
+            producers.append(try ChildProcess("fabricq", ["produce", path, "--count", "\(perProducer)",
+                                                          "--producer-id", "\(id)", "--burst", id == 1 ? "1" : "8"]))
+        }
+        producers.append(try ChildProcess("fabricq-test-helper", ["threads-produce", path, "3", "\(perProducer)", "4", "10"]))
+        for p in producers { p.assertSuccess(timeout: 120) }
+        consumer.assertSuccess(timeout: 120)
+        assertCleanReport(consumer, received: total, producers: 6)
+        let snapshot = region.snapshot()
+        XCTAssertEqual(snapshot.head, UInt64(total))
+        XCTAssertEqual(snapshot.tail, UInt64(total))
+        XCTAssertEqual(snapshot.unpublished, 0)
+    }
+
+    func testProducerKilledMidWriteIsDetectedAndSkipped() throws {
+        let (path, region) = try create(.mpsc, capacity: 64)
+        let dying = try ChildProcess("fabricq-test-helper", ["reserve-and-die", path])
+        guard let status = dying.wait(timeout: 30) else { return XCTFail("helper did not die") }
+        XCTAssertEqual(ChildProcess.signal(status), SIGKILL)
+        XCTAssertEqual(region.snapshot().unpublished, 1)
+
+        // Another producer is not held back by the dead one's slot.
+        let survivor = try ChildProcess("fabricq", ["produce", path, "--count", "40", "--producer-id", "2"])
+        survivor.assertSuccess(timeout: 30)
+
+        var consumer = try MPSCConsumer<Descriptor>(region: region, stallTimeout: .milliseconds(50))
+        var stall: RingError?
+        let deadline = MonotonicClock.now() + 10_000_000_000
+        while stall == nil && MonotonicClock.now() < deadline {
+            do { let d = try consumer.dequeue(); XCTAssertNil(d) } catch { stall = error }
+            usleep(1_000)
+        }
+        guard case .slotStalled(position: 0, _) = stall else { return XCTFail("stall not reported: \(String(describing: stall))") }
+        XCTAssertEqual(consumer.skipStalledSlot(), 0)
+        var verifier = StreamVerifier()
+        while let d = try consumer.dequeue() { verifier.record(d) }
+        XCTAssertEqual(verifier.received, 40)
+        XCTAssertTrue(verifier.isClean)
+        XCTAssertEqual(verifier.nextSequence, [2: 40])
+    }
+
+    func testRoleOfKilledProcessIsTakenOver() throws {
+        let (path, region) = try create(.spsc, capacity: 16)
+        let holder = try ChildProcess("fabricq-test-helper", ["hold-role", path, "producer"])
+        XCTAssertTrue(holder.waitForOutput("ready", timeout: 30), holder.standardError)
+        XCTAssertThrowsError(try SPSCProducer<Descriptor>(region: region).capacity) {
+            XCTAssertEqual($0 as? RegionError, .endpointInUse(role: "producer", ownerPID: holder.pid))
+        }
+        holder.terminate()
+        let producer = try SPSCProducer<Descriptor>(region: region)
+        XCTAssertEqual(producer.tookOverFrom, holder.pid)
+        XCTAssertEqual(region.snapshot().producerOwner, getpid())
+    }
+
+    func testAnonymousRegionSharedThroughInheritedDescriptor() throws {
+        var options = RegionOptions()
+        options.inheritable = true
+        let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 256, options: options)
+        let fd = "\(region.fileDescriptor.rawValue)"
+        let consumer = try ChildProcess("fabricq-test-helper", ["fd-consume", fd, "200000", "16"])
+        let producer = try ChildProcess("fabricq-test-helper", ["fd-produce", fd, "200000", "16"])
+        producer.assertSuccess(timeout: 60)
+        consumer.assertSuccess(timeout: 60)
+        XCTAssertTrue(consumer.standardOutput.contains("received 200000"))
+        XCTAssertEqual(region.snapshot().tail, 200_000)
+    }
+
+    func testPeerScribblingOverIndicesIsReportedNotFollowed() throws {
+        let (path, region) = try create(.spsc, capacity: 64)
+        let vandal = try ChildProcess("fabricq-test-helper", ["corrupt-head", path, "\(UInt64.max / 3)"])
+        vandal.assertSuccess(timeout: 30)
+        var consumer = try SPSCConsumer<Descriptor>(region: region)
+        XCTAssertThrowsError(try consumer.dequeue()) {
+            guard case .indicesCorrupted = $0 as? RingError else { return XCTFail("got \($0)") }
+        }
+        _ = consume consumer
+        // The tools say so in one line and exit 1, never by a signal.
+        for args in [["inspect", path], ["consume", path, "--count", "10", "--timeout", "2"]] {
+            let tool = try ChildProcess("fabricq", args)
+            guard let status = tool.wait(timeout: 30) else { return XCTFail("fabricq \(args) hung") }
+            XCTAssertTrue(ChildProcess.exitedNormally(status))
+            XCTAssertEqual(ChildProcess.exitCode(status), 1)
+            XCTAssertTrue(tool.standardError.contains("corrupt"), tool.standardError)
+        }
+    }
+
+    func testInspectReportsDamageInOneLineAndNeverCrashes() throws {
+        let (good, _) = try create(.mpsc, capacity: 32)
+        let json = try ChildProcess("fabricq", ["inspect", good, "--json"])
+        json.assertSuccess(timeout: 30)
+        let fields = try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any]
+        XCTAssertEqual(fields?["kind"] as? String, "mpsc")
+        XCTAssertEqual(fields?["capacity"] as? Int, 32)
+        XCTAssertEqual(fields?["creatorPID"] as? Int, Int(getpid()))
+
+        let truncated = temporaryRegionPath(self, "truncated")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+        try bytes.prefix(2000).write(to: URL(fileURLWithPath: truncated))
+        let garbage = temporaryRegionPath(self, "garbage")
+        try Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: garbage))
+        let cases = [
+            (truncated, "truncated"), (garbage, "bad magic"), ("/tmp", "not a regular file"),
+            ("/dev/null", "not a regular file"), ("/dev/shm/fq-no-such-region", "No such file"),
+        ]
+        for (path, message) in cases {
+            let tool = try ChildProcess("fabricq", ["inspect", path])
+            guard let status = tool.wait(timeout: 30) else { return XCTFail("inspect \(path) hung") }
+            XCTAssertTrue(ChildProcess.exitedNormally(status), "inspect \(path) died by signal")
+            XCTAssertEqual(ChildProcess.exitCode(status), 1)
+            let lines = tool.standardError.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, tool.standardError)
+            XCTAssertTrue(tool.standardError.contains(message), "\(path): \(tool.standardError)")
+        }
+    }
+
+    func testConsumeTimesOutWithoutProducer() throws {
+        let (path, _) = try create(.spsc, capacity: 8)
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "5", "--timeout", "0.3"])
+        guard let status = consumer.wait(timeout: 30) else { return XCTFail("consume ignored its timeout") }
+        XCTAssertEqual(ChildProcess.exitCode(status), 1)
+        XCTAssertTrue(consumer.standardError.contains("timed out"), consumer.standardError)
+        XCTAssertTrue(consumer.standardOutput.contains("received 0"), consumer.standardOutput)
+    }
+
+    func testCreateAndRemoveFromTheShell() throws {
+        let path = temporaryRegionPath(self, "cli")
+        let create = try ChildProcess("fabricq", ["create", path, "--kind", "spsc", "--capacity", "128"])
+        create.assertSuccess(timeout: 30)
+        XCTAssertEqual(try SharedRegion.attach(at: FilePath(path)).info.capacity, 128)
+        let again = try ChildProcess("fabricq", ["create", path, "--kind", "spsc", "--capacity", "128"])
+        XCTAssertEqual(again.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(again.standardError.contains("already exists"))
+        let bad = try ChildProcess("fabricq", ["create", path + "x", "--kind", "spsc", "--capacity", "100"])
+        XCTAssertEqual(bad.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(bad.standardError.contains("not a power of two"))
+        try ChildProcess("fabricq", ["remove", path]).assertSuccess(timeout: 30)
+        XCTAssertNotEqual(access(path, F_OK), 0)
+    }
+}
