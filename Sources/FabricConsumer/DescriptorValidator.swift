@@ -1,0 +1,63 @@
+@_exported import FabricQueue
+
+/// Why the daemon refuses a descriptor. The daemon answers such a command with
+/// an error completion and keeps serving; it never reads or writes outside the
+/// data region on the strength of a bad descriptor.
+public enum DescriptorViolation: Error, Equatable, Sendable {
+    /// No handler is registered for this model.
+    case unknownModel(UInt32)
+    /// The input range leaves the data region (or wraps around).
+    case inputOutOfBounds(offset: UInt64, size: UInt32)
+    /// The output range leaves the data region (or wraps around).
+    case outputOutOfBounds(offset: UInt64, capacity: UInt32)
+    /// Input and output ranges overlap: the handler would read what it writes.
+    case overlappingBuffers
+    /// Output capacity is below what the model needs.
+    case outputTooSmall(capacity: UInt32, required: UInt32)
+    /// A field reserved in this ABI version is not zero.
+    case reservedFieldSet
+}
+
+/// Checks descriptors that arrive from another process before anything acts on
+/// them: every offset and size must stay inside the data region, with
+/// overflow-proof arithmetic. Validate a copy (as ring consumers hand out),
+/// never the slot itself, so the producer cannot change it after the check.
+public struct DescriptorValidator: Sendable {
+    /// Size in bytes of the data region descriptors point into.
+    public let dataRegionSize: UInt64
+    /// Minimum output capacity per model id; a model missing here is unknown.
+    public var requiredOutput: [UInt32: UInt32]
+
+    /// A validator for a data region of `dataRegionSize` bytes and the given models.
+    public init(dataRegionSize: UInt64, requiredOutput: [UInt32: UInt32]) {
+        self.dataRegionSize = dataRegionSize
+        self.requiredOutput = requiredOutput
+    }
+
+    /// Whether `offset..<offset+size` lies inside the data region.
+    @inlinable
+    func contains(offset: UInt64, size: UInt64) -> Bool {
+        offset <= dataRegionSize && size <= dataRegionSize - offset
+    }
+
+    /// Throws the first violation found in `descriptor`.
+    public func validate(_ descriptor: Descriptor) throws(DescriptorViolation) {
+        guard descriptor.reserved == 0 else { throw .reservedFieldSet }
+        guard let required = requiredOutput[descriptor.modelID] else { throw .unknownModel(descriptor.modelID) }
+        guard contains(offset: descriptor.inputOffset, size: UInt64(descriptor.inputSize)) else {
+            throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
+        }
+        guard contains(offset: descriptor.outputOffset, size: UInt64(descriptor.outputCapacity)) else {
+            throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
+        }
+        let inputEnd = descriptor.inputOffset + UInt64(descriptor.inputSize)
+        let outputEnd = descriptor.outputOffset + UInt64(descriptor.outputCapacity)
+        if descriptor.inputSize > 0 && descriptor.outputCapacity > 0
+            && descriptor.inputOffset < outputEnd && descriptor.outputOffset < inputEnd {
+            throw .overlappingBuffers
+        }
+        guard descriptor.outputCapacity >= required else {
+            throw .outputTooSmall(capacity: descriptor.outputCapacity, required: required)
+        }
+    }
+}

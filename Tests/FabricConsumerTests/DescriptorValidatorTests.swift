@@ -1,0 +1,75 @@
+import FabricConsumer
+import FabricProducer
+import XCTest
+
+final class DescriptorValidatorTests: XCTestCase {
+    let validator = DescriptorValidator(dataRegionSize: 1 << 20, requiredOutput: [1: 4000, 2: 0])
+
+    private func d(model: UInt32 = 1, input: (UInt64, UInt32) = (0, 1024), output: (UInt64, UInt32) = (4096, 4000)) -> Descriptor {
+        Descriptor(commandID: 1, modelID: model, inputOffset: input.0, inputSize: input.1,
+                   outputOffset: output.0, outputCapacity: output.1)
+    }
+
+    private func violation(_ d: Descriptor) -> DescriptorViolation? {
+        do { try validator.validate(d); return nil } catch { return error }
+    }
+
+    func testValidDescriptorPasses() {
+        XCTAssertNil(violation(d()))
+        XCTAssertNil(violation(d(input: ((1 << 20) - 8, 8), output: (0, 4000))), "ends exactly at the region end")
+        XCTAssertNil(violation(d(model: 2, input: (0, 0), output: (0, 0))), "empty buffers are allowed")
+    }
+
+    func testEachViolationIsTyped() {
+        XCTAssertEqual(violation(d(model: 9)), .unknownModel(9))
+        XCTAssertEqual(violation(d(input: ((1 << 20) - 8, 9))), .inputOutOfBounds(offset: (1 << 20) - 8, size: 9))
+        XCTAssertEqual(violation(d(output: (1 << 20, 4000))), .outputOutOfBounds(offset: 1 << 20, capacity: 4000))
+        XCTAssertEqual(violation(d(output: (512, 4000))), .overlappingBuffers)
+        XCTAssertEqual(violation(d(output: (8192, 100))), .outputTooSmall(capacity: 100, required: 4000))
+        var reserved = d()
+        reserved.reserved = 1
+        XCTAssertEqual(violation(reserved), .reservedFieldSet)
+    }
+
+    func testOverflowingOffsetsCannotWrapIntoBounds() {
+        XCTAssertEqual(violation(d(input: (UInt64.max - 10, 1024))), .inputOutOfBounds(offset: UInt64.max - 10, size: 1024))
+        XCTAssertEqual(violation(d(output: (UInt64.max, UInt32.max))), .outputOutOfBounds(offset: UInt64.max, capacity: UInt32.max))
+    }
+
+    func testRandomGarbageNeverPassesOutOfBounds() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<100_000 {
+            var g = Descriptor()
+            withUnsafeMutableBytes(of: &g) { bytes in
+                for i in stride(from: 0, to: 64, by: 8) { bytes.storeBytes(of: rng.next() as UInt64, toByteOffset: i, as: UInt64.self) }
+            }
+            if Bool.random() { g.modelID = 1; g.reserved = 0 }
+            guard (try? validator.validate(g)) != nil else { continue }
+            XCTAssertLessThanOrEqual(g.inputOffset + UInt64(g.inputSize), 1 << 20)
+            XCTAssertLessThanOrEqual(g.outputOffset + UInt64(g.outputCapacity), 1 << 20)
+        }
+    }
+
+    func testSubmitterStampsAndNumbersCommands() throws {
+        let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 4)
+        var submitter = CommandSubmitter(try MPSCProducer<Descriptor>(region: region), producerID: 7, firstCommandID: 100)
+        let before = MonotonicClock.now()
+        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1024, output: 4096..<8096, userData: 42), 100)
+        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1024, output: 4096..<8096), 101)
+        XCTAssertEqual(submitter.approximateQueueDepth, 2)
+        var consumer = try MPSCConsumer<Descriptor>(region: region)
+        let first = try XCTUnwrap(try consumer.dequeue())
+        XCTAssertEqual(first.commandID, 100)
+        XCTAssertEqual(first.producerID, 7)
+        XCTAssertEqual(first.userData, 42)
+        XCTAssertEqual(first.inputSize, 1024)
+        XCTAssertEqual(first.outputOffset, 4096)
+        XCTAssertGreaterThanOrEqual(first.submitTimestamp, before)
+        XCTAssertNoThrow(try validator.validate(first))
+        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 102)
+        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 103)
+        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 104)
+        XCTAssertNil(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), "full ring is backpressure")
+        XCTAssertEqual(submitter.nextCommandID, 105)
+    }
+}
