@@ -50,7 +50,7 @@ public enum TrafficRunner {
                 continue
             }
             for i in 0..<reservation.count {
-                reservation[i].pointee = CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent + i))
+                reservation.write(CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent + i)), at: i)
             }
             sent += reservation.count
             spins = 0

@@ -31,7 +31,7 @@ func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, b
     while sent < count {
         let r = producer.reserve(upTo: min(burst, count - sent))
         for i in 0..<r.count {
-            r[i].pointee = Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64)
+            r.write(Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64), at: i)
         }
         if r.isEmpty { SpinWait.pause() }
         sent += r.count

@@ -89,7 +89,7 @@ case "reserve-and-die":
         var producer = try MPSCProducer<Descriptor>(region: region)
         let reservation = producer.reserve(upTo: 1)
         if reservation.count != 1 { fail("ring full") }
-        reservation[0].pointee = CheckedTraffic.descriptor(producer: 99, sequence: 0)
+        reservation.write(CheckedTraffic.descriptor(producer: 99, sequence: 0), at: 0)
         // Die between reserving and publishing, like a crash mid-write.
         raise(SIGKILL)
         producer.commit(reservation)

@@ -101,7 +101,7 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
             try notPublished()
             return nil
         }
-        let element = view.slots[Int(localTail & view.mask)]
+        let element = readElement(from: view.slots + Int(localTail & view.mask))
         localTail &+= 1
         // Release: our read of the slot happens before a producer that
         // acquires this tail reuses the slot.
@@ -116,7 +116,7 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
         guard let destination = buffer.baseAddress else { return 0 }
         var n = 0
         while n < buffer.count && isPublished(localTail &+ UInt64(n)) {
-            destination[n] = view.slots[Int((localTail &+ UInt64(n)) & view.mask)]
+            copyElement(from: view.slots + Int((localTail &+ UInt64(n)) & view.mask), to: destination + n)
             n += 1
         }
         guard n > 0 else {

@@ -90,7 +90,7 @@ public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public mutating func enqueue(_ element: Element) -> Bool {
         let (position, n) = claim(1)
         guard n == 1 else { return false }
-        view.slots[Int(position & view.mask)] = element
+        writeElement(element, to: view.slots + Int(position & view.mask))
         publish(position)
         return true
     }
@@ -103,7 +103,7 @@ public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
         guard n > 0, let source = elements.baseAddress else { return 0 }
         for i in 0..<Int(n) {
             let p = position &+ UInt64(i)
-            view.slots[Int(p & view.mask)] = source[i]
+            copyElement(from: source + i, to: view.slots + Int(p & view.mask))
             publish(p)
         }
         return Int(n)

@@ -67,7 +67,7 @@ public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     @inlinable
     public mutating func dequeue() throws(RingError) -> Element? {
         guard try available(wanting: 1) != 0 else { return nil }
-        let element = view.slots[Int(localTail & view.mask)]
+        let element = readElement(from: view.slots + Int(localTail & view.mask))
         localTail &+= 1
         // Release: our read of the slot happens before the producer reuses it.
         view.tail.pointee.store(localTail, ordering: .releasing)
@@ -80,10 +80,11 @@ public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public mutating func dequeue(into buffer: UnsafeMutableBufferPointer<Element>) throws(RingError) -> Int {
         let n = Int(min(try available(wanting: UInt64(buffer.count)), UInt64(buffer.count)))
         guard n > 0, let destination = buffer.baseAddress else { return 0 }
+        // At most two contiguous runs: up to the end of the slot array, then from its start.
         let start = Int(localTail & view.mask)
         let first = min(n, Int(view.capacity) - start)
-        destination.update(from: view.slots + start, count: first)
-        (destination + first).update(from: view.slots, count: n - first)
+        copyElements(from: view.slots + start, to: destination, count: first)
+        if n > first { copyElements(from: view.slots, to: destination + first, count: n - first) }
         localTail &+= UInt64(n)
         // Release: our reads of the n slots happen before the producer reuses them.
         view.tail.pointee.store(localTail, ordering: .releasing)

@@ -72,7 +72,7 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     @inlinable
     public mutating func enqueue(_ element: Element) -> Bool {
         guard freeSlots(wanting: 1) != 0 else { return false }
-        view.slots[Int(localHead & view.mask)] = element
+        writeElement(element, to: view.slots + Int(localHead & view.mask))
         localHead &+= 1
         // Release: the slot write above is visible before the new head.
         view.head.pointee.store(localHead, ordering: .releasing)
@@ -85,10 +85,11 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public mutating func enqueue(contentsOf elements: UnsafeBufferPointer<Element>) -> Int {
         let n = Int(min(freeSlots(wanting: UInt64(elements.count)), UInt64(elements.count)))
         guard n > 0, let source = elements.baseAddress else { return 0 }
+        // At most two contiguous runs: up to the end of the slot array, then from its start.
         let start = Int(localHead & view.mask)
         let first = min(n, Int(view.capacity) - start)
-        (view.slots + start).update(from: source, count: first)
-        view.slots.update(from: source + first, count: n - first)
+        copyElements(from: source, to: view.slots + start, count: first)
+        if n > first { copyElements(from: source + first, to: view.slots, count: n - first) }
         localHead &+= UInt64(n)
         // Release: all n slot writes are visible before the new head.
         view.head.pointee.store(localHead, ordering: .releasing)

@@ -32,6 +32,12 @@ public struct SlotReservation<Element: RingElement>: ~Copyable {
         return slots + Int((position &+ UInt64(index)) & mask)
     }
 
+    /// Writes `element` into the `index`th reserved slot, `0..<count`.
+    @inlinable
+    public func write(_ element: Element, at index: Int) {
+        writeElement(element, to: self[index])
+    }
+
     /// The reservation as at most two contiguous runs of slots (it splits where
     /// the ring wraps around); the second is empty when it does not wrap.
     @inlinable
