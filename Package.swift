@@ -21,12 +21,15 @@ let package = Package(
         // Tiny C shim for the syscalls Swift cannot call directly
         // (memfd_create, the variadic syscall(SYS_futex, ...), fcntl sealing).
         .target(name: "CFabricShims"),
+        // libnuma through its system headers (Debian package libnuma-dev).
+        .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
 
         // Core: shared regions, the ring layout (ABI), SPSC and MPSC rings.
         .target(
             name: "FabricQueue",
             dependencies: [
                 "CFabricShims",
+                "CNuma",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

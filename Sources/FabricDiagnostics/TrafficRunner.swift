@@ -6,11 +6,14 @@ public enum TrafficError: Error, CustomStringConvertible {
     case timedOut(done: Int)
     /// The ring reported a fault.
     case ring(RingError, done: Int)
+    /// The doorbell failed.
+    case doorbell(DoorbellError, done: Int)
 
     public var description: String {
         switch self {
         case .timedOut(let done): "timed out with no progress after \(done) descriptors"
         case .ring(let error, let done): "\(error) after \(done) descriptors"
+        case .doorbell(let error, let done): "\(error) after \(done) descriptors"
         }
     }
 }
@@ -19,14 +22,42 @@ public enum TrafficError: Error, CustomStringConvertible {
 /// `fabricq produce` / `fabricq consume` and the multi-process tests.
 public enum TrafficRunner {
     /// Sends `count` checked descriptors from `producerID` in bursts of
-    /// `burst`, spinning (with the CPU pause hint) while the ring is full.
-    /// Throws ``TrafficError/timedOut(done:)`` after `idleTimeout` nanoseconds
+    /// `burst`. Without a doorbell it spins (with the CPU pause hint) while the
+    /// ring is full; with one it uses blocking `send`, which sleeps as the
+    /// doorbell says and rings the consumer. Throws
+    /// ``TrafficError/timedOut(done:)`` after `idleTimeout` nanoseconds
     /// without progress.
     @inlinable
     public static func produce<P: RingProducer & ~Copyable>(
-        into producer: inout P, producerID: UInt32, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64
+        into producer: inout P, producerID: UInt32, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64,
+        doorbell: Doorbell? = nil
     ) throws(TrafficError) where P.Element == Descriptor {
         let burst = max(1, burst)
+        if let doorbell {
+            let timeout = Duration.nanoseconds(Int64(clamping: idleTimeoutNanoseconds))
+            let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+            defer { buffer.deallocate() }
+            var sent = 0
+            while sent < count {
+                let n = min(burst, count - sent)
+                for i in 0..<n { buffer[i] = CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent + i)) }
+                var done = 0
+                while done < n {
+                    do {
+                        done += try producer.send(contentsOf: UnsafeBufferPointer(rebasing: buffer[done..<n]),
+                                                  doorbell: doorbell, timeout: timeout)
+                    } catch {
+                        switch error {
+                        case .timedOut: throw .timedOut(done: sent + done)
+                        case .ring(let e): throw .ring(e, done: sent + done)
+                        case .doorbell(let e): throw .doorbell(e, done: sent + done)
+                        }
+                    }
+                }
+                sent += n
+            }
+            return
+        }
         var sent = 0
         var lastProgress = MonotonicClock.now()
         var spins = 0
@@ -59,12 +90,13 @@ public enum TrafficRunner {
     }
 
     /// Receives `count` descriptors in bursts of up to `burst` into `verifier`.
-    /// Throws on a ring fault or after `idleTimeout` nanoseconds with nothing
-    /// received.
+    /// Without a doorbell it spins while the ring is empty; with one it uses
+    /// blocking `receive`, which sleeps as the doorbell says. Throws on a ring
+    /// fault or after `idleTimeout` nanoseconds with nothing received.
     @inlinable
     public static func consume<C: RingConsumer & ~Copyable>(
         from consumer: inout C, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64,
-        verifier: inout StreamVerifier
+        verifier: inout StreamVerifier, doorbell: Doorbell? = nil
     ) throws(TrafficError) where C.Element == Descriptor {
         let burst = max(1, burst)
         var received = 0
@@ -72,6 +104,25 @@ public enum TrafficRunner {
         var spins = 0
         let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
         defer { buffer.deallocate() }
+        if let doorbell {
+            let timeout = Duration.nanoseconds(Int64(clamping: idleTimeoutNanoseconds))
+            while received < count {
+                let n: Int
+                do {
+                    n = try consumer.receive(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(burst, count - received)]),
+                                             doorbell: doorbell, timeout: timeout)
+                } catch {
+                    switch error {
+                    case .timedOut: throw .timedOut(done: received)
+                    case .ring(let e): throw .ring(e, done: received)
+                    case .doorbell(let e): throw .doorbell(e, done: received)
+                    }
+                }
+                for i in 0..<n { verifier.record(buffer[i]) }
+                received += n
+            }
+            return
+        }
         while received < count {
             let n: Int
             do {

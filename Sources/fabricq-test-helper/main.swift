@@ -9,6 +9,7 @@
 //   corrupt-head PATH VALUE                           write garbage into the shared head
 //   raw-produce PATH COUNT BURST                      unchecked traffic, for throughput
 //   raw-consume PATH COUNT BURST                      unchecked traffic; prints M/s
+//   pingpong KIND COUNT DELAYS                        round trips to a spawned echo peer (PingPong.swift)
 
 import FabricDiagnostics
 import FabricQueue
@@ -127,6 +128,15 @@ case "raw-consume":
         let rate = try rawConsume(region: attach(arg(2)), count: int(3), burst: max(1, int(4)))
         print("\(rate)")
     } catch { fail("\(error)") }
+
+case "pingpong":
+    runPingPong(kind: arg(2), count: int(3), delays: int(4) != 0,
+                cpu: args.count > 6 ? int(5) : nil, echoCPU: args.count > 6 ? int(6) : nil)
+
+case "echo":
+    runEcho(kind: arg(2), count: int(3), delays: int(4) != 0,
+            requestFD: Int32(int(5)), responseFD: Int32(int(6)), socketFD: Int32(int(7)),
+            cpu: args.count > 8 ? int(8) : nil)
 
 default:
     fail("unknown scenario \(arg(1))")

@@ -27,6 +27,12 @@ struct Create: ParsableCommand {
     @Flag(help: "Use huge pages (PATH must be on hugetlbfs).")
     var hugePages = false
 
+    @Option(help: "Bind the region's pages to this NUMA node (mbind before first touch).")
+    var numaNode: Int?
+
+    @Flag(help: "Interleave the region's pages across all NUMA nodes.")
+    var interleave = false
+
     func run() throws {
         guard let bits = UInt32(mode, radix: 8), bits <= 0o777 else {
             throw ValidationError("--mode must be octal, e.g. 600")
@@ -36,9 +42,12 @@ struct Create: ParsableCommand {
         options.exclusive = !force
         options.prefault = prefault
         options.hugePages = hugePages
+        if numaNode != nil && interleave { throw ValidationError("--numa-node and --interleave exclude each other") }
+        options.placement = numaNode.map { .node($0) } ?? (interleave ? .interleave : nil)
         do {
             let region = try SharedRegion.create(at: FilePath(path), kind: kind, capacity: capacity, options: options)
             print("created \(path): \(kind) ring, capacity \(region.info.capacity), \(region.info.regionSize) bytes, epoch 0x\(String(region.info.epoch, radix: 16))")
+            if let placement = region.placement { print("placement: \(placement)") }
         } catch {
             report("\(path): \(error)")
             throw ExitCode.failure

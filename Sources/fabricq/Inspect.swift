@@ -14,6 +14,9 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(inversion: .prefixedNo, help: "Read every page before asking where it is (pages this process never touched are otherwise reported as not yet touched).")
+    var touchPages = true
+
     struct Report: Codable {
         var path: String
         var magic: String
@@ -34,10 +37,13 @@ struct Inspect: ParsableCommand {
         var unpublished: Int
         var producerOwner: Int32
         var consumerOwner: Int32
-        var consumerSleeping: UInt32
-        var producerSleeping: UInt32
+        var dataWaiters: UInt32
+        var spaceWaiters: UInt32
         var dataAvailableFutex: UInt32
         var spaceAvailableFutex: UInt32
+        var numaAvailable: Bool
+        var pagesPerNode: [String: Int]
+        var untouchedPages: Int
     }
 
     func run() throws {
@@ -50,6 +56,11 @@ struct Inspect: ParsableCommand {
         }
         let info = region.info
         let s = region.snapshot()
+        var pagesPerNode: [String: Int] = [:]
+        var untouched = 0
+        for status in (try? region.nodesOfPages(faultingIn: touchPages)) ?? [] {
+            if status >= 0 { pagesPerNode[String(status), default: 0] += 1 } else { untouched += 1 }
+        }
         let created = Date(timeIntervalSince1970: Double(info.createdAt) / 1e9)
         let r = Report(
             path: path, magic: "FABRICQR", abiVersion: RegionLayout.abiVersion, kind: info.kind.description,
@@ -58,8 +69,9 @@ struct Inspect: ParsableCommand {
             epoch: "0x" + String(info.epoch, radix: 16), createdAt: ISO8601DateFormatter().string(from: created),
             head: s.head, tail: s.tail, occupancy: s.occupancy, indicesConsistent: s.indicesConsistent,
             unpublished: s.unpublished, producerOwner: s.producerOwner, consumerOwner: s.consumerOwner,
-            consumerSleeping: s.consumerSleeping, producerSleeping: s.producerSleeping,
-            dataAvailableFutex: s.dataAvailableFutex, spaceAvailableFutex: s.spaceAvailableFutex)
+            dataWaiters: s.dataWaiters, spaceWaiters: s.spaceWaiters,
+            dataAvailableFutex: s.dataAvailableFutex, spaceAvailableFutex: s.spaceAvailableFutex,
+            numaAvailable: NUMA.isAvailable, pagesPerNode: pagesPerNode, untouchedPages: untouched)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -78,7 +90,8 @@ struct Inspect: ParsableCommand {
                 occupancy    \(r.occupancy) / \(r.capacity)\(r.indicesConsistent ? "" : "  ** INDICES CORRUPT **")\(info.kind == .mpsc ? ", \(r.unpublished) reserved but unpublished" : "")
                 producer     \(info.kind == .spsc ? owner(r.producerOwner) : "any (mpsc)")
                 consumer     \(owner(r.consumerOwner))
-                doorbell     consumer sleeping \(r.consumerSleeping), producer sleeping \(r.producerSleeping), data futex \(r.dataAvailableFutex), space futex \(r.spaceAvailableFutex)
+                pages        \(r.pagesPerNode.sorted { $0.key < $1.key }.map { "\($0.value) on node \($0.key)" }.joined(separator: ", "))\(r.untouchedPages > 0 ? ", \(r.untouchedPages) not yet touched" : "")\(r.numaAvailable ? "" : " (NUMA unavailable)")
+                doorbell     waiting for data \(r.dataWaiters), waiting for space \(r.spaceWaiters), data futex \(r.dataAvailableFutex), space futex \(r.spaceAvailableFutex)
                 """)
         }
         if !s.indicesConsistent {

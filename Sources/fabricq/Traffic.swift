@@ -4,6 +4,20 @@ import FabricQueue
 import Foundation
 import SystemPackage
 
+/// `--doorbell poll|futex|adaptive` (eventfd needs descriptor passing, which
+/// separate shell commands cannot do).
+enum DoorbellChoice: String, ExpressibleByArgument, CaseIterable {
+    case poll, futex, adaptive
+
+    func doorbell(spinMicroseconds: Int) -> Doorbell? {
+        switch self {
+        case .poll: nil  // the spinning loop: no fences, no syscalls
+        case .futex: .futex
+        case .adaptive: .adaptive(spinFor: .microseconds(spinMicroseconds), then: .futex)
+        }
+    }
+}
+
 struct Produce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post N checked descriptors (sequence number, producer id, checksum).")
@@ -23,8 +37,15 @@ struct Produce: ParsableCommand {
     @Option(help: "Give up after this many seconds without progress (ring full).")
     var timeout: Double = 30
 
+    @Option(help: "How to wait for space and wake the consumer: poll, futex or adaptive.")
+    var doorbell: DoorbellChoice = .poll
+
+    @Option(help: "Adaptive doorbell: microseconds to spin before sleeping.")
+    var spinMicroseconds = 50
+
     func run() throws {
         let region = try attach(path)
+        let bell = doorbell.doorbell(spinMicroseconds: spinMicroseconds)
         let timeoutNs = UInt64(max(timeout, 0) * 1e9)
         let start = MonotonicClock.now()
         do {
@@ -32,11 +53,11 @@ struct Produce: ParsableCommand {
             case .spsc:
                 var producer = try SPSCProducer<Descriptor>(region: region)
                 try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs)
+                                          idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
             case .mpsc:
                 var producer = try MPSCProducer<Descriptor>(region: region)
                 try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs)
+                                          idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
             }
         } catch {
             report("\(path): \(error)")
@@ -61,14 +82,21 @@ struct Consume: ParsableCommand {
     @Option(help: "Descriptors per burst.")
     var burst = 32
 
-    @Option(help: "Give up after this many seconds with nothing received.")
+    @Option(help: "Give up after this many seconds with nothing received (with a futex or adaptive doorbell, sleeping meanwhile).")
     var timeout: Double = 10
+
+    @Option(help: "How to wait for data and wake producers: poll (spin), futex (sleep) or adaptive (spin, then sleep).")
+    var doorbell: DoorbellChoice = .poll
+
+    @Option(help: "Adaptive doorbell: microseconds to spin before sleeping.")
+    var spinMicroseconds = 50
 
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func run() throws {
         let region = try attach(path)
+        let bell = doorbell.doorbell(spinMicroseconds: spinMicroseconds)
         let timeoutNs = UInt64(max(timeout, 0) * 1e9)
         var verifier = StreamVerifier()
         var failure: TrafficError?
@@ -78,11 +106,11 @@ struct Consume: ParsableCommand {
             case .spsc:
                 var consumer = try SPSCConsumer<Descriptor>(region: region)
                 try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier)
+                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
             case .mpsc:
                 var consumer = try MPSCConsumer<Descriptor>(region: region)
                 try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier)
+                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
             }
         } catch let error as TrafficError {
             failure = error

@@ -50,6 +50,32 @@ static inline void cfq_cpu_relax(void) {
 #endif
 }
 
+/// eventfd(2). Returns the fd or -1 with errno.
+int cfq_eventfd(unsigned int initval, int flags);
+extern const int CFQ_EFD_CLOEXEC;
+extern const int CFQ_EFD_NONBLOCK;
+extern const int CFQ_EFD_SEMAPHORE;
+
+/// sendmsg(2) one byte of `tag` with `fd` attached as SCM_RIGHTS on a Unix
+/// socket. Returns 0 or -1 with errno.
+int cfq_send_fd(int socket, int fd, unsigned char tag);
+
+/// recvmsg(2) one byte and one SCM_RIGHTS descriptor (received with
+/// MSG_CMSG_CLOEXEC). Returns the descriptor, or -1 with errno (EBADMSG when
+/// the message carried no descriptor; ECONNRESET on end of stream).
+int cfq_recv_fd(int socket, unsigned char *tag);
+
+/// ppoll(2) for POLLIN on one fd with a relative timeout in nanoseconds (< 0:
+/// forever). Returns 1 when readable, 0 on timeout or EINTR, -1 with errno
+/// (EBADF when the fd is not open).
+int cfq_poll_readable(int fd, int64_t timeout_ns);
+
+/// pthread_setaffinity_np(pthread_self(), {cpu}). Returns 0 or an errno value.
+int cfq_pin_current_thread(int cpu);
+
+/// sched_getcpu(3): the CPU the caller runs on, or -1.
+int cfq_current_cpu(void);
+
 /// statfs(2) f_type of the filesystem holding `fd` (to recognise hugetlbfs), or -1.
 int64_t cfq_fs_type(int fd);
 extern const int64_t CFQ_HUGETLBFS_MAGIC;

@@ -48,6 +48,8 @@ public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
     case hugePagesUnavailable(reason: String)
     /// Another live process already holds this exclusive ring role.
     case endpointInUse(role: String, ownerPID: Int32)
+    /// The requested NUMA placement could not be applied.
+    case placement(NUMAError)
 
     public var description: String {
         switch self {
@@ -89,6 +91,8 @@ public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
             "memfd region is not sealed against shrinking (seals 0x\(String(found, radix: 16)))"
         case .hugePagesUnavailable(let reason):
             "huge pages unavailable: \(reason)"
+        case .placement(let error):
+            "NUMA placement failed: \(error)"
         case .endpointInUse(let role, let pid):
             "the \(role) role of this ring is held by live process \(pid)"
         }

@@ -54,9 +54,12 @@ public enum RegionLayout {
         public static let head = 0
         /// UInt64: next position the consumer will read (release).
         public static let tail = 128
-        /// Doorbell line: four UInt32 words used by the doorbells.
-        public static let consumerSleeping = 256
-        public static let producerSleeping = 260
+        /// Doorbell line. UInt32: how many processes are asleep (or about to
+        /// sleep) waiting for data; a notifier makes a wake-up syscall only
+        /// when it is non-zero.
+        public static let dataWaiters = 256
+        /// UInt32: how many are asleep waiting for space.
+        public static let spaceWaiters = 260
         public static let dataAvailableFutex = 264
         public static let spaceAvailableFutex = 268
         /// Administrative line, written only when an endpoint attaches or detaches.

@@ -20,6 +20,12 @@ public struct RegionOptions: Sendable {
     /// attach by fd number. Default `false` (`MFD_CLOEXEC`).
     public var inheritable = false
 
+    /// NUMA placement of the region's pages, applied with `mbind(2)` before
+    /// any page is touched. `nil` (default): the kernel's default policy.
+    /// Where NUMA is unavailable the request is a no-op and
+    /// ``SharedRegion/placement`` says so; a node that does not exist is an error.
+    public var placement: MemoryPlacement? = nil
+
     /// Default options: 0600, no prefault, no lock, normal pages, exclusive.
     public init() {}
 }

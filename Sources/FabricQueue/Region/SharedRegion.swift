@@ -29,16 +29,20 @@ public final class SharedRegion: @unchecked Sendable {
     @usableFromInline let base: UnsafeMutableRawPointer
     /// Bytes mapped.
     public let mappedSize: Int
+    /// What became of ``RegionOptions/placement`` (nil: none was requested, or
+    /// this process attached rather than created).
+    public let placement: PlacementOutcome?
     private let locked: Bool
 
     private init(path: FilePath?, fd: FileDescriptor, base: UnsafeMutableRawPointer,
-                 mappedSize: Int, info: RegionInfo, locked: Bool) {
+                 mappedSize: Int, info: RegionInfo, locked: Bool, placement: PlacementOutcome? = nil) {
         self.path = path
         self.fileDescriptor = fd
         self.base = base
         self.mappedSize = mappedSize
         self.info = info
         self.locked = locked
+        self.placement = placement
     }
 
     deinit {
@@ -151,7 +155,23 @@ public final class SharedRegion: @unchecked Sendable {
                 throw .system(operation: "fcntl(F_ADD_SEALS)", errno: Errno(rawValue: errno))
             }
         }
-        let base = try map(fd: fd, size: size, prefault: options.prefault, hugePages: options.hugePages)
+        // With a placement, set the policy before the first touch, then prefault.
+        let base = try map(fd: fd, size: size, prefault: options.prefault && options.placement == nil,
+                           hugePages: options.hugePages)
+        var placement: PlacementOutcome?
+        if let requested = options.placement {
+            do {
+                placement = try NUMA.place(UnsafeMutableRawBufferPointer(start: base, count: size), requested)
+            } catch {
+                munmap(base, size)
+                throw .placement(error)
+            }
+            if options.prefault {
+                let page = options.hugePages ? 2 << 20 : Int(sysconf(Int32(_SC_PAGESIZE)))
+                // Not shared with anyone yet (no magic): plain stores fault the pages in.
+                for offset in stride(from: 0, to: size, by: page) { (base + offset).storeBytes(of: 0, as: UInt8.self) }
+            }
+        }
         var locked = false
         if options.lockInMemory {
             if mlock(base, size) != 0 {
@@ -169,7 +189,8 @@ public final class SharedRegion: @unchecked Sendable {
             createdAt: realtimeNanoseconds(),
             flags: flags | (options.hugePages ? RegionLayout.Flags.hugePages : 0))
         writeHeader(info, to: base)
-        return SharedRegion(path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked)
+        return SharedRegion(path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked,
+                            placement: placement)
     }
 
     private static func map(fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool) throws(RegionError) -> UnsafeMutableRawPointer {
@@ -362,6 +383,27 @@ public final class SharedRegion: @unchecked Sendable {
     @inlinable
     func pointer<T: ~Copyable>(at offset: Int, as type: T.Type) -> UnsafeMutablePointer<T> {
         (base + offset).assumingMemoryBound(to: T.self)
+    }
+
+    /// The NUMA node of each page of the mapping (see ``NUMA/nodesOfPages(_:)``):
+    /// a node number, or a negative errno (`-ENOENT`: not present).
+    ///
+    /// `move_pages(2)` answers for this process's page tables, so a page
+    /// another process created shows as not present until this one touches
+    /// it. With `faultingIn`, each page is read first (a read of a page never
+    /// written allocates it under the region's placement policy), so the answer
+    /// says where every page of the region is or will be.
+    public func nodesOfPages(faultingIn: Bool = false) throws(NUMAError) -> [Int32] {
+        try withExtendedLifetime(self) { () throws(NUMAError) -> [Int32] in
+            if faultingIn {
+                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+                for offset in stride(from: 0, to: mappedSize, by: page) {
+                    // Relaxed atomic load: a read the compiler cannot drop, racing with nobody.
+                    _ = (base + offset).assumingMemoryBound(to: Atomic<UInt8>.self).pointee.load(ordering: .relaxed)
+                }
+            }
+            return try NUMA.nodesOfPages(UnsafeRawBufferPointer(start: base, count: mappedSize))
+        }
     }
 
     /// Whether the process that created this region is still alive (`kill(pid, 0)`).

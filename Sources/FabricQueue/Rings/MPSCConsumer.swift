@@ -35,6 +35,7 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
                 stallTimeout: Duration = .milliseconds(500)) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .mpsc)
         let previousOwner = try EndpointRole.claim(.consumer, word: view.ownerWord(EndpointRole.consumer.offset))
+        if previousOwner != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }
         self.view = view
         self.tookOverFrom = previousOwner
         self.region = region

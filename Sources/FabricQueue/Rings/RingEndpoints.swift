@@ -15,6 +15,14 @@ public protocol RingProducer: ~Copyable {
     mutating func reserve(upTo count: Int) -> SlotReservation<Element>
     /// Publishes a reservation.
     mutating func commit(_ reservation: consuming SlotReservation<Element>)
+    /// Appends one element, waiting for space on `doorbell` up to `timeout`; rings the consumer.
+    @discardableResult
+    mutating func send(_ element: Element, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> DoorbellWait
+    /// Appends as many as fit once there is space; rings the consumer; returns how many.
+    mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    /// Wakes a sleeping consumer (no syscall when none sleeps).
+    @discardableResult
+    func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
 }
 
 /// What every consuming end offers.
@@ -31,6 +39,13 @@ public protocol RingConsumer: ~Copyable {
     mutating func dequeue() throws(RingError) -> Element?
     /// Copies out up to `buffer.count` elements; returns how many.
     mutating func dequeue(into buffer: UnsafeMutableBufferPointer<Element>) throws(RingError) -> Int
+    /// Removes the oldest element, waiting on `doorbell` up to `timeout`; rings producers.
+    mutating func receive(doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Element
+    /// Copies out up to `buffer.count` once at least one is there; rings producers.
+    mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    /// Wakes producers sleeping for space (no syscall when none sleeps).
+    @discardableResult
+    func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
 }
 
 extension SPSCProducer: RingProducer {}

@@ -13,10 +13,10 @@ public struct RingSnapshot: Equatable, Sendable {
     public var indicesConsistent: Bool
     /// MPSC: positions in `tail..<head` reserved but not yet published.
     public var unpublished: Int
-    /// Doorbell words (see `Docs/RingLayout.md`).
-    public var consumerSleeping: UInt32
-    /// Doorbell words (see `Docs/RingLayout.md`).
-    public var producerSleeping: UInt32
+    /// Processes asleep waiting for data.
+    public var dataWaiters: UInt32
+    /// Processes asleep waiting for space.
+    public var spaceWaiters: UInt32
     /// Doorbell futex word rung when data is posted.
     public var dataAvailableFutex: UInt32
     /// Doorbell futex word rung when space is freed.
@@ -57,8 +57,8 @@ extension SharedRegion {
         return RingSnapshot(
             head: head, tail: tail, occupancy: occupancy, indicesConsistent: consistent,
             unpublished: unpublished,
-            consumerSleeping: u32(RegionLayout.Control.consumerSleeping),
-            producerSleeping: u32(RegionLayout.Control.producerSleeping),
+            dataWaiters: u32(RegionLayout.Control.dataWaiters),
+            spaceWaiters: u32(RegionLayout.Control.spaceWaiters),
             dataAvailableFutex: u32(RegionLayout.Control.dataAvailableFutex),
             spaceAvailableFutex: u32(RegionLayout.Control.spaceAvailableFutex),
             producerOwner: Int32(bitPattern: u32(RegionLayout.Control.producerOwner)),

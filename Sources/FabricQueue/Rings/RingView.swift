@@ -11,7 +11,7 @@ struct RingView<Element: RingElement> {
     @usableFromInline let sequences: UnsafeMutablePointer<Atomic<UInt64>>
     @usableFromInline let capacity: UInt64
     @usableFromInline let mask: UInt64
-    let control: UnsafeMutableRawPointer
+    @usableFromInline let control: UnsafeMutableRawPointer
 
     /// Validates that `region` holds a `kind` ring of `Element` and takes its pointers.
     init(region: SharedRegion, kind: RingKind) throws(RegionError) {
@@ -50,6 +50,13 @@ struct RingView<Element: RingElement> {
         let t = tail.pointee.load(ordering: .relaxed)
         let h = head.pointee.load(ordering: .relaxed)
         if h &- t > capacity { throw .indicesCorrupted(head: h, tail: t, capacity: Int(capacity)) }
+    }
+
+    /// After taking over a dead endpoint's role: its sleeping announcement on
+    /// `waitersOffset` is stale (it will never decrement it), so clear it.
+    func clearStaleWaiters(_ waitersOffset: Int) {
+        // Relaxed: only a hint that makes notifiers skip their syscall.
+        (control + waitersOffset).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.store(0, ordering: .relaxed)
     }
 
     func ownerWord(_ offset: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {

@@ -26,6 +26,7 @@ public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public init(region: SharedRegion, of element: Element.Type = Element.self) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .spsc)
         tookOverFrom = try EndpointRole.claim(.consumer, word: view.ownerWord(EndpointRole.consumer.offset))
+        if tookOverFrom != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }
         self.region = region
         self.view = view
         // Acquire: resume after a previous consumer's last release of tail.

@@ -26,6 +26,7 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public init(region: SharedRegion, of element: Element.Type = Element.self) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .spsc)
         tookOverFrom = try EndpointRole.claim(.producer, word: view.ownerWord(EndpointRole.producer.offset))
+        if tookOverFrom != nil { view.clearStaleWaiters(RegionLayout.Control.spaceWaiters) }
         self.region = region
         self.view = view
         // Acquire: resume after everything a previous (possibly dead) producer

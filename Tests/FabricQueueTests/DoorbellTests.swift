@@ -1,0 +1,141 @@
+import FabricDiagnostics
+import FabricQueue
+import Glibc
+import SystemPackage
+import XCTest
+
+final class DoorbellTests: XCTestCase {
+    private func kinds() throws -> [(String, Doorbell)] {
+        [("busyPoll", .busyPoll), ("busyPollYielding", .busyPoll(yieldingEvery: 64)), ("futex", .futex),
+         ("eventFD", .eventFD(dataAvailable: try EventFD(), spaceAvailable: try EventFD())),
+         ("adaptive", .adaptive(spinFor: .microseconds(200), then: .futex))]
+    }
+
+    func testReceiveOnEmptyRingTimesOutWithinBounds() throws {
+        for (name, doorbell) in try kinds() {
+            let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
+            var consumer = try SPSCConsumer<Descriptor>(region: region)
+            let start = MonotonicClock.now()
+            XCTAssertThrowsError(try consumer.receive(doorbell: doorbell, timeout: .milliseconds(50)).commandID, name) {
+                XCTAssertEqual($0 as? RingWaitError, .timedOut, name)
+            }
+            let elapsed = MonotonicClock.now() - start
+            XCTAssertGreaterThanOrEqual(elapsed, 50_000_000, name)
+            XCTAssertLessThan(elapsed, 1_000_000_000, "\(name) overslept: \(elapsed) ns")
+            XCTAssertEqual(region.snapshot().dataWaiters, 0, "\(name) left its waiter announcement behind")
+        }
+    }
+
+    func testSendOnFullRingTimesOut() throws {
+        for (name, doorbell) in try kinds() {
+            let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 2)
+            var producer = try MPSCProducer<Descriptor>(region: region)
+            XCTAssertTrue(producer.enqueue(Descriptor()))
+            XCTAssertTrue(producer.enqueue(Descriptor()))
+            XCTAssertThrowsError(try producer.send(Descriptor(), doorbell: doorbell, timeout: .milliseconds(30)), name) {
+                XCTAssertEqual($0 as? RingWaitError, .timedOut, name)
+            }
+        }
+    }
+
+    func testRingingWithNobodyAsleepMakesNoSyscall() throws {
+        let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
+        let producer = try SPSCProducer<Descriptor>(region: region)
+        XCTAssertFalse(try producer.ringConsumer(.futex))
+        XCTAssertEqual(region.snapshot().dataAvailableFutex, 0, "the futex word only moves when someone sleeps")
+    }
+
+    func testSleepingConsumerIsWokenAndSpuriousWakeupsAreCounted() throws {
+        for doorbell in [Doorbell.futex, .eventFD(dataAvailable: try EventFD(), spaceAvailable: try EventFD())] {
+            let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
+            final class Box: @unchecked Sendable { var wait: DoorbellWait?; var error: Error? }
+            let box = Box()
+            runOnThreads([
+                {
+                    do {
+                        var consumer = try SPSCConsumer<Descriptor>(region: region)
+                        box.wait = try consumer.waitUntilReadable(doorbell: doorbell, timeout: .seconds(10))
+                    } catch { box.error = error }
+                },
+                {
+                    do {
+                        var producer = try SPSCProducer<Descriptor>(region: region)
+                        func awaitSleeper() {
+                            let end = MonotonicClock.now() + 5_000_000_000
+                            while region.snapshot().dataWaiters == 0 && MonotonicClock.now() < end { usleep(200) }
+                            usleep(2_000)  // let it reach futex_wait / poll
+                        }
+                        awaitSleeper()
+                        try producer.ringConsumer(doorbell)  // nothing posted: a spurious wake-up
+                        awaitSleeper()
+                        XCTAssertTrue(producer.enqueue(Descriptor(commandID: 1)))
+                        XCTAssertTrue(try producer.ringConsumer(doorbell))
+                    } catch { box.error = error }
+                },
+            ])
+            XCTAssertNil(box.error)
+            XCTAssertEqual(box.wait?.isReady, true)
+            XCTAssertEqual(box.wait?.sleeps, 2)
+            XCTAssertEqual(box.wait?.spuriousWakeups, 1)
+            XCTAssertEqual(region.snapshot().dataWaiters, 0)
+        }
+    }
+
+    func testClosedEventFDIsATypedError() throws {
+        let data = try EventFD(), space = try EventFD()
+        data.close()
+        data.close()  // idempotent
+        XCTAssertThrowsError(try data.signal()) {
+            XCTAssertEqual($0 as? DoorbellError, .eventFD(operation: "write", errno: .badFileDescriptor))
+        }
+        let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
+        var consumer = try SPSCConsumer<Descriptor>(region: region)
+        XCTAssertThrowsError(try consumer.receive(doorbell: .eventFD(dataAvailable: data, spaceAvailable: space),
+                                                  timeout: .seconds(5)).commandID) {
+            XCTAssertEqual($0 as? RingWaitError, .doorbell(.eventFD(operation: "ppoll", errno: .badFileDescriptor)))
+        }
+        XCTAssertEqual(region.snapshot().dataWaiters, 0)
+    }
+
+    func testAdoptingSomethingElseIsRefused() throws {
+        XCTAssertThrowsError(try EventFD(adopting: FileDescriptor(rawValue: 987_654))) {
+            XCTAssertEqual($0 as? DoorbellError, .eventFD(operation: "fcntl", errno: .badFileDescriptor))
+        }
+        let fd = open("/dev/null", O_RDONLY)
+        XCTAssertThrowsError(try EventFD(adopting: FileDescriptor(rawValue: fd))) {
+            XCTAssertEqual($0 as? DoorbellError, .notAnEventFD("/dev/null"))
+        }
+        close(fd)
+    }
+
+    func testEventFDCounterAndSemaphoreSemantics() throws {
+        let counter = try EventFD()
+        try counter.signal()
+        try counter.signal(2)
+        XCTAssertTrue(try counter.wait(timeoutNanoseconds: 0))
+        XCTAssertEqual(try counter.consume(), 3)
+        XCTAssertEqual(try counter.consume(), 0)
+        XCTAssertFalse(try counter.wait(timeoutNanoseconds: 1_000_000))
+        let semaphore = try EventFD(semaphore: true)
+        try semaphore.signal(2)
+        XCTAssertEqual(try semaphore.consume(), 1)
+        XCTAssertEqual(try semaphore.consume(), 1)
+        XCTAssertEqual(try semaphore.consume(), 0)
+    }
+
+    func testEventFDPassesOverUnixSocket() throws {
+        let (a, b) = try FileDescriptorPassing.socketPair()
+        defer { try? a.close(); try? b.close() }
+        let original = try EventFD()
+        try original.send(over: a, tag: 7)
+        let (received, tag) = try EventFD.receive(over: b)
+        XCTAssertEqual(tag, 7)
+        XCTAssertNotEqual(received.fileDescriptor, original.fileDescriptor)
+        try original.signal(5)
+        XCTAssertEqual(try received.consume(), 5, "both descriptors name one kernel counter")
+        try a.close()
+        XCTAssertThrowsError(try EventFD.receive(over: b)) {
+            XCTAssertEqual($0 as? DoorbellError, .socket(operation: "recvmsg", errno: .connectionReset))
+        }
+    }
+}
