@@ -5,22 +5,22 @@ import Glibc
 // endpoint a local variable of the function that runs the loop.
 
 @inline(never)
-func rawProduce(region: SharedRegion, count: Int, burst: Int) throws {
+func rawProduce(region: SharedRegion, count: Int, burst: Int, producerID: UInt32) throws {
     if region.info.kind == .spsc {
         var producer = try SPSCProducer<Descriptor>(region: region)
-        produceLoop(&producer, count: count, burst: burst)
+        produceLoop(&producer, count: count, burst: burst, producerID: producerID)
     } else {
         var producer = try MPSCProducer<Descriptor>(region: region)
-        produceLoop(&producer, count: count, burst: burst)
+        produceLoop(&producer, count: count, burst: burst, producerID: producerID)
     }
 }
 
 @inline(__always)
-func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int) where P.Element == Descriptor {
+func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int, producerID: UInt32) where P.Element == Descriptor {
     var sent = 0
     if burst == 1 {
         while sent < count {
-            if producer.enqueue(Descriptor(commandID: UInt64(sent), modelID: 1, inputSize: 64, outputCapacity: 64)) {
+            if producer.enqueue(Descriptor(commandID: UInt64(sent), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID)) {
                 sent += 1
             } else {
                 SpinWait.pause()
@@ -31,7 +31,7 @@ func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, b
     while sent < count {
         let r = producer.reserve(upTo: min(burst, count - sent))
         for i in 0..<r.count {
-            r.write(Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64), at: i)
+            r.write(Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID), at: i)
         }
         if r.isEmpty { SpinWait.pause() }
         sent += r.count
@@ -61,15 +61,22 @@ func consumeLoop<C: RingConsumer & ~Copyable>(
 ) throws(RingError) -> UInt64 where C.Element == Descriptor {
     var got = 0
     var start: UInt64 = 0
-    var expected: UInt64 = 0
+    // Next sequence per producer id (ids 0...3), checked as in the C reference.
+    var expected: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     while got < count {
         let n = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(buffer.count, count - got)]))
         if n == 0 { SpinWait.pause(); continue }
         if got == 0 { start = MonotonicClock.now() }
-        for i in 0..<n where buffer[i].commandID != expected &+ UInt64(i) {
-            fail("out of order at \(got + i)")
+        for i in 0..<n {
+            let ok: Bool
+            switch buffer[i].producerID & 3 {
+            case 0: ok = buffer[i].commandID == expected.0; expected.0 &+= 1
+            case 1: ok = buffer[i].commandID == expected.1; expected.1 &+= 1
+            case 2: ok = buffer[i].commandID == expected.2; expected.2 &+= 1
+            default: ok = buffer[i].commandID == expected.3; expected.3 &+= 1
+            }
+            if !ok { fail("out of order at \(got + i)") }
         }
-        expected &+= UInt64(n)
         got += n
     }
     return start

@@ -7,7 +7,7 @@
 //   reserve-and-die PATH                              reserve an MPSC slot, then SIGKILL self
 //   hold-role PATH producer|consumer                  claim a role, print "ready", sleep
 //   corrupt-head PATH VALUE                           write garbage into the shared head
-//   raw-produce PATH COUNT BURST                      unchecked traffic, for throughput
+//   raw-produce PATH COUNT BURST [PRODUCER_ID]        unchecked traffic, for throughput
 //   raw-consume PATH COUNT BURST                      unchecked traffic; prints M/s
 //   pingpong KIND COUNT DELAYS                        round trips to a spawned echo peer (PingPong.swift)
 
@@ -121,7 +121,10 @@ case "corrupt-head":
     }
 
 case "raw-produce":
-    do { try rawProduce(region: attach(arg(2)), count: int(3), burst: max(1, int(4))) } catch { fail("\(error)") }
+    do {
+        try rawProduce(region: attach(arg(2)), count: int(3), burst: max(1, int(4)),
+                       producerID: args.count > 5 ? UInt32(int(5)) : 0)
+    } catch { fail("\(error)") }
 
 case "raw-consume":
     do {

@@ -1,14 +1,17 @@
-// Two processes ping-pong through two futex words in a shared mapping: the
-// bare syscall cost of a blocking wake round trip, the reference for the
-// Swift futex doorbell. Parent pinned to CPU 0, child to CPU 1.
-//   c_futex_pingpong COUNT      prints p50/p99/max round trip in ns
+// Two processes ping-pong, each sleeping until the other rings: the bare
+// syscall cost of a blocking wake round trip, the reference for the Swift
+// futex and eventfd doorbells. Parent pinned to CPU 0, child to CPU 1.
+//   c_doorbell_pingpong futex|eventfd COUNT      prints p50/p99/max in ns
 #define _GNU_SOURCE
 #include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -39,8 +42,41 @@ static int cmp(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
+// eventfd: write 1 to ring, poll + read to wait (as the Swift doorbell does).
+static void efd_ring(int fd) { uint64_t one = 1; if (write(fd, &one, 8) != 8) exit(1); }
+static void efd_wait(int fd) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    uint64_t v;
+    while (poll(&p, 1, -1) < 1) {}
+    if (read(fd, &v, 8) != 8) exit(1);
+}
+static int eventfd_mode(long count, uint64_t *lat) {
+    int ping = eventfd(0, 0), pong = eventfd(0, 0);
+    pid_t child = fork();
+    if (child == 0) {
+        pin(1);
+        for (long i = 0; i < count; i++) { efd_wait(ping); efd_ring(pong); }
+        _exit(0);
+    }
+    pin(0);
+    for (long i = 0; i < count; i++) {
+        uint64_t t = now_ns();
+        efd_ring(ping);
+        efd_wait(pong);
+        lat[i] = now_ns() - t;
+    }
+    waitpid(child, NULL, 0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    long count = argc > 1 ? atol(argv[1]) : 100000;
+    const char *mode = argc > 1 ? argv[1] : "futex";
+    long count = argc > 2 ? atol(argv[2]) : 100000;
+    uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)count);
+    if (strcmp(mode, "eventfd") == 0) {
+        eventfd_mode(count, lat);
+        goto report;
+    }
     _Atomic uint32_t *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     _Atomic uint32_t *ping = &w[0], *pong = &w[16];  // separate cache lines
     pid_t child = fork();
@@ -51,7 +87,6 @@ int main(int argc, char **argv) {
         _exit(0);
     }
     pin(0);
-    uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)count);
     uint32_t seen = 0;
     for (long i = 0; i < count; i++) {
         uint64_t t = now_ns();
@@ -60,8 +95,9 @@ int main(int argc, char **argv) {
         lat[i] = now_ns() - t;
     }
     waitpid(child, NULL, 0);
+report:
     qsort(lat, (size_t)count, sizeof *lat, cmp);
-    printf("kind=c-futex count=%ld p50_ns=%lu p99_ns=%lu max_ns=%lu\n", count,
+    printf("kind=c-%s count=%ld p50_ns=%lu p99_ns=%lu max_ns=%lu\n", mode, count,
            (unsigned long)lat[count / 2], (unsigned long)lat[count * 99 / 100], (unsigned long)lat[count - 1]);
     return 0;
 }
