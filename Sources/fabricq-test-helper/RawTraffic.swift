@@ -47,17 +47,17 @@ func rawConsume(region: SharedRegion, count: Int, burst: Int) throws -> Double {
     let start: UInt64
     if region.info.kind == .spsc {
         var consumer = try SPSCConsumer<Descriptor>(region: region)
-        start = try consumeLoop(&consumer, count: count, buffer: buffer)
+        start = try consumeLoop(&consumer, count: count, buffer: buffer, producers: 1)
     } else {
         var consumer = try MPSCConsumer<Descriptor>(region: region)
-        start = try consumeLoop(&consumer, count: count, buffer: buffer)
+        start = try consumeLoop(&consumer, count: count, buffer: buffer, producers: 4)
     }
     return Double(count) / (Double(MonotonicClock.now() - start) / 1e9) / 1e6
 }
 
 @inline(__always)
 func consumeLoop<C: RingConsumer & ~Copyable>(
-    _ consumer: inout C, count: Int, buffer: UnsafeMutableBufferPointer<Descriptor>
+    _ consumer: inout C, count: Int, buffer: UnsafeMutableBufferPointer<Descriptor>, producers: Int
 ) throws(RingError) -> UInt64 where C.Element == Descriptor {
     var got = 0
     var start: UInt64 = 0
@@ -67,6 +67,13 @@ func consumeLoop<C: RingConsumer & ~Copyable>(
         let n = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(buffer.count, count - got)]))
         if n == 0 { SpinWait.pause(); continue }
         if got == 0 { start = MonotonicClock.now() }
+        if producers == 1 {
+            // One producer: one sequence, checked exactly as the C reference does.
+            for i in 0..<n where buffer[i].commandID != expected.0 &+ UInt64(i) { fail("out of order at \(got + i)") }
+            expected.0 &+= UInt64(n)
+            got += n
+            continue
+        }
         for i in 0..<n {
             let ok: Bool
             switch buffer[i].producerID & 3 {

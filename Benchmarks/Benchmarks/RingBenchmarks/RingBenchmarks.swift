@@ -1,0 +1,156 @@
+// Microbenchmarks of the hot paths, with the suite's malloc counter: every
+// benchmark here must allocate nothing while it is measured (the threshold
+// below is absolute zero, checked by `swift package benchmark thresholds check`).
+//
+// Producer and consumer run on two threads of this process over a real
+// shared region; the cross-process figures against C, DPDK and Boost come
+// from Benchmarks/compare.py.
+
+import Benchmark
+import FabricQueue
+import Glibc
+import Synchronization
+
+let descriptorsPerIteration = 1_000_000
+
+/// A producer thread started before measurement begins, released by `go`.
+final class ProducerThread: @unchecked Sendable {
+    let go = Atomic<Bool>(false)
+    var thread = pthread_t()
+    let body: @Sendable () -> Void
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        self.body = body
+        let context = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<ProducerThread>.fromOpaque(raw!).takeRetainedValue()
+            // Acquire: pairs with `start`'s release; spin so starting costs no syscall.
+            while !me.go.load(ordering: .acquiring) { SpinWait.pause() }
+            me.body()
+            return nil
+        }, context)
+    }
+
+    func start() {
+        // Release: the producer starts after everything set up before it.
+        go.store(true, ordering: .releasing)
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
+
+func spscThroughput(burst: Int, _ benchmark: Benchmark) throws {
+    let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 1024)
+    let count = descriptorsPerIteration
+    let producer = ProducerThread {
+        guard var ring = try? SPSCProducer<Descriptor>(region: region) else { return }
+        var sent = 0
+        while sent < count {
+            let r = ring.reserve(upTo: min(burst, count - sent))
+            for i in 0..<r.count { r.write(Descriptor(commandID: UInt64(sent + i), inputSize: 64), at: i) }
+            if r.isEmpty { SpinWait.pause() }
+            sent += r.count
+            ring.commit(r)
+        }
+    }
+    var consumer = try SPSCConsumer<Descriptor>(region: region)
+    let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    defer { buffer.deallocate() }
+    benchmark.startMeasurement()
+    producer.start()
+    var got = 0
+    while got < count {
+        let n = try consumer.dequeue(into: buffer)
+        if n == 0 { SpinWait.pause() }
+        got += n
+    }
+    benchmark.stopMeasurement()
+    producer.join()
+    blackHole(buffer[0])
+}
+
+func mpscThroughput(producers: Int, burst: Int, _ benchmark: Benchmark) throws {
+    let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 1024)
+    let perProducer = descriptorsPerIteration / producers
+    let threads = (0..<producers).map { id in
+        ProducerThread {
+            guard var ring = try? MPSCProducer<Descriptor>(region: region) else { return }
+            var sent = 0
+            while sent < perProducer {
+                let r = ring.reserve(upTo: min(burst, perProducer - sent))
+                for i in 0..<r.count {
+                    r.write(Descriptor(commandID: UInt64(sent + i), producerID: UInt32(id)), at: i)
+                }
+                if r.isEmpty { SpinWait.pause() }
+                sent += r.count
+                ring.commit(r)
+            }
+        }
+    }
+    var consumer = try MPSCConsumer<Descriptor>(region: region)
+    let buffer = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    defer { buffer.deallocate() }
+    benchmark.startMeasurement()
+    threads.forEach { $0.start() }
+    var got = 0
+    while got < perProducer * producers {
+        let n = try consumer.dequeue(into: buffer)
+        if n == 0 { SpinWait.pause() }
+        got += n
+    }
+    benchmark.stopMeasurement()
+    threads.forEach { $0.join() }
+}
+
+func pingPong(doorbell: Doorbell, roundTrips: Int, _ benchmark: Benchmark) throws {
+    let request = try SharedRegion.createAnonymous(kind: .spsc, capacity: 64)
+    let response = try SharedRegion.createAnonymous(kind: .spsc, capacity: 64)
+    let echo = ProducerThread {
+        guard var inbox = try? SPSCConsumer<Descriptor>(region: request),
+              var outbox = try? SPSCProducer<Descriptor>(region: response) else { return }
+        for _ in 0..<roundTrips {
+            guard let d = try? inbox.receive(doorbell: doorbell, timeout: .seconds(10)),
+                  (try? outbox.send(d, doorbell: doorbell, timeout: .seconds(10))) != nil else { return }
+        }
+    }
+    var outbox = try SPSCProducer<Descriptor>(region: request)
+    var inbox = try SPSCConsumer<Descriptor>(region: response)
+    benchmark.startMeasurement()
+    echo.start()
+    for i in 0..<roundTrips {
+        try outbox.send(Descriptor(commandID: UInt64(i)), doorbell: doorbell, timeout: .seconds(10))
+        blackHole(try inbox.receive(doorbell: doorbell, timeout: .seconds(10)))
+    }
+    benchmark.stopMeasurement()
+    echo.join()
+}
+
+// Names are plain identifiers: benchmark 1.38.1 stores threshold files under
+// shell-safe names but looks them up by the raw name.
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        scalingFactor: .mega,
+        maxDuration: .seconds(3),
+        maxIterations: 10,
+        thresholds: [.mallocCountTotal: .init(absolute: [.p0: 0, .p25: 0, .p50: 0, .p75: 0, .p90: 0, .p99: 0, .p100: 0])]
+    )
+
+    for burst in [1, 8, 32] {
+        Benchmark("SPSC_two_threads_burst_\(burst)") { benchmark in try spscThroughput(burst: burst, benchmark) }
+    }
+    for burst in [1, 8, 32] {
+        Benchmark("MPSC_2_producers_burst_\(burst)") { benchmark in
+            try mpscThroughput(producers: 2, burst: burst, benchmark)
+        }
+    }
+    Benchmark("PingPong_busy_poll_100k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try pingPong(doorbell: .busyPoll, roundTrips: 100_000, benchmark)
+    }
+    Benchmark("PingPong_futex_5k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try pingPong(doorbell: .futex, roundTrips: 5_000, benchmark)
+    }
+    Benchmark("PingPong_adaptive_100k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try pingPong(doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), roundTrips: 100_000, benchmark)
+    }
+}
