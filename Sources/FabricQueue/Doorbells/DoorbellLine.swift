@@ -32,8 +32,17 @@ import SystemPackage
 /// between the waiter's last check and its sleep. With an eventfd the counter
 /// plays the futex word's part: a signal sent before the waiter polls leaves
 /// the counter non-zero and the poll returns at once.
+///
+/// The waiter word counts futex sleepers in its low 16 bits and eventfd
+/// sleepers in its high 16 bits, so a notifier makes exactly the wake-up
+/// calls someone is waiting for (one syscall per ring, not two).
 @usableFromInline
 struct DoorbellLine {
+    /// Added to the waiter word by a futex sleeper.
+    @usableFromInline static let futexSleeper: UInt32 = 1
+    /// Added to the waiter word by an eventfd sleeper.
+    @usableFromInline static let eventFDSleeper: UInt32 = 1 << 16
+
     @usableFromInline let waiters: UnsafeMutablePointer<Atomic<UInt32>>
     @usableFromInline let futexWord: UnsafeMutablePointer<Atomic<UInt32>>
     @usableFromInline let isData: Bool
@@ -61,13 +70,16 @@ struct DoorbellLine {
         // F2: orders the caller's index store before the waiter-count load below.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         // Relaxed: the fence above provides the ordering.
-        guard waiters.pointee.load(ordering: .relaxed) != 0 else { return false }
-        // Always ring the futex too: a waiter on another doorbell kind (or a
-        // process whose configuration differs) is still woken.
-        // Release: a waiter that sees the new word also sees the condition.
+        let sleeping = waiters.pointee.load(ordering: .relaxed)
+        guard sleeping != 0 else { return false }
+        // The futex word moves on every ring that finds a sleeper, so that a
+        // futex waiter between its check and its sleep never sleeps on a stale
+        // ticket. Release: a waiter that sees the new word also sees the condition.
         futexWord.pointee.add(1, ordering: .releasing)
-        _ = cfq_futex_wake(UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self), Int32.max)
-        if let eventFD = eventFD(doorbell) { try eventFD.signal() }
+        if sleeping & 0xFFFF != 0 {
+            _ = cfq_futex_wake(UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self), Int32.max)
+        }
+        if sleeping >> 16 != 0, let eventFD = eventFD(doorbell) { try eventFD.signal() }
         return true
     }
 
@@ -96,23 +108,24 @@ struct DoorbellLine {
 
         // Sleep phase.
         let eventFD = eventFD(doorbell)
+        let announcement = eventFD == nil ? Self.futexSleeper : Self.eventFDSleeper
         while true {
             let now = MonotonicClock.now()
             if now >= deadline { return result }
             // Acquire: pairs with the notifier's release increment.
             let ticket = futexWord.pointee.load(ordering: .acquiring)
             // Relaxed: ordered before the condition check by F1.
-            waiters.pointee.add(1, ordering: .relaxed)
+            waiters.pointee.add(announcement, ordering: .relaxed)
             // F1: orders the waiter-count store before the condition load.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             let readyNow: Bool
             do { readyNow = try check() } catch {
-                waiters.pointee.subtract(1, ordering: .relaxed)
+                waiters.pointee.subtract(announcement, ordering: .relaxed)
                 throw error
             }
             if readyNow {
                 // Relaxed: only a hint for notifiers.
-                waiters.pointee.subtract(1, ordering: .relaxed)
+                waiters.pointee.subtract(announcement, ordering: .relaxed)
                 result.isReady = true
                 return result
             }
@@ -123,7 +136,7 @@ struct DoorbellLine {
                     woke = try eventFD.wait(timeoutNanoseconds: remaining)
                     if woke { try eventFD.consume() }
                 } catch {
-                    waiters.pointee.subtract(1, ordering: .relaxed)
+                    waiters.pointee.subtract(announcement, ordering: .relaxed)
                     throw .doorbell(error)
                 }
             } else {
@@ -132,13 +145,13 @@ struct DoorbellLine {
                     let e = Errno(rawValue: errno)
                     if e == .timedOut { woke = false }
                     else if e != .resourceTemporarilyUnavailable && e != .interrupted {
-                        waiters.pointee.subtract(1, ordering: .relaxed)
+                        waiters.pointee.subtract(announcement, ordering: .relaxed)
                         throw .doorbell(.futex(errno: e))
                     }
                 }
             }
             // Relaxed: only a hint for notifiers.
-            waiters.pointee.subtract(1, ordering: .relaxed)
+            waiters.pointee.subtract(announcement, ordering: .relaxed)
             result.sleeps += 1
             if try check() { result.isReady = true; return result }
             if woke { result.spuriousWakeups += 1 }
