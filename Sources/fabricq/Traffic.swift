@@ -18,6 +18,17 @@ enum DoorbellChoice: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// The doorbell options `produce` and `consume` share.
+struct DoorbellOptions: ParsableArguments {
+    @Option(help: "How to wait for the peer and wake it: poll (spin), futex (sleep) or adaptive (spin, then sleep).")
+    var doorbell: DoorbellChoice = .poll
+
+    @Option(help: "Adaptive doorbell: microseconds to spin before sleeping.")
+    var spinMicroseconds = 50
+
+    var selected: Doorbell? { doorbell.doorbell(spinMicroseconds: spinMicroseconds) }
+}
+
 struct Produce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Post N checked descriptors (sequence number, producer id, checksum).")
@@ -37,15 +48,11 @@ struct Produce: ParsableCommand {
     @Option(help: "Give up after this many seconds without progress (ring full).")
     var timeout: Double = 30
 
-    @Option(help: "How to wait for space and wake the consumer: poll, futex or adaptive.")
-    var doorbell: DoorbellChoice = .poll
-
-    @Option(help: "Adaptive doorbell: microseconds to spin before sleeping.")
-    var spinMicroseconds = 50
+    @OptionGroup var wake: DoorbellOptions
 
     func run() throws {
         let region = try attach(path)
-        let bell = doorbell.doorbell(spinMicroseconds: spinMicroseconds)
+        let bell = wake.selected
         let timeoutNs = UInt64(max(timeout, 0) * 1e9)
         let start = MonotonicClock.now()
         do {
@@ -85,18 +92,14 @@ struct Consume: ParsableCommand {
     @Option(help: "Give up after this many seconds with nothing received (with a futex or adaptive doorbell, sleeping meanwhile).")
     var timeout: Double = 10
 
-    @Option(help: "How to wait for data and wake producers: poll (spin), futex (sleep) or adaptive (spin, then sleep).")
-    var doorbell: DoorbellChoice = .poll
-
-    @Option(help: "Adaptive doorbell: microseconds to spin before sleeping.")
-    var spinMicroseconds = 50
+    @OptionGroup var wake: DoorbellOptions
 
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func run() throws {
         let region = try attach(path)
-        let bell = doorbell.doorbell(spinMicroseconds: spinMicroseconds)
+        let bell = wake.selected
         let timeoutNs = UInt64(max(timeout, 0) * 1e9)
         var verifier = StreamVerifier()
         var failure: TrafficError?

@@ -185,4 +185,37 @@ final class MultiProcessTests: XCTestCase {
         try ChildProcess("fabricq", ["remove", path]).assertSuccess(timeout: 30)
         XCTAssertNotEqual(access(path, F_OK), 0)
     }
+
+    func testConsumeSleepsOnFutexDoorbellAndIsWokenByProduce() throws {
+        let (path, region) = try create(.mpsc, capacity: 64)
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "500", "--doorbell", "futex", "--timeout", "20"])
+        // It announces itself as a sleeper instead of spinning.
+        let end = MonotonicClock.now() + 10_000_000_000
+        while region.snapshot().dataWaiters == 0 && MonotonicClock.now() < end { usleep(1_000) }
+        XCTAssertEqual(region.snapshot().dataWaiters, 1, "consumer never went to sleep")
+        let producer = try ChildProcess("fabricq", ["produce", path, "--count", "500", "--burst", "4", "--doorbell", "futex"])
+        producer.assertSuccess(timeout: 30)
+        consumer.assertSuccess(timeout: 30)
+        assertCleanReport(consumer, received: 500, producers: 1)
+        XCTAssertEqual(region.snapshot().dataWaiters, 0)
+    }
+
+    func testCreateOnNUMANodeAndInspectReportsPages() throws {
+        let path = temporaryRegionPath(self, "numa")
+        let create = try ChildProcess("fabricq", ["create", path, "--kind", "spsc", "--capacity", "1024", "--numa-node", "0", "--prefault"])
+        create.assertSuccess(timeout: 30)
+        XCTAssertTrue(create.standardOutput.contains(NUMA.isAvailable ? "placement: applied (node 0)" : "NUMA unavailable"),
+                      create.standardOutput)
+        let inspect = try ChildProcess("fabricq", ["inspect", path, "--json"])
+        inspect.assertSuccess(timeout: 30)
+        let fields = try JSONSerialization.jsonObject(with: Data(inspect.standardOutput.utf8)) as? [String: Any]
+        let pages = fields?["pagesPerNode"] as? [String: Int]
+        XCTAssertEqual(pages?.keys.sorted(), ["0"])
+        XCTAssertEqual(pages?["0"], 69632 / 4096)
+        XCTAssertEqual(fields?["untouchedPages"] as? Int, 0)
+        let bad = try ChildProcess("fabricq", ["create", path + "-bad", "--kind", "spsc", "--capacity", "8", "--numa-node", "7"])
+        XCTAssertEqual(bad.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(bad.standardError.contains("NUMA node 7 does not exist"), bad.standardError)
+        XCTAssertNotEqual(access(path + "-bad", F_OK), 0)
+    }
 }
