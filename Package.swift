@@ -21,6 +21,9 @@ let package = Package(
         // Tiny C shim for the syscalls Swift cannot call directly
         // (memfd_create, the variadic syscall(SYS_futex, ...), fcntl sealing).
         .target(name: "CFabricShims"),
+        // The ABI for C peers: include/fabricqueue.h (header-only) and a probe
+        // that lets the Swift tests compare its offsets with the Swift layout.
+        .target(name: "CFabricQueueABI"),
         // libnuma through its system headers (Debian package libnuma-dev).
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
 
@@ -59,7 +62,7 @@ let package = Package(
 
         .testTarget(
             name: "FabricQueueTests",
-            dependencies: ["FabricQueue", "FabricDiagnostics", "CFabricShims", "fabricq-test-helper", "fabricq"]
+            dependencies: ["FabricQueue", "FabricDiagnostics", "CFabricShims", "CFabricQueueABI", "fabricq-test-helper", "fabricq"]
         ),
         .testTarget(
             name: "FabricConsumerTests",

@@ -1,0 +1,29 @@
+// Exposes the C header's sizes and offsets to Swift, where a test compares
+// them with MemoryLayout and RegionLayout (the two definitions of the ABI).
+#include "fabricqueue.h"
+#include "abi_probe.h"
+
+#define ENTRY(type, field) { #type "." #field, offsetof(type, field) }
+static const fq_abi_entry entries[] = {
+    { "sizeof.fq_region_header", sizeof(fq_region_header) },
+    { "sizeof.fq_control", sizeof(fq_control) },
+    { "sizeof.fq_descriptor", sizeof(fq_descriptor) },
+    ENTRY(fq_region_header, magic), ENTRY(fq_region_header, abi_version), ENTRY(fq_region_header, header_size),
+    ENTRY(fq_region_header, region_size), ENTRY(fq_region_header, ring_kind), ENTRY(fq_region_header, element_tag),
+    ENTRY(fq_region_header, slot_size), ENTRY(fq_region_header, capacity), ENTRY(fq_region_header, control_offset),
+    ENTRY(fq_region_header, slots_offset), ENTRY(fq_region_header, sequences_offset),
+    ENTRY(fq_region_header, creator_pid), ENTRY(fq_region_header, flags), ENTRY(fq_region_header, epoch),
+    ENTRY(fq_region_header, created_at), ENTRY(fq_region_header, checksum),
+    ENTRY(fq_control, head), ENTRY(fq_control, tail), ENTRY(fq_control, data_waiters),
+    ENTRY(fq_control, space_waiters), ENTRY(fq_control, data_futex), ENTRY(fq_control, space_futex),
+    ENTRY(fq_control, producer_owner), ENTRY(fq_control, consumer_owner),
+    ENTRY(fq_descriptor, command_id), ENTRY(fq_descriptor, model_id), ENTRY(fq_descriptor, flags),
+    ENTRY(fq_descriptor, input_offset), ENTRY(fq_descriptor, output_offset), ENTRY(fq_descriptor, input_size),
+    ENTRY(fq_descriptor, output_capacity), ENTRY(fq_descriptor, submit_timestamp),
+    ENTRY(fq_descriptor, producer_id), ENTRY(fq_descriptor, reserved), ENTRY(fq_descriptor, user_data),
+};
+
+size_t fq_abi_entry_count(void) { return sizeof entries / sizeof entries[0]; }
+const fq_abi_entry *fq_abi_entry_at(size_t i) { return i < fq_abi_entry_count() ? &entries[i] : NULL; }
+uint64_t fq_abi_checksum(const void *header) { return fq_header_checksum(header); }
+int fq_abi_attach_status(void *base, size_t size) { fq_ring r; return (int)fq_attach(base, size, &r); }

@@ -1,0 +1,329 @@
+/*
+ * fabricqueue.h: the FabricQueue shared-memory ABI, version 1, for C peers.
+ *
+ * One header, no library: include it in a C11 program (gcc or clang, Linux)
+ * to attach to a region a Swift FabricQueue process created, and post or
+ * take 64-byte descriptors. Docs/RingLayout.md is the prose version of this
+ * file; a Swift test checks that every offset here equals the Swift one.
+ *
+ * Memory ordering. Every atomic states its ordering and why, and matches the
+ * Swift implementation exactly. x86 is strongly ordered and hides missing
+ * barriers; RISC-V (RVWMO) and Arm are not, which is why none is implicit.
+ */
+#ifndef FABRICQUEUE_H
+#define FABRICQUEUE_H
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "The FabricQueue ABI is little-endian."
+#endif
+
+#define FQ_MAGIC 0x5251434952424146ULL /* "FABRICQR" */
+#define FQ_ABI_VERSION 1u
+#define FQ_HEADER_SIZE 128u
+#define FQ_CONTROL_OFFSET 128u
+#define FQ_CONTROL_SIZE 512u
+#define FQ_SLOTS_OFFSET 640u
+#define FQ_RING_SPSC 1u
+#define FQ_RING_MPSC 2u
+#define FQ_ELEMENT_DESCRIPTOR 1u
+#define FQ_MAX_CAPACITY (1u << 24)
+
+/* Region header, offset 0. `magic` is written last (release) by the creator. */
+typedef struct fq_region_header {
+    _Atomic uint64_t magic;    /*  0 */
+    uint32_t abi_version;      /*  8 */
+    uint32_t header_size;      /* 12 */
+    uint64_t region_size;      /* 16 */
+    uint32_t ring_kind;        /* 24 */
+    uint32_t element_tag;      /* 28 */
+    uint32_t slot_size;        /* 32 */
+    uint32_t capacity;         /* 36 */
+    uint64_t control_offset;   /* 40 */
+    uint64_t slots_offset;     /* 48 */
+    uint64_t sequences_offset; /* 56 */
+    uint32_t creator_pid;      /* 64 */
+    uint32_t flags;            /* 68 */
+    uint64_t epoch;            /* 72 */
+    uint64_t created_at;       /* 80 */
+    uint64_t checksum;         /* 88: FNV-1a 64 over bytes 8..87 */
+    uint8_t reserved[32];      /* 96 */
+} fq_region_header;
+
+/* Ring control block at control_offset: producer and consumer state 128 bytes apart. */
+typedef struct fq_control {
+    _Atomic uint64_t head;            /*   0: next position to write (MPSC: reservation counter) */
+    uint8_t pad0[120];
+    _Atomic uint64_t tail;            /* 128: next position to read */
+    uint8_t pad1[120];
+    _Atomic uint32_t data_waiters;    /* 256: sleepers waiting for data (bits 0-15 futex, 16-31 eventfd) */
+    _Atomic uint32_t space_waiters;   /* 260: sleepers waiting for space */
+    _Atomic uint32_t data_futex;      /* 264 */
+    _Atomic uint32_t space_futex;     /* 268 */
+    uint8_t pad2[112];
+    _Atomic uint32_t producer_owner;  /* 384: SPSC producer role, pid or 0 */
+    _Atomic uint32_t consumer_owner;  /* 388: consumer role, pid or 0 */
+    uint8_t pad3[120];
+} fq_control;
+
+/* The 64-byte command descriptor (element tag 1). Offsets into the data region, never pointers. */
+typedef struct fq_descriptor {
+    uint64_t command_id;       /*  0 */
+    uint32_t model_id;         /*  8 */
+    uint32_t flags;            /* 12 */
+    uint64_t input_offset;     /* 16 */
+    uint64_t output_offset;    /* 24 */
+    uint32_t input_size;       /* 32 */
+    uint32_t output_capacity;  /* 36 */
+    uint64_t submit_timestamp; /* 40: CLOCK_MONOTONIC ns */
+    uint32_t producer_id;      /* 48 */
+    uint32_t reserved;         /* 52: zero */
+    uint64_t user_data;        /* 56 */
+} fq_descriptor;
+
+_Static_assert(sizeof(fq_region_header) == FQ_HEADER_SIZE, "header is 128 bytes");
+_Static_assert(offsetof(fq_region_header, checksum) == 88, "checksum at 88");
+_Static_assert(offsetof(fq_region_header, sequences_offset) == 56, "sequences offset at 56");
+_Static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "lock-free atomics of plain size");
+_Static_assert(sizeof(fq_control) == FQ_CONTROL_SIZE, "control block is 512 bytes");
+_Static_assert(offsetof(fq_control, tail) == 128, "tail at 128");
+_Static_assert(offsetof(fq_control, data_waiters) == 256, "doorbell line at 256");
+_Static_assert(offsetof(fq_control, producer_owner) == 384, "admin line at 384");
+_Static_assert(sizeof(fq_descriptor) == 64, "descriptor is one cache line");
+_Static_assert(offsetof(fq_descriptor, user_data) == 56, "user_data at 56");
+
+/* ---- attaching --------------------------------------------------------------- */
+
+typedef enum fq_status {
+    FQ_OK = 0,
+    FQ_ERR_TRUNCATED,        /* file smaller than the header or than region_size */
+    FQ_ERR_NOT_INITIALIZED,  /* magic 0: creator unfinished */
+    FQ_ERR_BAD_MAGIC,
+    FQ_ERR_VERSION,
+    FQ_ERR_CHECKSUM,
+    FQ_ERR_KIND,
+    FQ_ERR_CAPACITY,
+    FQ_ERR_SLOT_SIZE,
+    FQ_ERR_LAYOUT,           /* an offset disagrees with the geometry */
+    FQ_ERR_ELEMENT,
+} fq_status;
+
+/* A validated ring: pointers derived once from the header's offsets. */
+typedef struct fq_ring {
+    fq_region_header *header;
+    fq_control *control;
+    fq_descriptor *slots;
+    _Atomic uint64_t *sequences; /* MPSC only */
+    uint64_t capacity, mask;
+    uint32_t kind;
+} fq_ring;
+
+static inline uint64_t fq_header_checksum(const fq_region_header *h) {
+    const uint8_t *p = (const uint8_t *)h;
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (size_t i = 8; i < 88; i++) { hash ^= p[i]; hash *= 0x100000001b3ULL; }
+    return hash;
+}
+
+/* Validates the mapping `base` of `file_size` bytes before anything else is read from it. */
+static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
+    if (file_size < FQ_HEADER_SIZE) return FQ_ERR_TRUNCATED;
+    fq_region_header *h = (fq_region_header *)base;
+    /* Acquire: pairs with the creator's release store of magic; the fields below are complete. */
+    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    if (magic == 0) return FQ_ERR_NOT_INITIALIZED;
+    if (magic != FQ_MAGIC) return FQ_ERR_BAD_MAGIC;
+    if (h->abi_version != FQ_ABI_VERSION || h->header_size != FQ_HEADER_SIZE) return FQ_ERR_VERSION;
+    if (h->checksum != fq_header_checksum(h)) return FQ_ERR_CHECKSUM;
+    if (h->ring_kind != FQ_RING_SPSC && h->ring_kind != FQ_RING_MPSC) return FQ_ERR_KIND;
+    uint64_t cap = h->capacity;
+    if (cap < 2 || cap > FQ_MAX_CAPACITY || (cap & (cap - 1)) != 0) return FQ_ERR_CAPACITY;
+    if (h->slot_size != sizeof(fq_descriptor)) return FQ_ERR_SLOT_SIZE;
+    if (h->element_tag != FQ_ELEMENT_DESCRIPTOR) return FQ_ERR_ELEMENT;
+    uint64_t slots_end = FQ_SLOTS_OFFSET + cap * sizeof(fq_descriptor);
+    uint64_t sequences = h->ring_kind == FQ_RING_MPSC ? (slots_end + 63) & ~63ULL : 0;
+    uint64_t required = h->ring_kind == FQ_RING_MPSC ? sequences + cap * 8 : slots_end;
+    if (h->control_offset != FQ_CONTROL_OFFSET || h->slots_offset != FQ_SLOTS_OFFSET ||
+        h->sequences_offset != sequences || h->region_size < required) return FQ_ERR_LAYOUT;
+    if (h->region_size > file_size) return FQ_ERR_TRUNCATED;
+    uint8_t *b = (uint8_t *)base;
+    ring->header = h;
+    ring->control = (fq_control *)(b + FQ_CONTROL_OFFSET);
+    ring->slots = (fq_descriptor *)(b + FQ_SLOTS_OFFSET);
+    ring->sequences = sequences ? (_Atomic uint64_t *)(b + sequences) : NULL;
+    ring->capacity = cap;
+    ring->mask = cap - 1;
+    ring->kind = h->ring_kind;
+    return FQ_OK;
+}
+
+/* ---- producing --------------------------------------------------------------- */
+
+/* Producer state private to one thread: the cached copy of the consumer's tail. */
+typedef struct fq_producer {
+    fq_ring ring;
+    uint64_t head;        /* SPSC: our own head */
+    uint64_t cached_tail;
+} fq_producer;
+
+static inline void fq_producer_init(fq_producer *p, const fq_ring *ring) {
+    p->ring = *ring;
+    /* Acquire: resume after everything a previous producer published. */
+    p->head = atomic_load_explicit(&ring->control->head, memory_order_acquire);
+    /* Acquire: the consumer's reads of slots up to tail are done. */
+    p->cached_tail = atomic_load_explicit(&ring->control->tail, memory_order_acquire);
+}
+
+/* SPSC: appends one descriptor; false when full (or the consumer's tail is corrupt). */
+static inline bool fq_spsc_enqueue(fq_producer *p, const fq_descriptor *d) {
+    fq_ring *r = &p->ring;
+    if (p->head - p->cached_tail >= r->capacity) {
+        /* Acquire: pairs with the consumer's release of tail; its reads of the slot we reuse are finished. */
+        uint64_t t = atomic_load_explicit(&r->control->tail, memory_order_acquire);
+        if (p->head - t <= r->capacity) p->cached_tail = t; /* a contradicting tail is ignored: looks full */
+        if (p->head - p->cached_tail >= r->capacity) return false;
+    }
+    r->slots[p->head & r->mask] = *d;
+    p->head += 1;
+    /* Release: the slot is visible before the head that announces it. */
+    atomic_store_explicit(&r->control->head, p->head, memory_order_release);
+    return true;
+}
+
+/* MPSC: claims a position with a CAS on head, writes, publishes via the slot's sequence word. */
+static inline bool fq_mpsc_enqueue(fq_producer *p, const fq_descriptor *d) {
+    fq_ring *r = &p->ring;
+    /* Relaxed: a guess the CAS confirms; slots are ordered by the tail acquire and sequence release. */
+    uint64_t pos = atomic_load_explicit(&r->control->head, memory_order_relaxed);
+    int inconsistent = 0;
+    for (;;) {
+        uint64_t used = pos - p->cached_tail;
+        if (used >= r->capacity) {
+            /* Acquire: as in fq_spsc_enqueue. */
+            p->cached_tail = atomic_load_explicit(&r->control->tail, memory_order_acquire);
+            used = pos - p->cached_tail;
+            if (used > r->capacity) { /* stale head snapshot, or a corrupt tail */
+                if (++inconsistent > 64) return false;
+                pos = atomic_load_explicit(&r->control->head, memory_order_relaxed); /* Relaxed: as above. */
+                continue;
+            }
+            if (used == r->capacity) return false;
+        }
+        /* Relaxed CAS: it only hands out positions; exclusive ownership follows from its success. */
+        if (atomic_compare_exchange_weak_explicit(&r->control->head, &pos, pos + 1,
+                                                  memory_order_relaxed, memory_order_relaxed)) break;
+    }
+    r->slots[pos & r->mask] = *d;
+    /* Release: the slot is visible to a consumer that acquires sequence == pos + 1. */
+    atomic_store_explicit(&r->sequences[pos & r->mask], pos + 1, memory_order_release);
+    return true;
+}
+
+/* ---- consuming --------------------------------------------------------------- */
+
+typedef struct fq_consumer {
+    fq_ring ring;
+    uint64_t tail;
+    uint64_t cached_head;
+} fq_consumer;
+
+static inline void fq_consumer_init(fq_consumer *c, const fq_ring *ring) {
+    c->ring = *ring;
+    /* Acquire: resume after a previous consumer's last release of tail. */
+    c->tail = atomic_load_explicit(&ring->control->tail, memory_order_acquire);
+    c->cached_head = c->tail;
+}
+
+/* Returns 1 with *out filled, 0 when empty (or not yet published), -1 on corrupt indices. */
+static inline int fq_dequeue(fq_consumer *c, fq_descriptor *out) {
+    fq_ring *r = &c->ring;
+    if (r->kind == FQ_RING_SPSC) {
+        if (c->cached_head == c->tail) {
+            /* Acquire: pairs with the producer's release of head; the slot holds what it wrote. */
+            uint64_t h = atomic_load_explicit(&r->control->head, memory_order_acquire);
+            if (h - c->tail > r->capacity) return -1;
+            c->cached_head = h;
+            if (h == c->tail) return 0;
+        }
+    } else {
+        /* Acquire: pairs with the producer's release of the sequence word. */
+        if (atomic_load_explicit(&r->sequences[c->tail & r->mask], memory_order_acquire) != c->tail + 1) {
+            /* Relaxed: only tells empty from in-flight. */
+            uint64_t h = atomic_load_explicit(&r->control->head, memory_order_relaxed);
+            return h - c->tail > r->capacity ? -1 : 0;
+        }
+    }
+    *out = r->slots[c->tail & r->mask]; /* copy out before use: the producer cannot change our copy */
+    c->tail += 1;
+    /* Release: our read of the slot happens before a producer reuses it. */
+    atomic_store_explicit(&r->control->tail, c->tail, memory_order_release);
+    return 1;
+}
+
+/* ---- futex doorbell (Docs/Doorbells.md) -------------------------------------- */
+
+/* Wakes a consumer sleeping for data, if any; call after enqueueing. Returns whether a syscall was made. */
+static inline bool fq_ring_consumer(const fq_ring *r) {
+    /* F2: orders our release of head/sequence before the waiter-count load (store-buffering). */
+    atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: ordered by the fence. */
+    uint32_t sleeping = atomic_load_explicit(&r->control->data_waiters, memory_order_relaxed);
+    if (sleeping == 0) return false;
+    /* Release: a waiter that sees the new word also sees the data. */
+    atomic_fetch_add_explicit(&r->control->data_futex, 1, memory_order_release);
+    if (sleeping & 0xFFFFu) syscall(SYS_futex, &r->control->data_futex, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+    return true;
+}
+
+static inline uint64_t fq_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Waits until the ring has space or `timeout_ns` passes; true when there is
+ * space. Spins for `spin_ns` first, then sleeps as a futex sleeper (the
+ * protocol of Docs/Doorbells.md), in slices of at most 2 ms: a Swift consumer
+ * using `receive` rings us at once, and one that only polls with `dequeue`
+ * (never rings) still cannot leave us asleep for the whole timeout.
+ */
+static inline bool fq_wait_for_space(fq_producer *p, int64_t spin_ns, int64_t timeout_ns) {
+    fq_ring *r = &p->ring;
+    const uint64_t start = fq_now_ns(), deadline = start + (uint64_t)timeout_ns;
+    for (;;) {
+        /* Relaxed head (MPSC: others' reservations), acquire tail as in fq_spsc_enqueue. */
+        uint64_t h = r->kind == FQ_RING_SPSC ? p->head
+                                             : atomic_load_explicit(&r->control->head, memory_order_relaxed);
+        uint64_t t = atomic_load_explicit(&r->control->tail, memory_order_acquire);
+        /* Signed: a head read before a tail that has since overtaken it means "retry", not "full". */
+        if ((int64_t)(h - t) < (int64_t)r->capacity) return true;
+        uint64_t now = fq_now_ns();
+        if (now >= deadline) return false;
+        if (now - start < (uint64_t)spin_ns) continue;
+        /* Acquire: pairs with the notifier's release increment. */
+        uint32_t ticket = atomic_load_explicit(&r->control->space_futex, memory_order_acquire);
+        atomic_fetch_add_explicit(&r->control->space_waiters, 1, memory_order_relaxed); /* Relaxed: F1 orders it. */
+        atomic_thread_fence(memory_order_seq_cst); /* F1 */
+        h = r->kind == FQ_RING_SPSC ? p->head : atomic_load_explicit(&r->control->head, memory_order_relaxed);
+        t = atomic_load_explicit(&r->control->tail, memory_order_acquire);
+        if ((int64_t)(h - t) >= (int64_t)r->capacity) {
+            uint64_t slice = deadline - now < 2000000 ? deadline - now : 2000000;
+            struct timespec ts = { 0, (long)slice };
+            syscall(SYS_futex, &r->control->space_futex, FUTEX_WAIT, ticket, &ts, NULL, 0);
+        }
+        atomic_fetch_sub_explicit(&r->control->space_waiters, 1, memory_order_relaxed); /* Relaxed: a hint. */
+    }
+}
+
+#endif /* FABRICQUEUE_H */
