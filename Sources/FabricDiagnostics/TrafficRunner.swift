@@ -61,11 +61,19 @@ public enum TrafficRunner {
         var sent = 0
         var lastProgress = MonotonicClock.now()
         var spins = 0
+        // Polling is how *we* wait; a consumer may still sleep, so ring it after
+        // every burst (one fence and one load; a syscall only if it sleeps).
+        func ring(_ producer: inout P) throws(TrafficError) {
+            do { try producer.ringConsumer(.busyPoll) } catch {
+                if case .doorbell(let e) = error { throw .doorbell(e, done: sent) }
+            }
+        }
         if burst == 1 {
             while sent < count {
                 if producer.enqueue(CheckedTraffic.descriptor(producer: producerID, sequence: UInt64(sent))) {
                     sent += 1
                     spins = 0
+                    try ring(&producer)
                 } else {
                     try idle(&spins, &lastProgress, idleTimeoutNanoseconds, sent)
                 }
@@ -86,6 +94,7 @@ public enum TrafficRunner {
             sent += reservation.count
             spins = 0
             producer.commit(reservation)
+            try ring(&producer)
         }
     }
 
@@ -137,6 +146,10 @@ public enum TrafficRunner {
             for i in 0..<n { verifier.record(buffer[i]) }
             received += n
             spins = 0
+            // As in `produce`: producers waiting for space may sleep.
+            do { try consumer.ringProducers(.busyPoll) } catch {
+                if case .doorbell(let e) = error { throw .doorbell(e, done: received) }
+            }
         }
     }
 

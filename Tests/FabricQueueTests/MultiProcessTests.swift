@@ -218,4 +218,17 @@ final class MultiProcessTests: XCTestCase {
         XCTAssertTrue(bad.standardError.contains("NUMA node 7 does not exist"), bad.standardError)
         XCTAssertNotEqual(access(path + "-bad", F_OK), 0)
     }
+
+    /// Regression: a polling producer used to post without ringing, leaving a
+    /// consumer that sleeps on the futex asleep with a full ring until its timeout.
+    func testSleepingConsumerIsWokenByPollingProducers() throws {
+        let (path, _) = try create(.mpsc, capacity: 16)
+        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "40000", "--doorbell", "futex", "--timeout", "5"])
+        let producers = try (1...2).map { id in
+            try ChildProcess("fabricq", ["produce", path, "--count", "20000", "--producer-id", "\(id)", "--timeout", "5"])
+        }
+        for p in producers { p.assertSuccess(timeout: 60) }
+        consumer.assertSuccess(timeout: 60)
+        assertCleanReport(consumer, received: 40000, producers: 2)
+    }
 }
