@@ -28,22 +28,38 @@ public enum RegionLayout {
 
     /// Region header field offsets.
     public enum Header {
-        public static let magic = 0            // UInt64, written last (release)
-        public static let abiVersion = 8       // UInt32
-        public static let headerSize = 12      // UInt32
-        public static let regionSize = 16      // UInt64
-        public static let ringKind = 24        // UInt32
-        public static let elementTag = 28      // UInt32
-        public static let slotSize = 32        // UInt32
-        public static let capacity = 36        // UInt32
-        public static let controlOffset = 40   // UInt64
-        public static let slotsOffset = 48     // UInt64
-        public static let sequencesOffset = 56 // UInt64, 0 for SPSC
-        public static let creatorPID = 64      // UInt32
-        public static let flags = 68           // UInt32
-        public static let epoch = 72           // UInt64
-        public static let createdAt = 80       // UInt64, CLOCK_REALTIME ns
-        public static let checksum = 88        // UInt64, FNV-1a over bytes 8..<88
+        /// Offset of `magic`: UInt64, written last (release).
+        public static let magic = 0
+        /// Offset of `abiVersion`: UInt32.
+        public static let abiVersion = 8
+        /// Offset of `headerSize`: UInt32.
+        public static let headerSize = 12
+        /// Offset of `regionSize`: UInt64.
+        public static let regionSize = 16
+        /// Offset of `ringKind`: UInt32.
+        public static let ringKind = 24
+        /// Offset of `elementTag`: UInt32.
+        public static let elementTag = 28
+        /// Offset of `slotSize`: UInt32.
+        public static let slotSize = 32
+        /// Offset of `capacity`: UInt32.
+        public static let capacity = 36
+        /// Offset of `controlOffset`: UInt64.
+        public static let controlOffset = 40
+        /// Offset of `slotsOffset`: UInt64.
+        public static let slotsOffset = 48
+        /// Offset of `sequencesOffset`: UInt64, 0 for SPSC.
+        public static let sequencesOffset = 56
+        /// Offset of `creatorPID`: UInt32.
+        public static let creatorPID = 64
+        /// Offset of `flags`: UInt32.
+        public static let flags = 68
+        /// Offset of `epoch`: UInt64.
+        public static let epoch = 72
+        /// Offset of `createdAt`: UInt64, CLOCK_REALTIME ns.
+        public static let createdAt = 80
+        /// Offset of `checksum`: UInt64, FNV-1a over bytes 8..<88.
+        public static let checksum = 88
         // 96..<128 reserved, zero.
     }
 
@@ -60,16 +76,21 @@ public enum RegionLayout {
         public static let dataWaiters = 256
         /// UInt32: how many are asleep waiting for space.
         public static let spaceWaiters = 260
+        /// Offset of `dataAvailableFutex`.
         public static let dataAvailableFutex = 264
+        /// Offset of `spaceAvailableFutex`.
         public static let spaceAvailableFutex = 268
         /// Administrative line, written only when an endpoint attaches or detaches.
         public static let producerOwner = 384 // UInt32 pid, SPSC only
-        public static let consumerOwner = 388 // UInt32 pid
+        /// Offset of `consumerOwner`: UInt32 pid.
+        public static let consumerOwner = 388
     }
 
     /// `flags` bits in the region header (informational).
     public enum Flags {
+        /// The region is backed by huge pages.
         public static let hugePages: UInt32 = 1 << 0
+        /// The region is an anonymous memfd.
         public static let anonymous: UInt32 = 1 << 1
     }
 }
