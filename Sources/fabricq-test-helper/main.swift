@@ -132,6 +132,20 @@ case "raw-consume":
         print("\(rate)")
     } catch { fail("\(error)") }
 
+case "connect-as":
+    // connect-as SOCKET UID GID: drop to UID/GID, connect, send "hello", print the
+    // 2-byte reply, then wait for the server to close.
+    let uid = UInt32(int(3)), gid = UInt32(int(4))
+    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
+    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+    do {
+        let socket = try UnixSocket.connect(to: FilePath(arg(2)))
+        try socket.send(Array("hello".utf8))
+        let reply = try socket.receive(exactly: 2, timeout: .seconds(10))
+        print("reply \(String(decoding: reply, as: UTF8.self))")
+        _ = try? socket.receive(exactly: 1, timeout: .seconds(10))
+    } catch { fail("\(error)") }
+
 case "pingpong":
     runPingPong(kind: arg(2), count: int(3), delays: int(4) != 0,
                 cpu: args.count > 6 ? int(5) : nil, echoCPU: args.count > 6 ? int(6) : nil)

@@ -70,6 +70,21 @@ int cfq_recv_fd(int socket, unsigned char *tag);
 /// (EBADF when the fd is not open).
 int cfq_poll_readable(int fd, int64_t timeout_ns);
 
+/// socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC) + bind(2) to `path` + listen(2).
+/// Returns the listening fd or -1 with errno (ENAMETOOLONG for a long path).
+int cfq_unix_listen(const char *path, int backlog);
+
+/// socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC) + connect(2) to `path`. Returns
+/// the fd or -1 with errno.
+int cfq_unix_connect(const char *path);
+
+/// accept4(2) with SOCK_CLOEXEC, retrying EINTR. Returns the fd or -1 with errno.
+int cfq_unix_accept(int listener);
+
+/// getsockopt(SO_PEERCRED): the connected peer's pid, uid and gid as the
+/// kernel recorded them at connect time. Returns 0 or -1 with errno.
+int cfq_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+
 /// pthread_setaffinity_np(pthread_self(), {cpu}). Returns 0 or an errno value.
 int cfq_pin_current_thread(int cpu);
 
