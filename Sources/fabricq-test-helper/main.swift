@@ -146,6 +146,29 @@ case "connect-as":
         _ = try? socket.receive(exactly: 1, timeout: .seconds(10))
     } catch { fail("\(error)") }
 
+case "session-client":
+    // session-client SOCKET VERSION UID GID: request a session; on success attach the
+    // granted region (tag 0) and signal the granted eventfd (tag 1).
+    let uid = UInt32(int(4)), gid = UInt32(int(5))
+    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
+    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+    do {
+        let socket = try UnixSocket.connect(to: FilePath(arg(2)))
+        let grant = try socket.requestSession(timeout: .seconds(10), version: UInt32(int(3)))
+        var line = "granted session \(grant.sessionID) with \(grant.descriptors.count) descriptors"
+        for (tag, fd) in grant.descriptors {
+            if tag == 0 {
+                let region = try SharedRegion.attach(fileDescriptor: fd)
+                line += "; region capacity \(region.info.capacity)"
+                try? fd.close()
+            } else if tag == 1 {
+                try EventFD(adopting: fd).signal(7)
+                line += "; eventfd signalled"
+            }
+        }
+        print(line)
+    } catch { fail("\(error)") }
+
 case "pingpong":
     runPingPong(kind: arg(2), count: int(3), delays: int(4) != 0,
                 cpu: args.count > 6 ? int(5) : nil, echoCPU: args.count > 6 ? int(6) : nil)
