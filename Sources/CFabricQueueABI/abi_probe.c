@@ -21,6 +21,11 @@ static const fq_abi_entry entries[] = {
     ENTRY(fq_descriptor, input_offset), ENTRY(fq_descriptor, output_offset), ENTRY(fq_descriptor, input_size),
     ENTRY(fq_descriptor, output_capacity), ENTRY(fq_descriptor, submit_timestamp),
     ENTRY(fq_descriptor, producer_id), ENTRY(fq_descriptor, reserved), ENTRY(fq_descriptor, user_data),
+    { "sizeof.fq_completion", sizeof(fq_completion) },
+    ENTRY(fq_completion, command_id), ENTRY(fq_completion, user_data), ENTRY(fq_completion, status),
+    ENTRY(fq_completion, output_size), ENTRY(fq_completion, submit_timestamp), ENTRY(fq_completion, pickup_timestamp),
+    ENTRY(fq_completion, handler_start_timestamp), ENTRY(fq_completion, handler_end_timestamp),
+    ENTRY(fq_completion, producer_id), ENTRY(fq_completion, detail),
 };
 
 size_t fq_abi_entry_count(void) { return sizeof entries / sizeof entries[0]; }

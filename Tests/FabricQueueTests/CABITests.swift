@@ -34,6 +34,47 @@ final class CABITests: XCTestCase {
         for (field, offset) in swift { XCTAssertEqual(c["fq_descriptor.\(field)"], offset, field) }
     }
 
+    func testCompletionLayoutMatchesSwift() {
+        let c = cOffsets()
+        XCTAssertEqual(c["sizeof.fq_completion"], MemoryLayout<Completion>.size)
+        XCTAssertEqual(MemoryLayout<Completion>.stride, 64)
+        let swift: [(String, Int?)] = [
+            ("command_id", MemoryLayout<Completion>.offset(of: \.commandID)),
+            ("user_data", MemoryLayout<Completion>.offset(of: \.userData)),
+            ("status", MemoryLayout<Completion>.offset(of: \.statusCode)),
+            ("output_size", MemoryLayout<Completion>.offset(of: \.outputSize)),
+            ("submit_timestamp", MemoryLayout<Completion>.offset(of: \.submitTimestamp)),
+            ("pickup_timestamp", MemoryLayout<Completion>.offset(of: \.pickupTimestamp)),
+            ("handler_start_timestamp", MemoryLayout<Completion>.offset(of: \.handlerStartTimestamp)),
+            ("handler_end_timestamp", MemoryLayout<Completion>.offset(of: \.handlerEndTimestamp)),
+            ("producer_id", MemoryLayout<Completion>.offset(of: \.producerID)),
+            ("detail", MemoryLayout<Completion>.offset(of: \.detail)),
+        ]
+        for (field, offset) in swift { XCTAssertEqual(c["fq_completion.\(field)"], offset, field) }
+    }
+
+    func testCompletionRingsAreNotDescriptorRings() throws {
+        let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8, of: Completion.self)
+        XCTAssertEqual(region.info.elementTag, 2)
+        XCTAssertThrowsError(try SPSCConsumer<Descriptor>(region: region).capacity) {
+            XCTAssertEqual($0 as? RegionError, .elementTypeMismatch(expected: 1, found: 2))
+        }
+        var producer = try SPSCProducer<Completion>(region: region)
+        var consumer = try SPSCConsumer<Completion>(region: region)
+        let d = Descriptor(commandID: 9, submitTimestamp: 5, producerID: 3, userData: 77)
+        var done = Completion(for: d, status: .succeeded, outputSize: 4000)
+        done.pickupTimestamp = 6
+        XCTAssertTrue(producer.enqueue(done))
+        let got = try XCTUnwrap(try consumer.dequeue())
+        XCTAssertEqual(got, done)
+        XCTAssertEqual(got.status, .succeeded)
+        XCTAssertEqual(got.userData, 77)
+        XCTAssertEqual(got.producerID, 3)
+        var unknown = got
+        unknown.statusCode = 99
+        XCTAssertNil(unknown.status, "an unknown status is reported as unknown, never trapped on")
+    }
+
     func testRegionHeaderAndControlMatchSwift() {
         let c = cOffsets()
         typealias H = RegionLayout.Header

@@ -91,6 +91,24 @@ typedef struct fq_descriptor {
     uint64_t user_data;        /* 56 */
 } fq_descriptor;
 
+/* The 64-byte completion record (element tag 2), posted by the daemon on a completion ring. */
+#define FQ_ELEMENT_COMPLETION 2u
+enum fq_completion_status { FQ_SUCCEEDED = 0, FQ_INVALID_DESCRIPTOR = 1, FQ_UNKNOWN_MODEL = 2,
+                            FQ_HANDLER_FAILED = 3, FQ_CANCELLED = 4 };
+typedef struct fq_completion {
+    uint64_t command_id;              /*  0 */
+    uint64_t user_data;               /*  8 */
+    uint32_t status;                  /* 16: enum fq_completion_status */
+    uint32_t output_size;             /* 20 */
+    uint64_t submit_timestamp;        /* 24: CLOCK_MONOTONIC ns, all four */
+    uint64_t pickup_timestamp;        /* 32 */
+    uint64_t handler_start_timestamp; /* 40 */
+    uint64_t handler_end_timestamp;   /* 48 */
+    uint32_t producer_id;             /* 56 */
+    uint32_t detail;                  /* 60 */
+} fq_completion;
+_Static_assert(sizeof(fq_completion) == 64, "completion is one cache line");
+
 _Static_assert(sizeof(fq_region_header) == FQ_HEADER_SIZE, "header is 128 bytes");
 _Static_assert(offsetof(fq_region_header, checksum) == 88, "checksum at 88");
 _Static_assert(offsetof(fq_region_header, sequences_offset) == 56, "sequences offset at 56");

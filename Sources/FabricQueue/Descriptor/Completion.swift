@@ -1,0 +1,77 @@
+/// How a command ended, in a ``Completion``.
+public enum CompletionStatus: UInt32, Sendable, CaseIterable {
+    /// The handler ran and wrote ``Completion/outputSize`` bytes of output.
+    case succeeded = 0
+    /// The descriptor failed validation (see ``Completion/detail``); nothing ran.
+    case invalidDescriptor = 1
+    /// No handler is registered for the descriptor's model id.
+    case unknownModel = 2
+    /// The handler reported an error.
+    case handlerFailed = 3
+    /// The daemon dropped the command (shutting down, or the session ended).
+    case cancelled = 4
+}
+
+/// A 64-byte completion record: what the daemon posts back on a session's
+/// completion ring for every command, successful or not.
+///
+/// Timestamps are `CLOCK_MONOTONIC` nanoseconds (``MonotonicClock``), the
+/// same clock in both processes, so stage latencies are simple differences.
+///
+/// | offset | field                  | type   |
+/// |--------|------------------------|--------|
+/// | 0      | commandID              | UInt64 |
+/// | 8      | userData               | UInt64 |
+/// | 16     | status                 | UInt32 |
+/// | 20     | outputSize             | UInt32 |
+/// | 24     | submitTimestamp        | UInt64 |
+/// | 32     | pickupTimestamp        | UInt64 |
+/// | 40     | handlerStartTimestamp  | UInt64 |
+/// | 48     | handlerEndTimestamp    | UInt64 |
+/// | 56     | producerID             | UInt32 |
+/// | 60     | detail                 | UInt32 |
+@frozen
+public struct Completion: RingElement, Equatable, Hashable {
+    /// The command's id, from its descriptor.
+    public var commandID: UInt64
+    /// The descriptor's opaque user data, returned unchanged.
+    public var userData: UInt64
+    /// ``CompletionStatus`` raw value; unknown values mean a newer or broken peer.
+    public var statusCode: UInt32
+    /// Bytes of output the handler wrote (0 unless it succeeded).
+    public var outputSize: UInt32
+    /// When the controller submitted the command (from the descriptor).
+    public var submitTimestamp: UInt64
+    /// When the daemon took the descriptor off the submission ring.
+    public var pickupTimestamp: UInt64
+    /// When the handler started.
+    public var handlerStartTimestamp: UInt64
+    /// When the handler finished.
+    public var handlerEndTimestamp: UInt64
+    /// The producer id from the descriptor.
+    public var producerID: UInt32
+    /// Status-specific detail (for ``CompletionStatus/invalidDescriptor``, which check failed).
+    public var detail: UInt32
+
+    /// The completion record's ring element tag.
+    public static var ringElementTag: UInt32 { 2 }
+
+    /// The status, or nil for a value this build does not know.
+    @inlinable public var status: CompletionStatus? { CompletionStatus(rawValue: statusCode) }
+
+    /// A completion for `descriptor`, stamped with its submit time; fill in
+    /// the other timestamps as the stages happen.
+    @inlinable
+    public init(for descriptor: Descriptor, status: CompletionStatus, outputSize: UInt32 = 0, detail: UInt32 = 0) {
+        commandID = descriptor.commandID
+        userData = descriptor.userData
+        statusCode = status.rawValue
+        self.outputSize = outputSize
+        submitTimestamp = descriptor.submitTimestamp
+        pickupTimestamp = 0
+        handlerStartTimestamp = 0
+        handlerEndTimestamp = 0
+        producerID = descriptor.producerID
+        self.detail = detail
+    }
+}
