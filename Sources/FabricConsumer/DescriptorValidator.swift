@@ -27,11 +27,23 @@ public struct DescriptorValidator: Sendable {
     public let dataRegionSize: UInt64
     /// Minimum output capacity per model id; a model missing here is unknown.
     public var requiredOutput: [UInt32: UInt32]
+    /// When set, each buffer must lie wholly inside one slot of the session's
+    /// data region (not just somewhere in the region).
+    public var slots: DataRegionGeometry?
 
     /// A validator for a data region of `dataRegionSize` bytes and the given models.
     public init(dataRegionSize: UInt64, requiredOutput: [UInt32: UInt32]) {
         self.dataRegionSize = dataRegionSize
         self.requiredOutput = requiredOutput
+        self.slots = nil
+    }
+
+    /// A validator for a session's slotted data region: every input and
+    /// output must sit inside a single slot.
+    public init(slots: DataRegionGeometry, requiredOutput: [UInt32: UInt32]) {
+        self.dataRegionSize = slots.regionSize
+        self.requiredOutput = requiredOutput
+        self.slots = slots
     }
 
     /// Whether `offset..<offset+size` lies inside the data region.
@@ -49,6 +61,14 @@ public struct DescriptorValidator: Sendable {
         }
         guard contains(offset: descriptor.outputOffset, size: UInt64(descriptor.outputCapacity)) else {
             throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
+        }
+        if let slots {
+            guard descriptor.inputSize == 0 || slots.slot(containing: descriptor.inputOffset, length: UInt64(descriptor.inputSize)) != nil else {
+                throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
+            }
+            guard descriptor.outputCapacity == 0 || slots.slot(containing: descriptor.outputOffset, length: UInt64(descriptor.outputCapacity)) != nil else {
+                throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
+            }
         }
         let inputEnd = descriptor.inputOffset + UInt64(descriptor.inputSize)
         let outputEnd = descriptor.outputOffset + UInt64(descriptor.outputCapacity)

@@ -50,6 +50,18 @@ final class DescriptorValidatorTests: XCTestCase {
         }
     }
 
+    func testSlottedRegionKeepsEachBufferInsideOneSlot() throws {
+        let slots = try DataRegionGeometry(slotSize: 8192, slotCount: 4)
+        let v = DescriptorValidator(slots: slots, requiredOutput: [1: 4000])
+        func check(_ input: (UInt64, UInt32), _ output: (UInt64, UInt32)) -> DescriptorViolation? {
+            do { try v.validate(d(input: input, output: output)); return nil } catch { return error }
+        }
+        XCTAssertNil(check((4096, 8192), (4096 + 8192, 4000)), "whole slot 0 in, slot 1 out")
+        XCTAssertEqual(check((4096 + 8000, 1024), (4096 + 8192, 4000)), .inputOutOfBounds(offset: 4096 + 8000, size: 1024))
+        XCTAssertEqual(check((0, 64), (4096 + 8192, 4000)), .inputOutOfBounds(offset: 0, size: 64), "the header page")
+        XCTAssertEqual(check((4096, 64), (4096 + 4 * 8192 - 100, 4000)), .outputOutOfBounds(offset: 4096 + 4 * 8192 - 100, capacity: 4000))
+    }
+
     func testSubmitterStampsAndNumbersCommands() throws {
         let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 4)
         var submitter = CommandSubmitter(try MPSCProducer<Descriptor>(region: region), producerID: 7, firstCommandID: 100)

@@ -144,6 +144,20 @@ let benchmarks: @Sendable () -> Void = {
             try mpscThroughput(producers: 2, burst: burst, benchmark)
         }
     }
+    Benchmark("BufferPool_acquire_release_1M") { benchmark in
+        let region = try DataRegion.createAnonymous(slotSize: 4096, slotCount: 64)
+        var pool = BufferPool(region: region)
+        var held: (BufferSlot?, BufferSlot?) = (nil, nil)
+        benchmark.startMeasurement()
+        for i in 0..<descriptorsPerIteration {
+            // Keep two slots in flight, as a controller with two commands outstanding would.
+            if let old = i & 1 == 0 ? held.0 : held.1 { pool.release(old) }
+            let slot = pool.acquire()
+            if i & 1 == 0 { held.0 = slot } else { held.1 = slot }
+        }
+        benchmark.stopMeasurement()
+        blackHole(held)
+    }
     Benchmark("PingPong_busy_poll_100k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try pingPong(doorbell: .busyPoll, roundTrips: 100_000, benchmark)
     }

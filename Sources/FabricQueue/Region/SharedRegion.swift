@@ -156,7 +156,7 @@ public final class SharedRegion: @unchecked Sendable {
             }
         }
         // With a placement, set the policy before the first touch, then prefault.
-        let base = try map(fd: fd, size: size, prefault: options.prefault && options.placement == nil,
+        let base = try MappedFile.map(fd: fd, size: size, prefault: options.prefault && options.placement == nil,
                            hugePages: options.hugePages)
         var placement: PlacementOutcome?
         if let requested = options.placement {
@@ -191,16 +191,6 @@ public final class SharedRegion: @unchecked Sendable {
         writeHeader(info, to: base)
         return SharedRegion(path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked,
                             placement: placement)
-    }
-
-    private static func map(fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool) throws(RegionError) -> UnsafeMutableRawPointer {
-        let flags = MAP_SHARED | (prefault ? MAP_POPULATE : 0)
-        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, flags, fd.rawValue, 0), p != MAP_FAILED else {
-            let e = Errno(rawValue: errno)
-            if hugePages { throw .hugePagesUnavailable(reason: "mmap of \(size) bytes failed: \(e)") }
-            throw .system(operation: "mmap", errno: e)
-        }
-        return p
     }
 
     static func writeHeader(_ info: RegionInfo, to base: UnsafeMutableRawPointer) {
@@ -268,23 +258,8 @@ public final class SharedRegion: @unchecked Sendable {
     }
 
     private static func validateAndMap(path: FilePath?, fd: FileDescriptor, expectedEpoch: UInt64?) throws(RegionError) -> SharedRegion {
-        var st = stat()
-        guard fstat(fd.rawValue, &st) == 0 else { throw .system(operation: "fstat", errno: Errno(rawValue: errno)) }
-        guard st.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(fileType: fileTypeName(st.st_mode)) }
-        let fileSize = Int(st.st_size)
-        guard fileSize >= RegionLayout.headerSize else {
-            throw .truncated(fileSize: fileSize, required: RegionLayout.headerSize)
-        }
-        // A memfd must be sealed against shrinking: whoever passed it to us could
-        // otherwise truncate it and fault our loads with SIGBUS. A named file has
-        // no such seal; its mode (0600 by default) keeps untrusted writers out.
-        if isMemfd(fd) {
-            let seals = cfq_get_seals(fd.rawValue)
-            if seals < 0 || seals & CFQ_F_SEAL_SHRINK == 0 { throw .missingSeals(found: seals) }
-        }
-
-        let isHuge = cfq_fs_type(fd.rawValue) == CFQ_HUGETLBFS_MAGIC
-        let base = try map(fd: fd, size: fileSize, prefault: false, hugePages: isHuge)
+        let (fileSize, isHuge) = try MappedFile.inspect(fd, minimumSize: RegionLayout.headerSize)
+        let base = try MappedFile.map(fd: fd, size: fileSize, prefault: false, hugePages: isHuge)
         do throws(RegionError) {
             let info = try validateHeader(base, fileSize: fileSize)
             if let expectedEpoch, expectedEpoch != info.epoch {
@@ -342,26 +317,6 @@ public final class SharedRegion: @unchecked Sendable {
             kind: kind, elementTag: u32(H.elementTag), geometry: geometry, regionSize: Int(regionSize),
             creatorPID: Int32(bitPattern: u32(H.creatorPID)), epoch: u64(H.epoch),
             createdAt: u64(H.createdAt), flags: u32(H.flags))
-    }
-
-    /// Whether `fd` is a memfd: its /proc link reads "/memfd:NAME (deleted)".
-    private static func isMemfd(_ fd: FileDescriptor) -> Bool {
-        var buffer = [CChar](repeating: 0, count: 64)
-        let n = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, buffer.count - 1)
-        guard n > 0 else { return false }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).hasPrefix("/memfd:")
-    }
-
-    private static func fileTypeName(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFDIR: "directory"
-        case S_IFIFO: "FIFO"
-        case S_IFCHR: "character device"
-        case S_IFBLK: "block device"
-        case S_IFSOCK: "socket"
-        case S_IFLNK: "symbolic link"
-        default: "file of mode 0o\(String(mode, radix: 8))"
-        }
     }
 
     // MARK: Removing
