@@ -33,6 +33,12 @@ func int(_ i: Int) -> Int {
     guard let value = Int(arg(i)) else { fail("argument \(i) is not an integer: \(arg(i))") }
     return value
 }
+/// Drops to `uid`/`gid` (group first, while still permitted) to act as another user.
+func becomeUser(uid: UInt32, gid: UInt32) {
+    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
+    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+}
+
 func ready() {
     var line = "ready\n"
     line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
@@ -136,8 +142,7 @@ case "connect-as":
     // connect-as SOCKET UID GID: drop to UID/GID, connect, send "hello", print the
     // 2-byte reply, then wait for the server to close.
     let uid = UInt32(int(3)), gid = UInt32(int(4))
-    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
-    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+    becomeUser(uid: uid, gid: gid)
     do {
         let socket = try UnixSocket.connect(to: FilePath(arg(2)))
         try socket.send(Array("hello".utf8))
@@ -150,8 +155,7 @@ case "session-client":
     // session-client SOCKET VERSION UID GID: request a session; on success attach the
     // granted region (tag 0) and signal the granted eventfd (tag 1).
     let uid = UInt32(int(4)), gid = UInt32(int(5))
-    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
-    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+    becomeUser(uid: uid, gid: gid)
     do {
         let socket = try UnixSocket.connect(to: FilePath(arg(2)))
         let grant = try socket.requestSession(timeout: .seconds(10), version: UInt32(int(3)))
