@@ -1,3 +1,4 @@
+import CFabricShims  // clang may attribute `timespec` to this module; @inlinable code must import it
 import Glibc
 
 /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds: the same clock in every
