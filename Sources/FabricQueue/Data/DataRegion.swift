@@ -107,15 +107,8 @@ public final class DataRegion: @unchecked Sendable {
         }
     }
 
-    /// FNV-1a 64 over header bytes 8..<48.
-    static func checksum(_ base: UnsafeRawPointer) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for offset in 8..<48 {
-            hash ^= UInt64(base.load(fromByteOffset: offset, as: UInt8.self))
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return hash
-    }
+    /// The header checksum: FNV-1a 64 over bytes 8..<48.
+    static func checksum(_ base: UnsafeRawPointer) -> UInt64 { HeaderChecksum.compute(base, over: 8..<48) }
 
     /// Calls `body` with the bytes `offset..<offset+length` if they lie wholly
     /// inside one slot (see ``DataRegionGeometry/slot(containing:length:)``);

@@ -8,6 +8,14 @@ import Synchronization
 // methods. Code that enqueues with the non-blocking API (say, a burst) and
 // has a peer that may sleep must call `ringConsumer(_:)` afterwards.
 
+extension RingView {
+    /// Rings the "data available" (`data: true`) or "space available" line.
+    @inlinable
+    func ring(data: Bool, _ doorbell: Doorbell) throws(RingWaitError) -> Bool {
+        do { return try DoorbellLine(control: control, data: data).ring(doorbell) } catch { throw .doorbell(error) }
+    }
+}
+
 extension SPSCProducer {
     /// Appends `element`, waiting up to `timeout` for space, then rings the
     /// consumer. Throws ``RingWaitError/timedOut`` if the ring stays full.
@@ -47,7 +55,7 @@ extension SPSCProducer {
     /// a wake-up was sent.
     @inlinable @discardableResult
     public func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool {
-        do { return try DoorbellLine(control: view.control, data: true).ring(doorbell) } catch { throw .doorbell(error) }
+        try view.ring(data: true, doorbell)
     }
 }
 
@@ -95,7 +103,7 @@ extension MPSCProducer {
     /// Wakes the consumer if it sleeps (no syscall otherwise).
     @inlinable @discardableResult
     public func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool {
-        do { return try DoorbellLine(control: view.control, data: true).ring(doorbell) } catch { throw .doorbell(error) }
+        try view.ring(data: true, doorbell)
     }
 }
 
@@ -141,7 +149,7 @@ extension SPSCConsumer {
     /// Wakes producers waiting for space, if any (no syscall otherwise).
     @inlinable @discardableResult
     public func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool {
-        do { return try DoorbellLine(control: view.control, data: false).ring(doorbell) } catch { throw .doorbell(error) }
+        try view.ring(data: false, doorbell)
     }
 }
 
@@ -199,6 +207,6 @@ extension MPSCConsumer {
     /// Wakes producers waiting for space, if any (no syscall otherwise).
     @inlinable @discardableResult
     public func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool {
-        do { return try DoorbellLine(control: view.control, data: false).ring(doorbell) } catch { throw .doorbell(error) }
+        try view.ring(data: false, doorbell)
     }
 }

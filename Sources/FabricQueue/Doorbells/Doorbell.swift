@@ -73,9 +73,7 @@ public struct Doorbell: Sendable {
     /// ``eventFD(dataAvailable:spaceAvailable:)`` doorbell; a busy-poll
     /// doorbell here means "never sleep").
     public static func adaptive(spinFor spin: Duration, then blocking: Doorbell) -> Doorbell {
-        let (s, a) = spin.components
-        let ns = UInt64(max(s, 0)) &* 1_000_000_000 &+ UInt64(max(a, 0) / 1_000_000_000)
-        return Doorbell(kind: .adaptive, spinNanoseconds: blocking.sleeper == nil ? .max : ns,
+        return Doorbell(kind: .adaptive, spinNanoseconds: blocking.sleeper == nil ? .max : spin.saturatingNanoseconds,
                         sleeper: blocking.sleeper)
     }
 }

@@ -41,10 +41,9 @@ public final class EventFD: @unchecked Sendable {
         guard fcntl(fileDescriptor.rawValue, F_GETFD) >= 0 else {
             throw .eventFD(operation: "fcntl", errno: Errno(rawValue: errno))
         }
-        var buffer = [CChar](repeating: 0, count: 64)
-        let n = readlink("/proc/self/fd/\(fileDescriptor.rawValue)", &buffer, buffer.count - 1)
-        guard n > 0 else { throw .eventFD(operation: "readlink", errno: Errno(rawValue: errno)) }
-        let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let target = MappedFile.procLink(fileDescriptor) else {
+            throw .eventFD(operation: "readlink", errno: Errno(rawValue: errno))
+        }
         guard target == "anon_inode:[eventfd]" else { throw .notAnEventFD(target) }
         let flags = fcntl(fileDescriptor.rawValue, F_GETFL)
         guard flags >= 0, fcntl(fileDescriptor.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {

@@ -51,13 +51,17 @@ enum MappedFile {
         return p
     }
 
-    /// Whether `fd` is a memfd: its /proc link reads "/memfd:NAME (deleted)".
-    private static func isMemfd(_ fd: FileDescriptor) -> Bool {
-        var buffer = [CChar](repeating: 0, count: 64)
+    /// What `/proc/self/fd/N` names for `fd` (`readlink(2)`): "/memfd:NAME
+    /// (deleted)", "anon_inode:[eventfd]", a path…; nil if it cannot be read.
+    static func procLink(_ fd: FileDescriptor) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
         let n = readlink("/proc/self/fd/\(fd.rawValue)", &buffer, buffer.count - 1)
-        guard n > 0 else { return false }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).hasPrefix("/memfd:")
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// Whether `fd` is a memfd.
+    static func isMemfd(_ fd: FileDescriptor) -> Bool { procLink(fd)?.hasPrefix("/memfd:") ?? false }
 
     static func fileTypeName(_ mode: mode_t) -> String {
         switch mode & S_IFMT {

@@ -42,8 +42,7 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
         stallPosition = .max
         stallSince = 0
         self.stallTimeout = stallTimeout
-        let (seconds, attoseconds) = stallTimeout.components
-        stallTimeoutNanoseconds = UInt64(max(seconds, 0)) &* 1_000_000_000 &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
+        stallTimeoutNanoseconds = stallTimeout.saturatingNanoseconds
         // Acquire: resume after a previous consumer's last release of tail.
         localTail = view.tail.pointee.load(ordering: .acquiring)
     }

@@ -5,7 +5,9 @@ extension Duration {
         let (seconds, attoseconds) = components
         if seconds < 0 { return 0 }
         let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : ns.addingReportingOverflow(UInt64(max(attoseconds, 0) / 1_000_000_000)).partialValue
+        if overflow { return .max }
+        let (total, carry) = ns.addingReportingOverflow(UInt64(max(attoseconds, 0) / 1_000_000_000))
+        return carry ? .max : total
     }
 }
 
