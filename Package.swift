@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Tiny C shim for the syscalls Swift cannot call directly
@@ -37,19 +40,34 @@ let package = Package(
             ]
         ),
         // What the controller links.
-        .target(name: "FabricProducer", dependencies: ["FabricQueue"]),
+        .target(
+            name: "FabricProducer",
+            dependencies: [
+                "FabricQueue",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
         // What the daemon links.
-        .target(name: "FabricConsumer", dependencies: ["FabricQueue"]),
+        .target(
+            name: "FabricConsumer",
+            dependencies: [
+                "FabricQueue",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
 
         // Checked traffic (sequence numbers, producer ids, checksums) shared by
         // `fabricq` and the test helper: not a product.
-        .target(name: "FabricDiagnostics", dependencies: ["FabricQueue"]),
+        .target(name: "FabricDiagnostics", dependencies: ["FabricQueue", "FabricConsumer"]),
 
         // The operator's command-line tool.
         .executableTarget(
             name: "fabricq",
             dependencies: [
                 "FabricQueue",
+                "FabricConsumer",
                 "FabricDiagnostics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -57,16 +75,28 @@ let package = Package(
         // Test-only helper that tests spawn as real child processes.
         .executableTarget(
             name: "fabricq-test-helper",
-            dependencies: ["FabricQueue", "FabricDiagnostics"]
+            dependencies: ["FabricQueue", "FabricProducer", "FabricDiagnostics"]
         ),
 
+        // Spawning real child processes with deadlines, for the test targets.
+        .target(name: "FabricTestSupport", path: "Tests/FabricTestSupport"),
         .testTarget(
             name: "FabricQueueTests",
-            dependencies: ["FabricQueue", "FabricDiagnostics", "CFabricShims", "CFabricQueueABI", "fabricq-test-helper", "fabricq"]
+            dependencies: ["FabricQueue", "FabricDiagnostics", "FabricTestSupport", "CFabricShims", "CFabricQueueABI",
+                           "fabricq-test-helper", "fabricq"]
         ),
         .testTarget(
             name: "FabricConsumerTests",
             dependencies: ["FabricConsumer", "FabricProducer"]
+        ),
+        // Controller + daemon in separate processes: sessions, failures, observability.
+        .testTarget(
+            name: "FabricSessionTests",
+            dependencies: [
+                "FabricConsumer", "FabricProducer", "FabricDiagnostics", "FabricTestSupport",
+                "fabricq-test-helper", "fabricq",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -81,3 +81,24 @@ public struct DescriptorValidator: Sendable {
         }
     }
 }
+
+extension DescriptorViolation {
+    /// The status of the error completion the daemon posts for this violation.
+    public var completionStatus: CompletionStatus {
+        if case .unknownModel = self { return .unknownModel }
+        return .invalidDescriptor
+    }
+
+    /// The completion's ``Completion/detail``: an ``InvalidDescriptorReason``
+    /// raw value (0 for an unknown model).
+    public var completionDetail: UInt32 {
+        switch self {
+        case .unknownModel: 0
+        case .inputOutOfBounds: InvalidDescriptorReason.inputOutOfBounds.rawValue
+        case .outputOutOfBounds: InvalidDescriptorReason.outputOutOfBounds.rawValue
+        case .overlappingBuffers: InvalidDescriptorReason.overlappingBuffers.rawValue
+        case .outputTooSmall: InvalidDescriptorReason.outputTooSmall.rawValue
+        case .reservedFieldSet: InvalidDescriptorReason.reservedFieldSet.rawValue
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //   raw-produce PATH COUNT BURST [PRODUCER_ID]        unchecked traffic, for throughput
 //   raw-consume PATH COUNT BURST                      unchecked traffic; prints M/s
 //   pingpong KIND COUNT DELAYS                        round trips to a spawned echo peer (PingPong.swift)
+//   controller SOCKET COUNT MODEL PAYLOAD [UID GID]   a checked controller session (Controller.swift)
+//   garbage SOCKET                                    bad descriptors, then corrupt ring indices
 
 import FabricDiagnostics
 import FabricQueue
@@ -181,6 +183,15 @@ case "echo":
     runEcho(kind: arg(2), count: int(3), delays: int(4) != 0,
             requestFD: Int32(int(5)), responseFD: Int32(int(6)), socketFD: Int32(int(7)),
             cpu: args.count > 8 ? int(8) : nil)
+
+case "controller":
+    // controller SOCKET COUNT MODEL PAYLOAD [UID GID] (Controller.swift)
+    if args.count > 7 { becomeUser(uid: UInt32(int(6)), gid: UInt32(int(7))) }
+    runController(socket: arg(2), count: int(3), model: UInt32(int(4)), payload: int(5))
+
+case "garbage":
+    // garbage SOCKET (Controller.swift)
+    runGarbage(socket: arg(2))
 
 default:
     fail("unknown scenario \(arg(1))")

@@ -61,27 +61,4 @@ final class DescriptorValidatorTests: XCTestCase {
         XCTAssertEqual(check((0, 64), (4096 + 8192, 4000)), .inputOutOfBounds(offset: 0, size: 64), "the header page")
         XCTAssertEqual(check((4096, 64), (4096 + 4 * 8192 - 100, 4000)), .outputOutOfBounds(offset: 4096 + 4 * 8192 - 100, capacity: 4000))
     }
-
-    func testSubmitterStampsAndNumbersCommands() throws {
-        let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 4)
-        var submitter = CommandSubmitter(try MPSCProducer<Descriptor>(region: region), producerID: 7, firstCommandID: 100)
-        let before = MonotonicClock.now()
-        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1024, output: 4096..<8096, userData: 42), 100)
-        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1024, output: 4096..<8096), 101)
-        XCTAssertEqual(submitter.approximateQueueDepth, 2)
-        var consumer = try MPSCConsumer<Descriptor>(region: region)
-        let first = try XCTUnwrap(try consumer.dequeue())
-        XCTAssertEqual(first.commandID, 100)
-        XCTAssertEqual(first.producerID, 7)
-        XCTAssertEqual(first.userData, 42)
-        XCTAssertEqual(first.inputSize, 1024)
-        XCTAssertEqual(first.outputOffset, 4096)
-        XCTAssertGreaterThanOrEqual(first.submitTimestamp, before)
-        XCTAssertNoThrow(try validator.validate(first))
-        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 102)
-        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 103)
-        XCTAssertEqual(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), 104)
-        XCTAssertNil(submitter.submit(modelID: 1, input: 0..<1, output: 2..<3), "full ring is backpressure")
-        XCTAssertEqual(submitter.nextCommandID, 105)
-    }
 }

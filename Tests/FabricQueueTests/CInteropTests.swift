@@ -2,6 +2,7 @@ import FabricQueue
 import Foundation
 import Glibc
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 /// The C controller (`Examples/c-controller`, built on `fabricqueue.h`)

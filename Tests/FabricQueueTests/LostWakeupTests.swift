@@ -1,3 +1,4 @@
+import FabricTestSupport
 import XCTest
 
 /// Two processes ping-pong 200,000 times per doorbell kind, with random spins

@@ -4,6 +4,7 @@ import FabricQueue
 import Foundation
 import Glibc
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 /// Real processes sharing real mappings: `fabricq` (the operator tool) and

@@ -1,6 +1,7 @@
 import FabricQueue
 import FabricDiagnostics
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 final class NUMATests: XCTestCase {

@@ -3,6 +3,7 @@ import FabricQueue
 import Foundation
 import Glibc
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 final class RegionTests: XCTestCase {

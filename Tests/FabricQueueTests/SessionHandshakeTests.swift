@@ -1,6 +1,7 @@
 import FabricQueue
 import Glibc
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 /// The versioned session handshake between a daemon (this process) and a

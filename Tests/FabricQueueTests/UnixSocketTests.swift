@@ -1,6 +1,7 @@
 import FabricQueue
 import Glibc
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 /// The session control channel: Unix sockets, kernel-recorded peer

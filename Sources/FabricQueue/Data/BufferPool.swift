@@ -8,7 +8,7 @@ public struct BufferSlot: Equatable, Hashable, Sendable {
     public let size: Int
 
     @usableFromInline
-    init(index: UInt32, offset: UInt64, size: Int) {
+    package init(index: UInt32, offset: UInt64, size: Int) {
         self.index = index
         self.offset = offset
         self.size = size

@@ -110,6 +110,15 @@ public final class DataRegion: @unchecked Sendable {
     /// The header checksum: FNV-1a 64 over bytes 8..<48.
     static func checksum(_ base: UnsafeRawPointer) -> UInt64 { HeaderChecksum.compute(base, over: 8..<48) }
 
+    /// The bytes `offset..<offset+length` if they lie wholly inside one slot,
+    /// else nil. The pointer is valid while this region exists; keep a
+    /// reference to it for as long as you use the bytes.
+    @inlinable
+    public func slotBytes(offset: UInt64, length: UInt64) -> UnsafeMutableRawBufferPointer? {
+        guard geometry.slot(containing: offset, length: length) != nil else { return nil }
+        return UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length))
+    }
+
     /// Calls `body` with the bytes `offset..<offset+length` if they lie wholly
     /// inside one slot (see ``DataRegionGeometry/slot(containing:length:)``);
     /// returns nil without calling it otherwise. The daemon reads inputs and

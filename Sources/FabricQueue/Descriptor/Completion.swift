@@ -75,3 +75,18 @@ public struct Completion: RingElement, Equatable, Hashable {
         self.detail = detail
     }
 }
+
+/// Which check a descriptor failed: ``Completion/detail`` of a completion
+/// with status ``CompletionStatus/invalidDescriptor``. Part of the ABI.
+public enum InvalidDescriptorReason: UInt32, Sendable, CaseIterable {
+    /// The input range is outside the session's buffer slots.
+    case inputOutOfBounds = 1
+    /// The output range is outside the session's buffer slots.
+    case outputOutOfBounds = 2
+    /// Input and output ranges overlap.
+    case overlappingBuffers = 3
+    /// The output buffer is smaller than the model needs.
+    case outputTooSmall = 4
+    /// A field reserved in this ABI version is not zero.
+    case reservedFieldSet = 5
+}

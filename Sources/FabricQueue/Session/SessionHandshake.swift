@@ -145,7 +145,13 @@ extension UnixSocket {
             try refuse(.notAllowed, "uid \(credentials.uid) gid \(credentials.gid)",
                        .rejected(.notAllowed, reason: "\(credentials)"))
         }
-        let granted = try grant(credentials)
+        // A grant that fails still answers the client: with its own rejection
+        // (say, busy), or "busy" with the reason when resources ran out.
+        let granted: SessionGrant
+        do { granted = try grant(credentials) } catch {
+            if case .rejected(let why, let reason) = error { try refuse(why, reason, error) }
+            try refuse(.busy, "\(error)", error)
+        }
         guard granted.descriptors.count <= SessionHandshake.maximumDescriptors else {
             throw .malformed("grant of \(granted.descriptors.count) descriptors exceeds \(SessionHandshake.maximumDescriptors)")
         }

@@ -91,6 +91,32 @@ public struct UnixSocket: ~Copyable {
         return r > 0
     }
 
+    /// Whether the peer has closed its end or died (`poll(2)` with a zero
+    /// timeout for `POLLHUP`/`POLLRDHUP`/`POLLERR`, then a `MSG_PEEK` read for
+    /// end of stream). Never blocks. Bytes waiting to be read do not count as
+    /// a hang-up.
+    public func peerHasClosed() -> Bool {
+        // POLLRDHUP (0x2000) is Linux-specific and not exported to Swift.
+        let readHangUp: Int16 = 0x2000
+        var entry = pollfd(fd: fileDescriptor.rawValue, events: Int16(POLLIN) | readHangUp, revents: 0)
+        let r = Glibc.poll(&entry, 1, 0)
+        if r < 0 { return errno != EINTR }
+        if r == 0 { return false }
+        if entry.revents & (Int16(POLLHUP) | Int16(POLLERR) | Int16(POLLNVAL) | readHangUp) != 0 { return true }
+        var byte: UInt8 = 0
+        let n = recv(fileDescriptor.rawValue, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)
+    }
+
+    /// Reads and drops whatever bytes are waiting (non-blocking), at most 64 KiB.
+    public func discardPendingBytes() {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<16 {
+            let n = scratch.withUnsafeMutableBytes { recv(fileDescriptor.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n <= 0 { return }
+        }
+    }
+
     /// Writes all of `bytes` (`send(2)` with `MSG_NOSIGNAL`: a dead peer is an
     /// error, never a SIGPIPE).
     public func send(_ bytes: [UInt8]) throws(SocketError) {

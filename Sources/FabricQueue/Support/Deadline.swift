@@ -1,7 +1,7 @@
 extension Duration {
     /// Nanoseconds, saturating at 0 and `UInt64.max`.
     @inlinable
-    var saturatingNanoseconds: UInt64 {
+    package var saturatingNanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         if seconds < 0 { return 0 }
         let (ns, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
@@ -13,7 +13,7 @@ extension Duration {
 
 /// `MonotonicClock` nanoseconds `timeout` from now, saturating.
 @inlinable
-func deadline(after timeout: Duration) -> UInt64 {
+package func deadline(after timeout: Duration) -> UInt64 {
     let (sum, overflow) = MonotonicClock.now().addingReportingOverflow(timeout.saturatingNanoseconds)
     return overflow ? .max : sum
 }

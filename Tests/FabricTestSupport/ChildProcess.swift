@@ -4,15 +4,15 @@ import XCTest
 
 /// A real child process spawned with `posix_spawn`, its output captured to
 /// files, always waited for with a deadline (killed with SIGKILL past it).
-final class ChildProcess {
-    let pid: pid_t
-    let name: String
+public final class ChildProcess {
+    public let pid: pid_t
+    public let name: String
     private let stdoutPath: String
     private let stderrPath: String
     private var exitStatus: Int32?
 
     /// The directory holding the package's built executables (next to the test bundle).
-    static let productsDirectory: String = {
+    public static let productsDirectory: String = {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         let exe = String(decoding: buffer[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -24,11 +24,11 @@ final class ChildProcess {
         return dir
     }()
 
-    static func executable(_ name: String) -> String { productsDirectory + "/" + name }
+    public static func executable(_ name: String) -> String { productsDirectory + "/" + name }
 
     /// Spawns `executable` (a product name or a path) with `arguments`.
     /// File descriptors without `FD_CLOEXEC` are inherited.
-    init(_ executable: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    public init(_ executable: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
         let path = executable.hasPrefix("/") ? executable : Self.executable(executable)
         name = (path as NSString).lastPathComponent
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -63,7 +63,7 @@ final class ChildProcess {
     /// Waits up to `timeout` seconds; kills the child and returns nil past it.
     /// Otherwise returns the raw wait status.
     @discardableResult
-    func wait(timeout: Double) -> Int32? {
+    public func wait(timeout: Double) -> Int32? {
         if let exitStatus { return exitStatus }
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32 = 0
@@ -79,7 +79,7 @@ final class ChildProcess {
     }
 
     /// Waits and asserts a clean exit (status 0) within `timeout`.
-    func assertSuccess(timeout: Double, file: StaticString = #filePath, line: UInt = #line) {
+    public func assertSuccess(timeout: Double, file: StaticString = #filePath, line: UInt = #line) {
         guard let status = wait(timeout: timeout) else {
             XCTFail("\(name) timed out after \(timeout) s; stderr: \(standardError)", file: file, line: line)
             return
@@ -90,7 +90,7 @@ final class ChildProcess {
     }
 
     /// Blocks until the child prints `text` on stdout, or the timeout passes.
-    func waitForOutput(_ text: String, timeout: Double) -> Bool {
+    public func waitForOutput(_ text: String, timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if standardOutput.contains(text) { return true }
@@ -99,24 +99,24 @@ final class ChildProcess {
         return false
     }
 
-    func terminate() { kill(pid, SIGKILL); wait(timeout: 5) }
+    public func terminate() { kill(pid, SIGKILL); wait(timeout: 5) }
 
-    var standardOutput: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var standardError: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    public var standardOutput: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var standardError: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
-    static func exitedNormally(_ status: Int32) -> Bool { status & 0x7f == 0 }
-    static func exitCode(_ status: Int32) -> Int32 { (status >> 8) & 0xff }
-    static func signal(_ status: Int32) -> Int32 { status & 0x7f }
+    public static func exitedNormally(_ status: Int32) -> Bool { status & 0x7f == 0 }
+    public static func exitCode(_ status: Int32) -> Int32 { (status >> 8) & 0xff }
+    public static func signal(_ status: Int32) -> Int32 { status & 0x7f }
 }
 
 /// A fresh path under /dev/shm, removed when the test ends.
-func temporaryRegionPath(_ test: XCTestCase, _ name: String = "ring") -> String {
+public func temporaryRegionPath(_ test: XCTestCase, _ name: String = "ring") -> String {
     let path = "/dev/shm/fq-test-\(getpid())-\(name)-\(UInt32.random(in: 0...UInt32.max))"
     test.addTeardownBlock { unlink(path) }
     return path
 }
 
 /// Number of open file descriptors of this process.
-func openDescriptorCount() -> Int {
+public func openDescriptorCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }

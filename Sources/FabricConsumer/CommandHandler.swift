@@ -1,0 +1,106 @@
+/// Runs one model: the daemon calls it with batches of validated commands.
+///
+/// A handler is registered under a model id (see ``FabricDaemon``). The
+/// daemon's poll thread calls ``handle(_:)`` with a ``CommandBatch``: every
+/// command in it has passed ``DescriptorValidator`` against the submitting
+/// session's data region, so its input and output buffers are inside that
+/// session's slots and do not overlap. The handler reads each input, writes
+/// each output and reports, per command, ``CommandBatch/complete(_:outputSize:)``
+/// or ``CommandBatch/fail(_:code:)``. A command it leaves unreported fails with
+/// ``CompletionStatus/handlerFailed``; if it throws, every unreported command does.
+///
+/// ```swift
+/// final class Echo: CommandHandler {
+///     let requiredOutputCapacity: UInt32 = 0
+///     func handle(_ batch: borrowing CommandBatch) throws {
+///         for i in 0..<batch.count {
+///             let input = batch.input(i), output = batch.output(i)
+///             let n = min(input.count, output.count)
+///             output.copyMemory(from: UnsafeRawBufferPointer(rebasing: input[..<n]))
+///             batch.complete(i, outputSize: n)
+///         }
+///     }
+/// }
+/// ```
+///
+/// The buffers are shared with the controller's process: they are valid only
+/// during the call, and a misbehaving controller could change an input while
+/// it is read. Copy what must not change before acting on it.
+public protocol CommandHandler: AnyObject, Sendable {
+    /// The smallest output buffer a command must carry; smaller ones are
+    /// refused with ``CompletionStatus/invalidDescriptor`` before the handler runs.
+    var requiredOutputCapacity: UInt32 { get }
+
+    /// Runs a batch of 1 to ``DaemonConfiguration/burstSize`` commands of this
+    /// handler's model, on the daemon's poll thread.
+    func handle(_ batch: borrowing CommandBatch) throws
+}
+
+/// A batch of validated commands for one ``CommandHandler`` call: their
+/// descriptors, input and output buffers, and a result slot for each.
+///
+/// Backed by the daemon's preallocated buffers: building one allocates nothing.
+/// Valid only during the ``CommandHandler/handle(_:)`` call.
+public struct CommandBatch: ~Copyable {
+    @usableFromInline let descriptors: UnsafePointer<Descriptor>
+    @usableFromInline let inputs: UnsafePointer<UnsafeMutableRawBufferPointer>
+    @usableFromInline let outputs: UnsafePointer<UnsafeMutableRawBufferPointer>
+    @usableFromInline let results: UnsafeMutablePointer<CommandOutcome>
+    /// Number of commands.
+    public let count: Int
+
+    @usableFromInline
+    init(descriptors: UnsafePointer<Descriptor>, inputs: UnsafePointer<UnsafeMutableRawBufferPointer>,
+         outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int) {
+        self.descriptors = descriptors
+        self.inputs = inputs
+        self.outputs = outputs
+        self.results = results
+        self.count = count
+    }
+
+    /// The `index`th command's descriptor (a validated copy).
+    @inlinable
+    public func descriptor(_ index: Int) -> Descriptor {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        return descriptors[index]
+    }
+
+    /// The `index`th command's input bytes (`inputSize` bytes at `inputOffset`).
+    @inlinable
+    public func input(_ index: Int) -> UnsafeRawBufferPointer {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        return UnsafeRawBufferPointer(inputs[index])
+    }
+
+    /// The `index`th command's output buffer (`outputCapacity` bytes at `outputOffset`).
+    @inlinable
+    public func output(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        return outputs[index]
+    }
+
+    /// Reports that the `index`th command succeeded with `outputSize` bytes of
+    /// output (clamped to the buffer's capacity).
+    @inlinable
+    public func complete(_ index: Int, outputSize: Int) {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        results[index] = .succeeded(outputSize: UInt32(clamping: min(max(outputSize, 0), outputs[index].count)))
+    }
+
+    /// Reports that the `index`th command failed; `code` reaches the
+    /// controller as ``Completion/detail``.
+    @inlinable
+    public func fail(_ index: Int, code: UInt32 = 0) {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        results[index] = .failed(code: code)
+    }
+}
+
+/// What a handler reported for one command.
+@usableFromInline
+enum CommandOutcome {
+    case unreported
+    case succeeded(outputSize: UInt32)
+    case failed(code: UInt32)
+}

@@ -1,0 +1,124 @@
+import Logging
+import SystemPackage
+
+/// How a ``FabricDaemon`` listens, what each session gets, and how its poll
+/// thread runs.
+public struct DaemonConfiguration: Sendable {
+    /// The Unix domain socket controllers connect to.
+    public var socketPath: FilePath
+    /// File mode of the socket (default 0600: the owner only; the peer policy
+    /// is checked as well).
+    public var socketPermissions: FilePermissions = [.ownerReadWrite]
+    /// Remove a stale socket file at ``socketPath`` before binding (a daemon
+    /// restarting after a crash finds its old one there).
+    public var replaceStaleSocket = true
+    /// Which peers may open a session (checked with `SO_PEERCRED`).
+    public var peerPolicy: PeerPolicy = .sameUser
+    /// What each session gets.
+    public var session = SessionLimits()
+    /// At most this many sessions at once; more are refused with ``SessionRejection/busy``.
+    public var maximumSessions = 64
+    /// Descriptors taken from one session's ring per pass (also the largest
+    /// batch a handler sees), 1...256.
+    public var burstSize = 32
+    /// What the poll thread does when no session has work.
+    public var idle: IdleStrategy = .adaptive(spinFor: .microseconds(50))
+    /// Where the poll thread runs (nil: wherever the scheduler puts it).
+    public var pollThreadPlacement: ThreadPlacement?
+    /// How long a connecting controller has to complete the handshake.
+    public var handshakeTimeout: Duration = .seconds(1)
+    /// Where the daemon logs session events.
+    public var logger = Logger(label: "fabricqueue.daemon")
+
+    /// A configuration listening at `socketPath`, other settings at their defaults.
+    public init(socketPath: FilePath) {
+        self.socketPath = socketPath
+    }
+}
+
+/// The resources the daemon creates for each session.
+public struct SessionLimits: Sendable, Equatable {
+    /// Slots of the submission ring (a power of two).
+    public var submissionCapacity = 256
+    /// Slots of the completion ring (a power of two). The daemon takes a
+    /// command only when its completion has room, so this bounds the commands
+    /// it holds for a session.
+    public var completionCapacity = 256
+    /// Bytes per buffer slot (a multiple of 64).
+    public var slotSize = 64 * 1024
+    /// Buffer slots in the session's data region.
+    public var slotCount = 64
+
+    /// Default limits: 256-slot rings, 64 buffer slots of 64 KiB.
+    public init() {}
+
+    /// Limits with the given values.
+    public init(submissionCapacity: Int = 256, completionCapacity: Int = 256, slotSize: Int, slotCount: Int) {
+        self.submissionCapacity = submissionCapacity
+        self.completionCapacity = completionCapacity
+        self.slotSize = slotSize
+        self.slotCount = slotCount
+    }
+}
+
+/// What the daemon's poll thread does when no session has work.
+///
+/// The daemon serves many rings from one thread, so when it blocks it sleeps
+/// on its own eventfd (``SessionDescriptorTag/daemonDoorbell``), which every
+/// session's producer signals (only when the daemon has announced that it
+/// sleeps: a busy daemon costs producers no system call). A futex would need
+/// one word for all sessions; an eventfd also lets the daemon wait in the
+/// same `poll(2)` as other descriptors.
+public enum IdleStrategy: Sendable, Equatable {
+    /// Never sleep: lowest latency, one core at 100 %.
+    case busyPoll
+    /// Spin this long after the last work, then sleep on the eventfd.
+    case adaptive(spinFor: Duration)
+    /// Sleep on the eventfd as soon as there is no work.
+    case sleep
+}
+
+/// Where a service thread runs.
+public enum ThreadPlacement: Sendable, Equatable {
+    /// Pinned to one CPU.
+    case cpu(Int)
+    /// Allowed on the CPUs of one NUMA node.
+    case node(Int)
+
+    /// Pins the calling thread.
+    func apply() throws(NUMAError) {
+        switch self {
+        case .cpu(let cpu): try NUMA.pinCurrentThread(toCPU: cpu)
+        case .node(let node): try NUMA.pinCurrentThread(toNode: node)
+        }
+    }
+}
+
+/// Something that happened to a session, reported to ``FabricDaemon``'s event handler.
+public enum DaemonEvent: Sendable, Equatable {
+    /// A controller completed the handshake.
+    case sessionOpened(id: UInt64, peer: PeerCredentials)
+    /// A session ended and its resources were released.
+    case sessionClosed(id: UInt64, reason: SessionEndReason)
+    /// A connecting process was refused.
+    case connectionRefused(peer: PeerCredentials?, error: SessionError)
+}
+
+/// Why a session ended.
+public enum SessionEndReason: Sendable, Equatable, CustomStringConvertible {
+    /// The controller closed its socket or died.
+    case controllerGone
+    /// The controller broke the ring protocol (say, corrupt ring indices);
+    /// the daemon dropped it to protect everyone else.
+    case protocolViolation(String)
+    /// The daemon is stopping.
+    case daemonStopping
+
+    public var description: String {
+        switch self {
+        case .controllerGone: "controller gone"
+        case .protocolViolation(let what): "protocol violation: \(what)"
+        case .daemonStopping: "daemon stopping"
+        }
+    }
+}

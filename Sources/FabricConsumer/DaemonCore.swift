@@ -1,0 +1,91 @@
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// What the daemon's threads share: configuration, handlers, the hand-over
+/// of new sessions from the control thread to the poll thread, stop flags and
+/// counters.
+final class DaemonCore: Sendable {
+    let configuration: DaemonConfiguration
+    let handlers: [UInt32: any CommandHandler]
+    let requiredOutput: [UInt32: UInt32]
+    let onEvent: (@Sendable (DaemonEvent) -> Void)?
+    let counters: DaemonCounters
+
+    /// New sessions on their way to the poll thread.
+    let inbox = Mutex<[DaemonSession]>([])
+    /// Whether ``inbox`` may hold something: the poll thread reads it on every
+    /// pass and takes the lock only when it is set.
+    let inboxPending = Atomic<Bool>(false)
+    let pollStopping = Atomic<Bool>(false)
+    let controlStopping = Atomic<Bool>(false)
+    let activeSessions = Atomic<Int>(0)
+    private let nextSessionID = Atomic<UInt64>(1)
+
+    init(configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
+         metricsFactory: (any MetricsFactory)?, onEvent: (@Sendable (DaemonEvent) -> Void)?) {
+        self.configuration = configuration
+        self.handlers = handlers
+        requiredOutput = handlers.mapValues { $0.requiredOutputCapacity }
+        self.onEvent = onEvent
+        counters = DaemonCounters(factory: metricsFactory)
+    }
+
+    var logger: Logger { configuration.logger }
+
+    /// The listening socket and the two eventfds: made by ``bind()`` before
+    /// the threads start, then shared by them.
+    final class Binding: @unchecked Sendable {
+        let listener: UnixSocket
+        /// Work for the poll thread: every session's producer signals it.
+        let daemonDoorbell: EventFD
+        /// Work for the control thread: a retired session, or stop.
+        let controlDoorbell: EventFD
+
+        init(listener: consuming UnixSocket, daemonDoorbell: EventFD, controlDoorbell: EventFD) {
+            self.listener = listener
+            self.daemonDoorbell = daemonDoorbell
+            self.controlDoorbell = controlDoorbell
+        }
+    }
+
+    func bind() throws(DaemonError) -> Binding {
+        let daemonDoorbell: EventFD, controlDoorbell: EventFD
+        do {
+            daemonDoorbell = try EventFD()
+            controlDoorbell = try EventFD()
+        } catch { throw .doorbell(error) }
+        do {
+            let listener = try UnixSocket.listen(at: configuration.socketPath, permissions: configuration.socketPermissions,
+                                                 replaceExisting: configuration.replaceStaleSocket)
+            return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
+        } catch { throw .socket(error) }
+    }
+
+    func makeSessionID() -> UInt64 {
+        // Relaxed: a unique number, nothing is ordered by it.
+        nextSessionID.add(1, ordering: .relaxed).oldValue
+    }
+
+    func stopPolling() {
+        // Relaxed + the eventfd: the poll thread re-reads the flag on every
+        // pass, and the signal wakes it if it sleeps.
+        pollStopping.store(true, ordering: .relaxed)
+    }
+
+    func stopControl() {
+        controlStopping.store(true, ordering: .relaxed)
+    }
+
+    func emit(_ event: DaemonEvent) {
+        switch event {
+        case .sessionOpened(let id, let peer):
+            logger.info("session opened", metadata: ["session": "\(id)", "peer": "\(peer)"])
+        case .sessionClosed(let id, let reason):
+            logger.info("session closed", metadata: ["session": "\(id)", "reason": "\(reason)"])
+        case .connectionRefused(let peer, let error):
+            logger.warning("connection refused", metadata: ["peer": "\(peer.map { "\($0)" } ?? "unknown")", "error": "\(error)"])
+        }
+        onEvent?(event)
+    }
+}

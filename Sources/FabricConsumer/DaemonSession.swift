@@ -1,0 +1,97 @@
+import Synchronization
+
+/// One controller's session as the daemon holds it: its control socket, its
+/// two rings, its data region, and the doorbells between them.
+///
+/// Two threads share it. The control thread owns ``socket`` and decides when
+/// the controller is gone; the poll thread owns the ring endpoints and is the
+/// only one that touches them. A session ends in two steps: someone requests
+/// the end (``requestEnd(_:)``: the control thread on a hang-up, the poll
+/// thread on a protocol violation), then the poll thread retires it (drops it
+/// from its list, so nothing touches its memory any more) and sets
+/// ``isRetired``; the control thread then closes the socket and drops the
+/// last reference, which unmaps the regions and closes their descriptors.
+final class DaemonSession: @unchecked Sendable {
+    let id: UInt64
+    let peer: PeerCredentials
+    /// The control socket; set by the control thread once the handshake is
+    /// done, and touched by it only.
+    var socket: UnixSocket?
+    let submissionRegion: SharedRegion
+    let completionRegion: SharedRegion
+    let data: DataRegion
+    let sessionDoorbellFD: EventFD
+    /// Poll thread only.
+    var submissions: SPSCConsumer<Descriptor>
+    /// Poll thread only.
+    var completions: SPSCProducer<Completion>
+    let validator: DescriptorValidator
+    /// Submission ring: data → the daemon's eventfd, space → this session's.
+    let submissionDoorbell: Doorbell
+    /// Completion ring: data → this session's eventfd, space → the daemon's.
+    let completionDoorbell: Doorbell
+
+    private let endRequested = Atomic<Bool>(false)
+    private let retired = Atomic<Bool>(false)
+    private let endReason = Mutex<SessionEndReason?>(nil)
+
+    /// Creates the session's rings, data region and doorbell; the daemon
+    /// takes the consumer end of the submission ring and the producer end of
+    /// the completion ring.
+    init(id: UInt64, peer: PeerCredentials, limits: SessionLimits,
+         daemonDoorbell: EventFD, requiredOutput: [UInt32: UInt32]) throws(SessionError) {
+        do {
+            submissionRegion = try SharedRegion.createAnonymous(name: "fabricqueue-submissions", kind: .spsc,
+                                                                capacity: limits.submissionCapacity, of: Descriptor.self)
+            completionRegion = try SharedRegion.createAnonymous(name: "fabricqueue-completions", kind: .spsc,
+                                                                capacity: limits.completionCapacity, of: Completion.self)
+            data = try DataRegion.createAnonymous(slotSize: limits.slotSize, slotCount: limits.slotCount)
+            submissions = try SPSCConsumer(region: submissionRegion)
+            completions = try SPSCProducer(region: completionRegion)
+        } catch {
+            throw .rejected(.busy, reason: "session resources: \(error)")
+        }
+        do { sessionDoorbellFD = try EventFD() } catch { throw .rejected(.busy, reason: "eventfd: \(error)") }
+        self.id = id
+        self.peer = peer
+        socket = nil
+        validator = DescriptorValidator(slots: data.geometry, requiredOutput: requiredOutput)
+        submissionDoorbell = .eventFD(dataAvailable: daemonDoorbell, spaceAvailable: sessionDoorbellFD)
+        completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbell)
+    }
+
+    /// The descriptors the controller gets, tagged (``SessionDescriptorTag``).
+    func grant(daemonDoorbell: EventFD) -> SessionGrant {
+        SessionGrant(sessionID: id, descriptors: [
+            (SessionDescriptorTag.submissionRing.rawValue, submissionRegion.fileDescriptor),
+            (SessionDescriptorTag.completionRing.rawValue, completionRegion.fileDescriptor),
+            (SessionDescriptorTag.dataRegion.rawValue, data.fileDescriptor),
+            (SessionDescriptorTag.daemonDoorbell.rawValue, daemonDoorbell.fileDescriptor),
+            (SessionDescriptorTag.sessionDoorbell.rawValue, sessionDoorbellFD.fileDescriptor),
+        ])
+    }
+
+    /// Asks the poll thread to retire the session; the first reason given wins.
+    func requestEnd(_ reason: SessionEndReason) {
+        endReason.withLock { if $0 == nil { $0 = reason } }
+        // Release: the reason above is visible to whoever sees the flag.
+        endRequested.store(true, ordering: .releasing)
+    }
+
+    /// Whether an end was requested. Relaxed: polled on every pass; the
+    /// reason is read under the mutex.
+    var isEndRequested: Bool { endRequested.load(ordering: .relaxed) }
+
+    /// Why the session ends (nil while it has not been asked to).
+    var reason: SessionEndReason? { endReason.withLock { $0 } }
+
+    /// Called by the poll thread once it no longer touches the session.
+    func markRetired() {
+        // Release: the poll thread's last accesses to the rings happen before
+        // the control thread, seeing the flag, unmaps them.
+        retired.store(true, ordering: .releasing)
+    }
+
+    /// Whether the poll thread has let go. Acquire: pairs with ``markRetired()``.
+    var isRetired: Bool { retired.load(ordering: .acquiring) }
+}

@@ -1,0 +1,99 @@
+import FabricConsumer
+import Glibc
+
+/// Handlers that need no model, for smoke tests, benchmarks and the C
+/// controller example: `fabricq serve` registers them under these model ids.
+public enum DiagnosticModel: UInt32, CaseIterable, Sendable {
+    /// Copies the input to the output (as much as fits).
+    case echo = 1
+    /// Writes the FNV-1a 64 hash of the input as 8 little-endian bytes.
+    case checksum = 2
+    /// Sleeps `flags` microseconds (at most 10 s), then echoes.
+    case delay = 3
+    /// Does nothing and succeeds with no output (the fabric path alone).
+    case empty = 4
+
+    /// A handler for this model.
+    public func makeHandler() -> any CommandHandler {
+        switch self {
+        case .echo: EchoHandler()
+        case .checksum: ChecksumHandler()
+        case .delay: DelayHandler()
+        case .empty: EmptyHandler()
+        }
+    }
+
+    /// Every diagnostic model's handler, keyed by model id.
+    public static var allHandlers: [UInt32: any CommandHandler] {
+        Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0.makeHandler()) })
+    }
+
+    /// FNV-1a 64 over `bytes`: what ``checksum`` writes.
+    public static func fnv1a(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return hash
+    }
+}
+
+/// Copies each input to its output.
+public final class EchoHandler: CommandHandler {
+    /// Any output size is accepted; the copy is truncated to fit.
+    public let requiredOutputCapacity: UInt32 = 0
+    /// An echo handler.
+    public init() {}
+    /// Copies input to output for every command.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count {
+            let input = batch.input(i), output = batch.output(i)
+            let n = min(input.count, output.count)
+            if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
+            batch.complete(i, outputSize: n)
+        }
+    }
+}
+
+/// Writes each input's FNV-1a 64 hash.
+public final class ChecksumHandler: CommandHandler {
+    /// Eight bytes of output.
+    public let requiredOutputCapacity: UInt32 = 8
+    /// A checksum handler.
+    public init() {}
+    /// Hashes every input.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count {
+            batch.output(i).storeBytes(of: DiagnosticModel.fnv1a(batch.input(i)).littleEndian, as: UInt64.self)
+            batch.complete(i, outputSize: 8)
+        }
+    }
+}
+
+/// Sleeps, then echoes: a slow model, to hold commands in flight.
+public final class DelayHandler: CommandHandler {
+    /// Any output size.
+    public let requiredOutputCapacity: UInt32 = 0
+    /// A delay handler.
+    public init() {}
+    /// Sleeps each command's `flags` microseconds, then echoes it.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count {
+            usleep(min(batch.descriptor(i).flags, 10_000_000))
+            let input = batch.input(i), output = batch.output(i)
+            let n = min(input.count, output.count)
+            if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
+            batch.complete(i, outputSize: n)
+        }
+    }
+}
+
+/// Succeeds at once with no output.
+public final class EmptyHandler: CommandHandler {
+    /// No output needed.
+    public let requiredOutputCapacity: UInt32 = 0
+    /// An empty handler.
+    public init() {}
+    /// Completes every command.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
+    }
+}

@@ -1,0 +1,110 @@
+/// One command to post: which model, which buffers.
+///
+/// Buffers are slots of the session's ``BufferPool``: fill the input slot in
+/// place (``ControllerSession/buffers``), name it here with how many bytes
+/// you wrote, and give an output slot for the daemon to write into.
+public struct CommandRequest: Sendable, Equatable {
+    /// The model to run (a handler id on the daemon).
+    public var modelID: UInt32
+    /// The slot holding the input.
+    public var input: BufferSlot
+    /// Bytes of input at the start of the slot.
+    public var inputSize: Int
+    /// The slot the output goes to.
+    public var output: BufferSlot
+    /// Bytes of it the daemon may fill.
+    public var outputCapacity: Int
+    /// Command options, passed to the handler.
+    public var flags: UInt32
+    /// Returned with the completion.
+    public var userData: UInt64
+
+    /// A request; `outputCapacity` defaults to the whole output slot.
+    public init(modelID: UInt32, input: BufferSlot, inputSize: Int, output: BufferSlot,
+                outputCapacity: Int? = nil, flags: UInt32 = 0, userData: UInt64 = 0) {
+        self.modelID = modelID
+        self.input = input
+        self.inputSize = inputSize
+        self.output = output
+        self.outputCapacity = outputCapacity ?? output.size
+        self.flags = flags
+        self.userData = userData
+    }
+
+    /// Throws unless the sizes fit the slots and the slots differ.
+    func check() throws(SubmitError) {
+        guard inputSize >= 0, inputSize <= input.size else {
+            throw .invalidRequest("input size \(inputSize) does not fit a \(input.size)-byte slot")
+        }
+        guard outputCapacity >= 0, outputCapacity <= output.size else {
+            throw .invalidRequest("output capacity \(outputCapacity) does not fit a \(output.size)-byte slot")
+        }
+        guard input.index != output.index || inputSize == 0 || outputCapacity == 0 else {
+            throw .invalidRequest("input and output share slot \(input.index)")
+        }
+    }
+
+    func descriptor(commandID: UInt64, producerID: UInt32, now: UInt64) -> Descriptor {
+        Descriptor(commandID: commandID, modelID: modelID, flags: flags,
+                   inputOffset: input.offset, inputSize: UInt32(inputSize),
+                   outputOffset: output.offset, outputCapacity: UInt32(outputCapacity),
+                   submitTimestamp: now, producerID: producerID, userData: userData)
+    }
+}
+
+/// A finished command, as the controller sees it.
+public struct CommandCompletion: Sendable, Equatable {
+    /// The command's id (as ``ControllerSession/submit(_:)`` returned it).
+    public var commandID: UInt64
+    /// How it ended; nil for a status code this build does not know.
+    public var status: CompletionStatus?
+    /// The raw status code.
+    public var statusCode: UInt32
+    /// Status detail (``InvalidDescriptorReason`` for an invalid descriptor,
+    /// the handler's code for a handler failure).
+    public var detail: UInt32
+    /// Bytes of output written to ``output``.
+    public var outputSize: Int
+    /// The request's user data.
+    public var userData: UInt64
+    /// The request's input slot (release it when done).
+    public var input: BufferSlot
+    /// The request's output slot, holding ``outputSize`` bytes (release it when done).
+    public var output: BufferSlot
+    /// When each stage happened.
+    public var timings: StageTimestamps
+
+    /// Whether the command succeeded.
+    public var succeeded: Bool { status == .succeeded }
+}
+
+/// The moments a command passed through, `CLOCK_MONOTONIC` nanoseconds
+/// (``MonotonicClock``), the same clock in both processes. Submit and seen
+/// are the controller's; pickup and the handler's are the daemon's.
+public struct StageTimestamps: Sendable, Equatable {
+    /// The controller posted the command.
+    public var submitted: UInt64
+    /// The daemon took it off the ring.
+    public var pickedUp: UInt64
+    /// Its handler started.
+    public var handlerStarted: UInt64
+    /// Its handler finished.
+    public var handlerFinished: UInt64
+    /// The controller saw the completion.
+    public var seen: UInt64
+
+    /// Nanoseconds from `a` to `b`, 0 if the daemon's stamps are out of order.
+    @inlinable
+    static func span(_ a: UInt64, _ b: UInt64) -> UInt64 { b >= a ? b - a : 0 }
+
+    /// Submit → pickup: time in the submission ring.
+    public var queueNanoseconds: UInt64 { Self.span(submitted, pickedUp) }
+    /// Pickup → handler start: validation and batching in the daemon.
+    public var dispatchNanoseconds: UInt64 { Self.span(pickedUp, handlerStarted) }
+    /// Handler start → end.
+    public var handlerNanoseconds: UInt64 { Self.span(handlerStarted, handlerFinished) }
+    /// Handler end → seen by the controller: completion ring and wake-up.
+    public var completionNanoseconds: UInt64 { Self.span(handlerFinished, seen) }
+    /// Submit → seen.
+    public var totalNanoseconds: UInt64 { Self.span(submitted, seen) }
+}

@@ -1,0 +1,260 @@
+import Glibc
+import SystemPackage
+
+/// A controller's session with the daemon, for one thread that submits and
+/// polls: the low-latency path. No locks, no allocation, and no system call
+/// unless the daemon sleeps (then one doorbell ring per submit).
+///
+/// ```swift
+/// var session = try ControllerSession.connect(to: "/run/fabricqueue/daemon.sock")
+/// guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { … }
+/// let size = preprocess(into: session.buffers.buffer(input))          // zero copy
+/// try session.submit(CommandRequest(modelID: 1, input: input, inputSize: size, output: output))
+/// let done = try session.waitForCompletion(timeout: .milliseconds(100))
+/// let result = session.buffers.buffer(done.output).prefix(done.outputSize)
+/// session.buffers.release(done.input); session.buffers.release(done.output)
+/// ```
+///
+/// Completions arrive in submission order. A dead daemon is noticed by the
+/// waits (its socket closes) within ``ControllerOptions/livenessCheckInterval``
+/// and reported as ``SubmitError/peerGone``; reconnect with a new session.
+/// For `async` callers see ``FabricClient``.
+public struct ControllerSession: ~Copyable {
+    /// The largest micro-batch ``submit(batch:)`` takes.
+    public static let maximumBatchSize = 8
+
+    let connection: SessionConnection
+    @usableFromInline var submissions: SPSCProducer<Descriptor>
+    @usableFromInline var completions: SPSCConsumer<Completion>
+    /// The session's buffer slots: acquire, fill in place, name in a request,
+    /// release when its completion has been read.
+    public var buffers: BufferPool
+    private let options: ControllerOptions
+    private let producerID: UInt32
+    private var nextCommandID: UInt64 = 1
+    private var inFlight: InFlightTable
+    private var staged: UnsafeMutableBufferPointer<Descriptor>
+    private var stagedCount = 0  // gathered by stage(_:), not yet posted
+    private var oldestStaged: UInt64 = 0
+    private var recorder = LatencyRecorder()
+    private var stats = ControllerStatistics()
+    private let metrics: ControllerMetrics
+
+    /// Connects to the daemon listening at `path`, runs the handshake and
+    /// maps what it grants.
+    ///
+    /// - Throws: ``SessionError``: the socket failed, the daemon refused
+    ///   (``SessionError/rejected(_:reason:)``, ``SessionError/versionMismatch(daemon:client:)``),
+    ///   or granted something that does not validate.
+    public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> ControllerSession {
+        try ControllerSession(connection: SessionConnection(path: path, options: options), options: options)
+    }
+
+    init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
+        let producer: SPSCProducer<Descriptor>
+        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch { throw .malformed("granted submission ring: \(error)") }
+        let consumer: SPSCConsumer<Completion>
+        do { consumer = try SPSCConsumer(region: connection.completionRegion) } catch { throw .malformed("granted completion ring: \(error)") }
+        submissions = producer
+        completions = consumer
+        self.connection = connection
+        self.options = options
+        buffers = BufferPool(region: connection.data)
+        producerID = options.producerID ?? UInt32(truncatingIfNeeded: getpid())
+        inFlight = InFlightTable(minimumCapacity: submissions.capacity + completions.capacity)
+        staged = .allocate(capacity: Self.maximumBatchSize)
+        metrics = ControllerMetrics(factory: options.metricsFactory)
+    }
+
+    deinit {
+        staged.deallocate()
+        inFlight.deallocate()
+    }
+
+    /// The daemon's id for this session.
+    public var sessionID: UInt64 { connection.sessionID }
+    /// Commands posted and not yet completed (staged ones excluded).
+    public var inFlightCount: Int { inFlight.count }
+    /// Whether the daemon is known to be gone.
+    public var isPeerGone: Bool { connection.isGone }
+
+    // MARK: Submitting
+
+    /// Posts one command; returns its id.
+    ///
+    /// - Throws: ``SubmitError/queueFull`` when the ring is full (backpressure:
+    ///   reap completions and retry), ``SubmitError/peerGone``,
+    ///   ``SubmitError/invalidRequest(_:)``.
+    @discardableResult
+    public mutating func submit(_ request: CommandRequest) throws(SubmitError) -> UInt64 {
+        try withUnsafeTemporaryAllocation(of: CommandRequest.self, capacity: 1) { (one) throws(SubmitError) -> UInt64 in
+            one.initialize(repeating: request)
+            return try submit(batch: UnsafeBufferPointer(one))
+        }
+    }
+
+    /// Posts a micro-batch of 1...8 commands all or nothing, with one ring
+    /// publication (the daemon sees them in one burst) and at most one
+    /// doorbell. Returns the first command's id; the others follow in order.
+    /// Requests gathered by ``stage(_:)`` are posted first.
+    @discardableResult
+    public mutating func submit(batch requests: UnsafeBufferPointer<CommandRequest>) throws(SubmitError) -> UInt64 {
+        guard (1...Self.maximumBatchSize).contains(requests.count) else {
+            throw .invalidRequest("a batch holds 1...\(Self.maximumBatchSize) commands, not \(requests.count)")
+        }
+        for request in requests { try request.check() }
+        try flush()
+        guard inFlight.count + requests.count <= inFlight.capacity else { throw .queueFull }
+        let first = nextCommandID
+        let now = MonotonicClock.now()
+        for (i, request) in requests.enumerated() {
+            staged[i] = request.descriptor(commandID: first &+ UInt64(i), producerID: producerID, now: now)
+        }
+        try post(requests.count)
+        for (i, request) in requests.enumerated() {
+            inFlight.add(first &+ UInt64(i), input: request.input, output: request.output)
+        }
+        return first
+    }
+
+    /// Submits a batch given as an array (see ``submit(batch:)-(UnsafeBufferPointer<CommandRequest>)``).
+    @discardableResult
+    public mutating func submit(batch requests: [CommandRequest]) throws(SubmitError) -> UInt64 {
+        try requests.withUnsafeBufferPointer { (buffer) throws(SubmitError) -> UInt64 in try submit(batch: buffer) }
+    }
+
+    /// Dynamic batching: adds `request` to the batch being gathered and posts
+    /// the batch when it reaches ``BatchingPolicy/maximumBatchSize``. Call
+    /// ``flushIfDue()`` from the polling loop so a partial batch goes out when
+    /// its first request has waited ``BatchingPolicy/maximumWait``. Returns the
+    /// command's id. A full ring leaves the batch gathered (the error says so);
+    /// a later flush posts it.
+    @discardableResult
+    public mutating func stage(_ request: CommandRequest) throws(SubmitError) -> UInt64 {
+        try request.check()
+        if connection.isGone { throw .peerGone }
+        if stagedCount == Self.maximumBatchSize { try flush() }
+        guard inFlight.count < inFlight.capacity else { throw .queueFull }
+        let id = nextCommandID &+ UInt64(stagedCount)
+        let now = MonotonicClock.now()
+        if stagedCount == 0 { oldestStaged = now }
+        staged[stagedCount] = request.descriptor(commandID: id, producerID: producerID, now: now)
+        stagedCount += 1
+        inFlight.add(id, input: request.input, output: request.output)
+        if stagedCount >= options.batching.maximumBatchSize { try flush() }
+        return id
+    }
+
+    /// Requests gathered by ``stage(_:)`` and not yet posted.
+    public var gatheredCount: Int { stagedCount }
+
+    /// Posts the gathered batch if it is full or its oldest request has waited
+    /// long enough; returns how many commands went out.
+    @discardableResult
+    public mutating func flushIfDue() throws(SubmitError) -> Int {
+        guard stagedCount > 0 else { return 0 }
+        let waited = MonotonicClock.now() &- oldestStaged
+        guard stagedCount >= options.batching.maximumBatchSize || waited >= options.batching.maximumWait.saturatingNanoseconds else { return 0 }
+        return try flush()
+    }
+
+    /// Posts whatever has been gathered now; returns how many went out.
+    @discardableResult
+    public mutating func flush() throws(SubmitError) -> Int {
+        guard stagedCount > 0 else { return 0 }
+        let n = stagedCount
+        try post(n)
+        return n
+    }
+
+    /// Publishes the first `count` descriptors of `staged`, all or nothing,
+    /// with one release store, then rings the daemon (a syscall only if it sleeps).
+    private mutating func post(_ count: Int) throws(SubmitError) {
+        if connection.isGone { throw .peerGone }
+        let reservation = submissions.reserve(upTo: count)
+        guard reservation.count == count else {
+            stats.ringFull &+= 1
+            throw .queueFull
+        }
+        for i in 0..<count { reservation.write(staged[i], at: i) }
+        submissions.commit(reservation)
+        nextCommandID &+= UInt64(count)
+        stagedCount = 0
+        stats.submitted &+= UInt64(count)
+        do {
+            if try submissions.ringConsumer(connection.submissionRing) { stats.doorbellRings &+= 1 }
+        } catch {
+            if case .doorbell(let e) = error { throw .doorbell(e) }
+            throw .peerGone
+        }
+    }
+
+    // MARK: Completions
+
+    /// The next completion if one has arrived; never blocks.
+    public mutating func pollCompletion() throws(SubmitError) -> CommandCompletion? {
+        let next: Completion?
+        do { next = try completions.dequeue() } catch { throw .ring(error) }
+        guard let next else { return nil }
+        let seen = MonotonicClock.now()
+        // Relaxed by the doorbell protocol: no syscall unless the daemon sleeps.
+        if (try? completions.ringProducers(connection.completionRing)) == true { stats.doorbellRings &+= 1 }
+        return try finish(next, seen: seen)
+    }
+
+    /// Waits up to `timeout` for the next completion.
+    ///
+    /// - Throws: ``SubmitError/timedOut``; ``SubmitError/peerGone`` as soon as
+    ///   the daemon's socket is found closed (checked every
+    ///   ``ControllerOptions/livenessCheckInterval`` while blocked).
+    public mutating func waitForCompletion(timeout: Duration) throws(SubmitError) -> CommandCompletion {
+        if let done = try pollCompletion() { return done }
+        let end = deadline(after: timeout)
+        let slice = max(options.livenessCheckInterval.saturatingNanoseconds, 1_000_000)
+        while true {
+            if !connection.checkPeer() { throw .peerGone }
+            let now = MonotonicClock.now()
+            guard now < end else { throw .timedOut }
+            let wait: DoorbellWait
+            do {
+                wait = try completions.waitUntilReadable(doorbell: connection.completionWait,
+                                                         timeout: .nanoseconds(Int64(clamping: min(slice, end - now))))
+            } catch {
+                if case .ring(let e) = error { throw .ring(e) }
+                if case .doorbell(let e) = error { throw .doorbell(e) }
+                throw .timedOut
+            }
+            stats.sleeps &+= UInt64(wait.sleeps)
+            if wait.sleeps > 0 { metrics.publish(stats) }
+            if let done = try pollCompletion() { return done }
+        }
+    }
+
+    private mutating func finish(_ completion: Completion, seen: UInt64) throws(SubmitError) -> CommandCompletion {
+        guard let (input, output) = inFlight.complete(completion.commandID) else {
+            throw .protocolViolation("completion for command \(completion.commandID), which is not in flight")
+        }
+        let timings = StageTimestamps(submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
+                                      handlerStarted: completion.handlerStartTimestamp,
+                                      handlerFinished: completion.handlerEndTimestamp, seen: seen)
+        recorder.record(timings)
+        stats.completed &+= 1
+        let status = completion.status
+        if status != .succeeded { stats.failed &+= 1 }
+        if stats.completed & 4095 == 0 { metrics.publish(stats) }
+        return CommandCompletion(commandID: completion.commandID, status: status, statusCode: completion.statusCode,
+                                 detail: completion.detail, outputSize: min(Int(completion.outputSize), output.size),
+                                 userData: completion.userData, input: input, output: output, timings: timings)
+    }
+
+    // MARK: Observability
+
+    /// Per-stage latency percentiles of every command completed so far.
+    public var latency: LatencySnapshot { recorder.snapshot }
+    /// Forgets the latencies recorded so far (say, after a warm-up).
+    public mutating func resetLatency() { recorder.reset() }
+    /// Counters since the session opened.
+    public var statistics: ControllerStatistics { stats }
+    /// Pushes the counters to swift-metrics now.
+    public func publishMetrics() { metrics.publish(stats) }
+}

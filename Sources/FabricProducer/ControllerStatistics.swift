@@ -1,0 +1,46 @@
+import CoreMetrics
+
+/// Counts of what a controller has done.
+public struct ControllerStatistics: Sendable, Equatable {
+    /// Commands posted to the ring.
+    public var submitted: UInt64 = 0
+    /// Completions received (any status).
+    public var completed: UInt64 = 0
+    /// Completions with a status other than success.
+    public var failed: UInt64 = 0
+    /// Submissions refused because the ring was full.
+    public var ringFull: UInt64 = 0
+    /// Wake-up system calls made to the daemon (rings that found it asleep).
+    public var doorbellRings: UInt64 = 0
+    /// Times a wait went to sleep in the kernel.
+    public var sleeps: UInt64 = 0
+}
+
+/// The swift-metrics counters a controller publishes to: deltas of
+/// ``ControllerStatistics``, pushed when a wait goes to sleep, every few
+/// thousand completions, and on request, so the hot path only bumps plain
+/// integers.
+final class ControllerMetrics: @unchecked Sendable {
+    private let counters: [Counter]
+    private var published = ControllerStatistics()
+
+    init(factory: (any MetricsFactory)?) {
+        counters = ["submitted", "completed", "failed", "ring_full", "doorbell_rings", "sleeps"].map { name in
+            let label = "fabricqueue_controller_\(name)_total"
+            if let factory { return Counter(label: label, dimensions: [], factory: factory) }
+            return Counter(label: label)
+        }
+    }
+
+    /// Publishes what changed since the last call. Call from one thread at a time.
+    func publish(_ now: ControllerStatistics) {
+        let pairs: [(UInt64, UInt64)] = [
+            (now.submitted, published.submitted), (now.completed, published.completed), (now.failed, published.failed),
+            (now.ringFull, published.ringFull), (now.doorbellRings, published.doorbellRings), (now.sleeps, published.sleeps),
+        ]
+        for (i, (current, last)) in pairs.enumerated() where current > last {
+            counters[i].increment(by: Int64(clamping: current - last))
+        }
+        published = now
+    }
+}

@@ -1,0 +1,382 @@
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// What an `async` submission returns.
+public struct CommandResult: Sendable, Equatable {
+    /// The command's id.
+    public var commandID: UInt64
+    /// How it ended; nil for a status code this build does not know.
+    public var status: CompletionStatus?
+    /// The raw status code.
+    public var statusCode: UInt32
+    /// Status detail (see ``CommandCompletion/detail``).
+    public var detail: UInt32
+    /// The output the daemon wrote (copied out of the shared slot, which is
+    /// already back in the pool).
+    public var output: [UInt8]
+    /// The request's user data.
+    public var userData: UInt64
+    /// When each stage happened.
+    public var timings: StageTimestamps
+
+    /// Whether the command succeeded.
+    public var succeeded: Bool { status == .succeeded }
+}
+
+/// A controller session for Swift concurrency: any number of tasks submit
+/// concurrently and `await` their completions, with a deadline and
+/// cancellation; requests can be gathered into batches (``ControllerOptions/batching``).
+///
+/// ```swift
+/// let client = try FabricClient.connect(to: "/run/fabricqueue/daemon.sock")
+/// let result = try await client.submit(modelID: 1, outputCapacity: 4096, timeout: .milliseconds(50)) { input in
+///     preprocess(image, into: input)          // writes straight into the shared slot
+/// }
+/// ```
+///
+/// A reaper thread takes completions off the ring, copies each output out,
+/// returns the slots to the pool and resumes the waiting task; it also posts
+/// gathered batches when they are due, expires deadlines, and notices a dead
+/// daemon (every pending submission then fails with ``SubmitError/peerGone``).
+/// A cancelled or expired submission's command may still run: its slots are
+/// reclaimed when its completion arrives. For a polling thread that wants no
+/// allocation and no locks, use ``ControllerSession``.
+public final class FabricClient: Sendable {
+    private let connection: SessionConnection
+    private let options: ControllerOptions
+    private let submitSide: Mutex<SubmitSide>
+    private let pending = Mutex<[UInt64: PendingCommand]>([:])
+    private let recorder = Mutex(LatencyRecorder())
+    private let counters = Mutex(ControllerStatistics())
+    private let metrics: ControllerMetrics
+    private let stopping = Atomic<Bool>(false)
+    private let reaper = Mutex<ServiceThread?>(nil)
+
+    /// Connects to the daemon at `path` and starts the reaper thread.
+    public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> FabricClient {
+        let client = try FabricClient(connection: SessionConnection(path: path, options: options), options: options)
+        do throws(Errno) {
+            let thread = try ServiceThread { [client] in client.runReaper() }
+            client.reaper.withLock { $0 = thread }
+        } catch { throw .malformed("cannot start the reaper thread: \(error)") }
+        return client
+    }
+
+    private init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
+        let producer: SPSCProducer<Descriptor>
+        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch { throw .malformed("granted submission ring: \(error)") }
+        self.connection = connection
+        self.options = options
+        submitSide = Mutex(SubmitSide(producer: producer, pool: BufferPool(region: connection.data),
+                                      producerID: options.producerID ?? UInt32(truncatingIfNeeded: getpid())))
+        metrics = ControllerMetrics(factory: options.metricsFactory)
+    }
+
+    /// Stops the reaper; pending submissions fail with ``SubmitError/cancelled``. Idempotent.
+    public func close() {
+        // Relaxed: the reaper re-reads it on every pass; the eventfd wakes it.
+        stopping.store(true, ordering: .relaxed)
+        try? connection.sessionDoorbellFD.signal()
+        reaper.withLock { thread in thread?.join(); thread = nil }
+        failAll(.cancelled)
+    }
+
+    deinit { close() }
+
+    /// The daemon's id for this session.
+    public var sessionID: UInt64 { connection.sessionID }
+    /// Whether the daemon is known to be gone.
+    public var isPeerGone: Bool { connection.isGone }
+    /// Per-stage latency percentiles of the commands completed so far.
+    public var latency: LatencySnapshot { recorder.withLock { $0.snapshot } }
+    /// Counters since the session opened.
+    public var statistics: ControllerStatistics { counters.withLock { $0 } }
+    /// Free buffer slots.
+    public var availableBuffers: Int { submitSide.withLock { $0.pool.availableCount } }
+
+    /// Submits one command and awaits its completion.
+    ///
+    /// - Parameters:
+    ///   - modelID: the model to run.
+    ///   - outputCapacity: bytes the output may take (at most a slot).
+    ///   - flags, userData: passed through to the handler and back.
+    ///   - timeout: the deadline for the completion.
+    ///   - fill: writes the input straight into the shared slot and returns
+    ///     how many bytes it wrote.
+    /// - Throws: ``SubmitError``: `.noFreeBuffer` / `.queueFull` (backpressure),
+    ///   `.timedOut`, `.cancelled`, `.peerGone`, `.invalidRequest`.
+    public func submit(modelID: UInt32, outputCapacity: Int, flags: UInt32 = 0, userData: UInt64 = 0,
+                       timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int) async throws(SubmitError) -> CommandResult {
+        if connection.isGone { throw .peerGone }
+        let (input, output, memory) = try submitSide.withLock { (side) throws(SubmitError) in try side.acquirePair() }
+        let size: Int
+        do { size = try fill(memory) } catch {
+            submitSide.withLock { $0.release(input, output) }
+            throw .invalidRequest("fill threw: \(error)")
+        }
+        let request = CommandRequest(modelID: modelID, input: input, inputSize: size, output: output,
+                                     outputCapacity: outputCapacity, flags: flags, userData: userData)
+        do { try request.check() } catch {
+            submitSide.withLock { $0.release(input, output) }
+            throw error
+        }
+        let token = CancellationToken()
+        let end = deadline(after: timeout)
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<CommandResult, SubmitError>, Never>) in
+                // Registered before it is posted, so its completion always finds it.
+                let posted: Result<UInt64, SubmitError> = pending.withLock { table in
+                    let staged = submitSide.withLock { side in
+                        side.stage(request, batching: options.batching, ring: connection.submissionRing, reaper: connection.sessionDoorbellFD)
+                    }
+                    if case .success(let id) = staged {
+                        table[id] = PendingCommand(continuation: continuation, input: input, output: output, deadline: end)
+                    }
+                    return staged
+                }
+                switch posted {
+                case .failure(let error):
+                    submitSide.withLock { $0.release(input, output) }
+                    continuation.resume(returning: .failure(error))
+                case .success(let id):
+                    counters.withLock { $0.submitted &+= 1 }
+                    if token.assign(id) { abandon(id, .cancelled) }
+                }
+            }
+        } onCancel: {
+            if let id = token.cancel() { abandon(id, .cancelled) }
+        }
+        return try result.get()
+    }
+
+    /// Resumes the task waiting for `id` with `error`; the command's slots
+    /// stay out until its completion arrives.
+    private func abandon(_ id: UInt64, _ error: SubmitError) {
+        let continuation = pending.withLock { table -> CheckedContinuation<Result<CommandResult, SubmitError>, Never>? in
+            defer { table[id]?.continuation = nil }
+            return table[id]?.continuation
+        }
+        continuation?.resume(returning: .failure(error))
+    }
+
+    /// Fails every waiting task with `error`.
+    private func failAll(_ error: SubmitError) {
+        let waiting = pending.withLock { table in
+            defer { for id in table.keys { table[id]?.continuation = nil } }
+            return table.values.compactMap(\.continuation)
+        }
+        for continuation in waiting { continuation.resume(returning: .failure(error)) }
+    }
+
+    // MARK: Reaper
+
+    private func runReaper() {
+        let consumer: SPSCConsumer<Completion>
+        do { consumer = try SPSCConsumer(region: connection.completionRegion) } catch {
+            failAll(.protocolViolation("completion ring: \(error)"))
+            return
+        }
+        var completions = consumer
+        let slice = max(options.livenessCheckInterval.saturatingNanoseconds, 1_000_000)
+        let spin: UInt64 = switch options.wait {
+        case .busyPoll: .max
+        case .adaptive(let d, _): d.saturatingNanoseconds
+        case .futex, .eventFD: 0
+        }
+        var lastWork = MonotonicClock.now()
+        var lastPeerCheck = lastWork
+        // Relaxed: a stop request; close() also signals the eventfd.
+        while !stopping.load(ordering: .relaxed) {
+            var got = 0
+            do {
+                while let completion = try completions.dequeue() {
+                    deliver(completion, seen: MonotonicClock.now())
+                    got += 1
+                }
+            } catch {
+                failAll(.ring(error))
+                return
+            }
+            if got > 0 { _ = try? completions.ringProducers(connection.completionRing) }
+            let now = MonotonicClock.now()
+            let due = submitSide.withLock { side in side.flushIfDue(now: now, batching: options.batching, ring: connection.submissionRing) }
+            let nearestDeadline = expireDeadlines(now: now)
+            if got > 0 { lastWork = now; continue }
+            if now &- lastPeerCheck >= slice || spin == 0 {
+                lastPeerCheck = now
+                if !connection.checkPeer() {
+                    failAll(.peerGone)
+                    return
+                }
+            }
+            if now &- lastWork < spin { SpinWait.pause(); continue }
+
+            // Sleep on the session eventfd until a completion, a batch due,
+            // a deadline, or the next liveness check.
+            var wake = min(now &+ slice, due ?? .max, nearestDeadline ?? .max)
+            completions.announceEventFDSleeper()
+            // Under the lock a submitter opening a batch checks `reaperSleeping`
+            // and signals the eventfd, so the batch's due time is never missed.
+            submitSide.withLock { side in
+                if let dueAt = side.dueTime(batching: options.batching) { wake = min(wake, dueAt) }
+                side.reaperSleeping = true
+            }
+            // F1 of the doorbell protocol: announcement before the re-check.
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            if !completions.hasElements() && wake > now {
+                if (try? connection.sessionDoorbellFD.wait(timeoutNanoseconds: Int64(clamping: wake - now))) == true {
+                    _ = try? connection.sessionDoorbellFD.consume()
+                }
+                counters.withLock { $0.sleeps &+= 1 }
+            }
+            submitSide.withLock { $0.reaperSleeping = false }
+            completions.withdrawEventFDSleeper()
+            metrics.publish(statistics)
+        }
+    }
+
+    private func deliver(_ completion: Completion, seen: UInt64) {
+        guard let entry = pending.withLock({ $0.removeValue(forKey: completion.commandID) }) else {
+            counters.withLock { $0.failed &+= 1 }
+            return  // not ours (a broken daemon): nothing to resume, no slot to free
+        }
+        let timings = StageTimestamps(submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
+                                      handlerStarted: completion.handlerStartTimestamp,
+                                      handlerFinished: completion.handlerEndTimestamp, seen: seen)
+        let bytes = submitSide.withLock { side -> [UInt8] in
+            let size = min(Int(completion.outputSize), entry.output.size)
+            let out = [UInt8](UnsafeRawBufferPointer(rebasing: side.pool.buffer(entry.output)[0..<size]))
+            side.release(entry.input, entry.output)
+            return out
+        }
+        recorder.withLock { $0.record(timings) }
+        counters.withLock { stats in
+            stats.completed &+= 1
+            if completion.status != .succeeded { stats.failed &+= 1 }
+        }
+        entry.continuation?.resume(returning: .success(CommandResult(
+            commandID: completion.commandID, status: completion.status, statusCode: completion.statusCode,
+            detail: completion.detail, output: bytes, userData: completion.userData, timings: timings)))
+    }
+
+    /// Fails waiting tasks whose deadline passed; returns the nearest deadline left.
+    private func expireDeadlines(now: UInt64) -> UInt64? {
+        var expired: [CheckedContinuation<Result<CommandResult, SubmitError>, Never>] = []
+        let nearest = pending.withLock { table -> UInt64? in
+            var nearest: UInt64?
+            for (id, entry) in table where entry.continuation != nil {
+                if entry.deadline <= now {
+                    expired.append(entry.continuation!)
+                    table[id]?.continuation = nil
+                } else {
+                    nearest = min(nearest ?? .max, entry.deadline)
+                }
+            }
+            return nearest
+        }
+        for continuation in expired { continuation.resume(returning: .failure(.timedOut)) }
+        return nearest
+    }
+}
+
+/// A submission waiting for its completion.
+struct PendingCommand {
+    /// nil once the task stopped waiting (cancelled, timed out, peer gone).
+    var continuation: CheckedContinuation<Result<CommandResult, SubmitError>, Never>?
+    var input: BufferSlot
+    var output: BufferSlot
+    var deadline: UInt64
+}
+
+/// Links a task's cancellation to the command id it gets once posted,
+/// whichever happens first.
+final class CancellationToken: Sendable {
+    private let state = Mutex<(id: UInt64?, cancelled: Bool)>((nil, false))
+
+    /// Records the id; returns true if the task was already cancelled.
+    func assign(_ id: UInt64) -> Bool { state.withLock { $0.id = id; return $0.cancelled } }
+
+    /// Records the cancellation; returns the id if it was already assigned.
+    func cancel() -> UInt64? { state.withLock { $0.cancelled = true; return $0.id } }
+}
+
+/// The submitting half of a ``FabricClient``, behind its mutex.
+struct SubmitSide: ~Copyable {
+    var producer: SPSCProducer<Descriptor>
+    var pool: BufferPool
+    let producerID: UInt32
+    var nextCommandID: UInt64 = 1
+    var batch: [Descriptor] = []
+    var oldestGathered: UInt64 = 0
+    var reaperSleeping = false
+
+    init(producer: consuming SPSCProducer<Descriptor>, pool: consuming BufferPool, producerID: UInt32) {
+        self.producer = producer
+        self.pool = pool
+        self.producerID = producerID
+        batch.reserveCapacity(ControllerSession.maximumBatchSize)
+    }
+
+    var gathered: Int { batch.count }
+
+    mutating func acquirePair() throws(SubmitError) -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer) {
+        guard let input = pool.acquire() else { throw .noFreeBuffer }
+        guard let output = pool.acquire() else {
+            pool.release(input)
+            throw .noFreeBuffer
+        }
+        return (input, output, pool.buffer(input))
+    }
+
+    mutating func release(_ input: BufferSlot, _ output: BufferSlot) {
+        pool.release(input)
+        pool.release(output)
+    }
+
+    /// Gathers (or, without batching, posts) one request; returns its id.
+    mutating func stage(_ request: CommandRequest, batching: BatchingPolicy, ring: Doorbell, reaper: EventFD) -> Result<UInt64, SubmitError> {
+        let id = nextCommandID
+        let now = MonotonicClock.now()
+        if batch.isEmpty {
+            oldestGathered = now
+            // A sleeping reaper must wake to post this batch when it is due.
+            if reaperSleeping && batching.maximumWait > .zero && batching.maximumBatchSize > 1 { try? reaper.signal() }
+        }
+        batch.append(request.descriptor(commandID: id, producerID: producerID, now: now))
+        if batch.count >= batching.maximumBatchSize || batching.maximumWait == .zero {
+            if case .failure(let error) = post(ring: ring) {
+                batch.removeLast()
+                return .failure(error)
+            }
+        }
+        nextCommandID &+= 1
+        return .success(id)
+    }
+
+    /// When the gathered batch is due, if there is one.
+    func dueTime(batching: BatchingPolicy) -> UInt64? {
+        batch.isEmpty ? nil : oldestGathered &+ batching.maximumWait.saturatingNanoseconds
+    }
+
+    /// Posts the gathered batch if it is due; returns when the next one is due.
+    mutating func flushIfDue(now: UInt64, batching: BatchingPolicy, ring: Doorbell) -> UInt64? {
+        guard let due = dueTime(batching: batching) else { return nil }
+        if due <= now {
+            // A full ring keeps the batch for the next pass.
+            if case .success = post(ring: ring) { return nil }
+        }
+        return due
+    }
+
+    /// Publishes the gathered batch all or nothing and rings the daemon.
+    private mutating func post(ring: Doorbell) -> Result<Void, SubmitError> {
+        let reservation = producer.reserve(upTo: batch.count)
+        guard reservation.count == batch.count else { return .failure(.queueFull) }
+        for (i, descriptor) in batch.enumerated() { reservation.write(descriptor, at: i) }
+        producer.commit(reservation)
+        batch.removeAll(keepingCapacity: true)
+        _ = try? producer.ringConsumer(ring)
+        return .success(())
+    }
+}

@@ -1,0 +1,47 @@
+/// The controller's record of commands in flight, indexed by command id
+/// modulo a power of two at least as large as the number that can be in
+/// flight at once (both rings full), so lookups need no hashing or allocation.
+/// Ids are issued in sequence, so no two commands in flight share an entry.
+struct InFlightTable: ~Copyable {
+    private struct Entry {
+        var commandID: UInt64
+        var input: BufferSlot
+        var output: BufferSlot
+        var active: Bool
+    }
+
+    private let entries: UnsafeMutableBufferPointer<Entry>
+    private let mask: UInt64
+    /// Commands in flight.
+    private(set) var count = 0
+
+    init(minimumCapacity: Int) {
+        var size = 1
+        while size < minimumCapacity { size <<= 1 }
+        entries = .allocate(capacity: size)
+        let none = BufferSlot(index: 0, offset: 0, size: 0)
+        entries.initialize(repeating: Entry(commandID: 0, input: none, output: none, active: false))
+        mask = UInt64(size - 1)
+    }
+
+    /// Frees the table (a noncopyable owner's deinit calls this).
+    func deallocate() { entries.deallocate() }
+
+    /// How many commands may be in flight.
+    var capacity: Int { entries.count }
+
+    mutating func add(_ id: UInt64, input: BufferSlot, output: BufferSlot) {
+        entries[Int(id & mask)] = Entry(commandID: id, input: input, output: output, active: true)
+        count += 1
+    }
+
+    /// The slots of command `id` if it is in flight (and forgets it); nil for
+    /// an id that is not (a garbage completion).
+    mutating func complete(_ id: UInt64) -> (BufferSlot, BufferSlot)? {
+        let i = Int(id & mask)
+        guard entries[i].active, entries[i].commandID == id else { return nil }
+        entries[i].active = false
+        count -= 1
+        return (entries[i].input, entries[i].output)
+    }
+}

@@ -1,0 +1,90 @@
+import Synchronization
+import SystemPackage
+
+/// A controller's connection to the daemon: the control socket and what the
+/// handshake granted (rings, data region, eventfds), validated and mapped.
+final class SessionConnection: @unchecked Sendable {
+    let socket: UnixSocket
+    let sessionID: UInt64
+    let submissionRegion: SharedRegion
+    let completionRegion: SharedRegion
+    let data: DataRegion
+    let daemonDoorbellFD: EventFD
+    let sessionDoorbellFD: EventFD
+    /// Rings the daemon: signals its eventfd (and wakes futex sleepers).
+    let submissionRing: Doorbell
+    let completionRing: Doorbell
+    /// How this controller sleeps, per ``WaitStrategy``.
+    let submissionWait: Doorbell
+    let completionWait: Doorbell
+    private let gone = Atomic<Bool>(false)
+
+    /// Connects to the daemon at `path` and runs the handshake.
+    init(path: FilePath, options: ControllerOptions) throws(SessionError) {
+        let socket: UnixSocket
+        do { socket = try UnixSocket.connect(to: path) } catch { throw .socket(error) }
+        let grant = try socket.requestSession(timeout: options.connectTimeout)
+        var byTag: [UInt8: FileDescriptor] = [:]
+        defer { for (_, fd) in byTag { try? fd.close() } }
+        for (tag, fd) in grant.descriptors {
+            if let old = byTag.updateValue(fd, forKey: tag) { try? old.close() }
+        }
+        func take(_ tag: SessionDescriptorTag) throws(SessionError) -> FileDescriptor {
+            guard let fd = byTag[tag.rawValue] else { throw .malformed("grant lacks \(tag)") }
+            return fd
+        }
+        do {
+            // Each attach validates the region's header before using it.
+            submissionRegion = try SharedRegion.attach(fileDescriptor: try take(.submissionRing))
+            completionRegion = try SharedRegion.attach(fileDescriptor: try take(.completionRing))
+            data = try DataRegion.attach(fileDescriptor: try take(.dataRegion))
+        } catch let error as SessionError {
+            throw error
+        } catch {
+            throw .malformed("granted region: \(error)")
+        }
+        do {
+            let daemonFD = try take(.daemonDoorbell), sessionFD = try take(.sessionDoorbell)
+            daemonDoorbellFD = try EventFD(adopting: try daemonFD.duplicate())
+            sessionDoorbellFD = try EventFD(adopting: try sessionFD.duplicate())
+        } catch let error as SessionError {
+            throw error
+        } catch let error as DoorbellError {
+            throw .descriptorPassing(error)
+        } catch {
+            throw .malformed("granted eventfd: \(error)")
+        }
+        self.socket = socket
+        sessionID = grant.sessionID
+        submissionRing = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
+        completionRing = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
+        switch options.wait {
+        case .busyPoll:
+            submissionWait = .busyPoll
+            completionWait = .busyPoll
+        case .futex:
+            submissionWait = .futex
+            completionWait = .futex
+        case .eventFD:
+            submissionWait = submissionRing
+            completionWait = completionRing
+        case .adaptive(let spin, let eventFD):
+            submissionWait = .adaptive(spinFor: spin, then: eventFD ? submissionRing : .futex)
+            completionWait = .adaptive(spinFor: spin, then: eventFD ? completionRing : .futex)
+        }
+    }
+
+    /// Whether the daemon is known to be gone. Relaxed: a latch, set once.
+    var isGone: Bool { gone.load(ordering: .relaxed) }
+
+    /// Checks the socket (no blocking) and latches ``isGone`` on a hang-up.
+    @discardableResult
+    func checkPeer() -> Bool {
+        if isGone { return false }
+        if socket.peerHasClosed() {
+            gone.store(true, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+}

@@ -1,0 +1,117 @@
+import FabricDiagnostics
+import FabricProducer
+import Glibc
+import SystemPackage
+
+/// `controller SOCKET COUNT MODEL PAYLOAD [UID GID]`: a controller process.
+/// Connects, keeps up to 16 commands in flight, checks every output (echo:
+/// the payload back; checksum: its FNV-1a), prints "first" after the first
+/// completion and "ok N p50=… p99=…" at the end. COUNT 0 runs until killed.
+func runController(socket: String, count: Int, model: UInt32, payload: Int) {
+    var session: ControllerSession
+    do { session = try ControllerSession.connect(to: FilePath(socket)) } catch { fail("connect: \(error)") }
+    let window = min(16, session.buffers.capacity / 2)
+    var submitted = 0, completed = 0
+    var printedFirst = false
+    while count == 0 || completed < count {
+        while session.inFlightCount < window && (count == 0 || submitted < count) {
+            guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { break }
+            let bytes = session.buffers.buffer(input)
+            let seed = UInt64(submitted) &* 0x9E37_79B9_7F4A_7C15
+            for k in 0..<payload { bytes[k] = UInt8(truncatingIfNeeded: (seed >> UInt64((k % 8) * 8)) &+ UInt64(k)) }
+            do {
+                try session.submit(CommandRequest(modelID: model, input: input, inputSize: payload, output: output,
+                                                  userData: UInt64(submitted)))
+            } catch { fail("submit \(submitted): \(error)") }
+            submitted += 1
+        }
+        let done: CommandCompletion
+        do { done = try session.waitForCompletion(timeout: .seconds(10)) } catch { fail("completion \(completed): \(error)") }
+        guard done.succeeded else { fail("command \(done.commandID) failed: \(done.statusCode) detail \(done.detail)") }
+        let input = UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.input)[0..<payload])
+        let output = UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.output)[0..<done.outputSize])
+        switch DiagnosticModel(rawValue: model) {
+        case .echo?, .delay?:
+            guard output.elementsEqual(input) else { fail("command \(done.commandID): echo mismatch") }
+        case .checksum?:
+            guard output.count == 8, output.loadUnaligned(as: UInt64.self) == DiagnosticModel.fnv1a(input).littleEndian else {
+                fail("command \(done.commandID): checksum mismatch")
+            }
+        default: break
+        }
+        session.buffers.release(done.input)
+        session.buffers.release(done.output)
+        completed += 1
+        if !printedFirst { printedFirst = true; line("first") }
+    }
+    let total = session.latency.summary(.total)
+    line("ok \(completed) p50=\(total.p50) p99=\(total.p99)")
+}
+
+/// `garbage SOCKET`: a controller that speaks the handshake but then posts
+/// descriptors that must be refused, prints each completion's status and
+/// detail, then scribbles over the submission ring's head and reports whether
+/// the daemon dropped the session (closed the socket).
+func runGarbage(socket path: String) {
+    do {
+        let socket = try UnixSocket.connect(to: FilePath(path))
+        let grant = try socket.requestSession(timeout: .seconds(5))
+        var fds: [UInt8: FileDescriptor] = [:]
+        for (tag, fd) in grant.descriptors { fds[tag] = fd }
+        guard let s = fds[SessionDescriptorTag.submissionRing.rawValue], let c = fds[SessionDescriptorTag.completionRing.rawValue],
+              let d = fds[SessionDescriptorTag.dataRegion.rawValue], let e = fds[SessionDescriptorTag.daemonDoorbell.rawValue] else {
+            fail("grant lacks a descriptor")
+        }
+        let submissions = try SharedRegion.attach(fileDescriptor: s)
+        let completions = try SharedRegion.attach(fileDescriptor: c)
+        let data = try DataRegion.attach(fileDescriptor: d)
+        let daemonDoorbell = try EventFD(adopting: e)
+        var producer = try SPSCProducer<Descriptor>(region: submissions)
+        var consumer = try SPSCConsumer<Completion>(region: completions)
+        let g = data.geometry
+        let slot0 = g.offset(ofSlot: 0), slot1 = g.offset(ofSlot: 1)
+        let last = g.offset(ofSlot: g.slotCount - 1)
+        let bad: [(String, Descriptor)] = [
+            ("unknown-model", Descriptor(commandID: 1, modelID: 999, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)),
+            ("input-past-end", Descriptor(commandID: 2, modelID: 1, inputOffset: UInt64.max - 3, inputSize: 64, outputOffset: slot1, outputCapacity: 8)),
+            ("output-in-header", Descriptor(commandID: 3, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: 0, outputCapacity: 64)),
+            ("straddles-slots", Descriptor(commandID: 4, modelID: 1, inputOffset: slot0 + 8, inputSize: UInt32(g.slotSize), outputOffset: slot1, outputCapacity: 8)),
+            ("overlap", Descriptor(commandID: 5, modelID: 1, inputOffset: slot0, inputSize: 64, outputOffset: slot0 + 32, outputCapacity: 64)),
+            ("past-last-slot", Descriptor(commandID: 6, modelID: 1, inputOffset: last + g.slotSize, inputSize: 1, outputOffset: slot1, outputCapacity: 8)),
+            ("small-output", Descriptor(commandID: 7, modelID: 2, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 4)),
+            ("valid", Descriptor(commandID: 8, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)),
+        ]
+        var reserved = Descriptor(commandID: 9, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
+        reserved.reserved = 1
+        let doorbell = Doorbell.eventFD(dataAvailable: daemonDoorbell, spaceAvailable: daemonDoorbell)
+        for (_, descriptor) in bad + [("reserved", reserved)] {
+            try producer.send(descriptor, doorbell: doorbell, timeout: .seconds(5))
+        }
+        for (name, _) in bad + [("reserved", reserved)] {
+            let completion = try consumer.receive(doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), timeout: .seconds(5))
+            line("\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)")
+        }
+        // Now break the ring itself: a head far beyond the tail.
+        submissions.withUnsafeMutableBytes { bytes in
+            let head = RegionLayout.controlOffset + RegionLayout.Control.head
+            bytes.storeBytes(of: UInt64(1) << 40, toByteOffset: head, as: UInt64.self)
+        }
+        try producer.ringConsumer(doorbell)
+        _ = try? daemonDoorbell.signal()
+        let start = MonotonicClock.now()
+        while MonotonicClock.now() - start < 5_000_000_000 {
+            if socket.peerHasClosed() {
+                line("dropped after \((MonotonicClock.now() - start) / 1_000_000) ms")
+                return
+            }
+            usleep(1_000)
+        }
+        line("not dropped")
+    } catch { fail("\(error)") }
+}
+
+/// Writes one line to stdout unbuffered (the tests read it while we run).
+func line(_ text: String) {
+    var text = text + "\n"
+    text.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
+}
