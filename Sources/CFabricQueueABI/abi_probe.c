@@ -26,6 +26,16 @@ static const fq_abi_entry entries[] = {
     ENTRY(fq_completion, output_size), ENTRY(fq_completion, submit_timestamp), ENTRY(fq_completion, pickup_timestamp),
     ENTRY(fq_completion, handler_start_timestamp), ENTRY(fq_completion, handler_end_timestamp),
     ENTRY(fq_completion, producer_id), ENTRY(fq_completion, detail),
+    { "const.hello_magic", FQ_HELLO_MAGIC }, { "const.reply_magic", FQ_REPLY_MAGIC },
+    { "const.data_magic", FQ_DATA_MAGIC }, { "const.session_version", FQ_SESSION_VERSION },
+    { "sizeof.fq_hello", sizeof(fq_hello) }, { "sizeof.fq_reply", sizeof(fq_reply) },
+    ENTRY(fq_hello, protocol_version), ENTRY(fq_hello, client_pid),
+    ENTRY(fq_reply, status), ENTRY(fq_reply, session_id), ENTRY(fq_reply, descriptor_count), ENTRY(fq_reply, reason),
+    { "tag.submission_ring", FQ_SESSION_TAG_SUBMISSION_RING }, { "tag.completion_ring", FQ_SESSION_TAG_COMPLETION_RING },
+    { "tag.data_region", FQ_SESSION_TAG_DATA_REGION }, { "tag.daemon_doorbell", FQ_SESSION_TAG_DAEMON_DOORBELL },
+    { "tag.session_doorbell", FQ_SESSION_TAG_SESSION_DOORBELL },
+    { "const.data_header_page", FQ_DATA_HEADER_PAGE }, ENTRY(fq_data_header, slot_size),
+    ENTRY(fq_data_header, slot_count), ENTRY(fq_data_header, epoch), ENTRY(fq_data_header, checksum),
 };
 
 size_t fq_abi_entry_count(void) { return sizeof entries / sizeof entries[0]; }

@@ -13,7 +13,7 @@ final class DaemonCore: Sendable {
     let counters: DaemonCounters
 
     /// New sessions on their way to the poll thread.
-    let inbox = Mutex<[DaemonSession]>([])
+    let inbox = LockedBox<[DaemonSession]>([])
     /// Whether ``inbox`` may hold something: the poll thread reads it on every
     /// pass and takes the lock only when it is set.
     let inboxPending = Atomic<Bool>(false)

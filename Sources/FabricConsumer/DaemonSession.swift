@@ -33,7 +33,7 @@ final class DaemonSession: @unchecked Sendable {
 
     private let endRequested = Atomic<Bool>(false)
     private let retired = Atomic<Bool>(false)
-    private let endReason = Mutex<SessionEndReason?>(nil)
+    private let endReason = LockedBox<SessionEndReason?>(nil)
 
     /// Creates the session's rings, data region and doorbell; the daemon
     /// takes the consumer end of the submission ring and the producer end of

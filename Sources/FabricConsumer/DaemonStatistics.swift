@@ -40,7 +40,7 @@ final class DaemonCounters: Sendable {
     let sleeps = Atomic<UInt64>(0)
 
     private let metrics: [Counter]
-    private let published = Mutex<[UInt64]>([UInt64](repeating: 0, count: 9))
+    private let published = LockedBox<[UInt64]>([UInt64](repeating: 0, count: 9))
 
     init(factory: (any MetricsFactory)?) {
         let labels = ["sessions_opened", "sessions_closed", "connections_refused", "commands_received",

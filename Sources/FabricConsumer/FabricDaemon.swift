@@ -30,7 +30,7 @@ import SystemPackage
 /// session, and commands that fail validation are answered in their place.
 public final class FabricDaemon: Sendable {
     let core: DaemonCore
-    private let threads = Mutex<(poll: ServiceThread, control: ServiceThread, binding: DaemonCore.Binding)?>(nil)
+    private let threads = LockedBox<(poll: ServiceThread, control: ServiceThread, binding: DaemonCore.Binding)?>(nil)
 
     /// A daemon with `handlers` keyed by model id; `onEvent` hears about
     /// sessions opening, closing and being refused (on the control thread).

@@ -45,13 +45,13 @@ public struct CommandResult: Sendable, Equatable {
 public final class FabricClient: Sendable {
     private let connection: SessionConnection
     private let options: ControllerOptions
-    private let submitSide: Mutex<SubmitSide>
-    private let pending = Mutex<[UInt64: PendingCommand]>([:])
-    private let recorder = Mutex(LatencyRecorder())
-    private let counters = Mutex(ControllerStatistics())
+    private let submitSide: LockedBox<SubmitSide>
+    private let pending = LockedBox<[UInt64: PendingCommand]>([:])
+    private let recorder = LockedBox(LatencyRecorder())
+    private let counters = LockedBox(ControllerStatistics())
     private let metrics: ControllerMetrics
     private let stopping = Atomic<Bool>(false)
-    private let reaper = Mutex<ServiceThread?>(nil)
+    private let reaper = LockedBox<ServiceThread?>(nil)
 
     /// Connects to the daemon at `path` and starts the reaper thread.
     public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> FabricClient {
@@ -68,7 +68,7 @@ public final class FabricClient: Sendable {
         do { producer = try SPSCProducer(region: connection.submissionRegion) } catch { throw .malformed("granted submission ring: \(error)") }
         self.connection = connection
         self.options = options
-        submitSide = Mutex(SubmitSide(producer: producer, pool: BufferPool(region: connection.data),
+        submitSide = LockedBox(SubmitSide(producer: producer, pool: BufferPool(region: connection.data),
                                       producerID: options.producerID ?? UInt32(truncatingIfNeeded: getpid())))
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
@@ -292,7 +292,7 @@ struct PendingCommand {
 /// Links a task's cancellation to the command id it gets once posted,
 /// whichever happens first.
 final class CancellationToken: Sendable {
-    private let state = Mutex<(id: UInt64?, cancelled: Bool)>((nil, false))
+    private let state = LockedBox<(id: UInt64?, cancelled: Bool)>((nil, false))
 
     /// Records the id; returns true if the task was already cancelled.
     func assign(_ id: UInt64) -> Bool { state.withLock { $0.id = id; return $0.cancelled } }

@@ -23,12 +23,12 @@ final class CInteropTests: XCTestCase {
     }
 
     /// Compiles the C controller with `compiler` into a temporary file.
-    private func buildController(_ compiler: String, extra: [String] = []) throws -> String {
+    private func buildController(_ compiler: String, extra: [String] = [], source: String = "c_controller.c") throws -> String {
         let output = NSTemporaryDirectory() + "c_controller-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         addTeardownBlock { unlink(output) }
         let build = try ChildProcess(compiler, ["-O2", "-Wall", "-Werror"] + extra + [
             "-I", Self.repository + "/Sources/CFabricQueueABI/include",
-            "-o", output, Self.repository + "/Examples/c-controller/c_controller.c"])
+            "-o", output, Self.repository + "/Examples/c-controller/" + source])
         build.assertSuccess(timeout: 120)
         return output
     }
@@ -97,5 +97,47 @@ final class CInteropTests: XCTestCase {
         consumer.assertSuccess(timeout: 240)
         XCTAssertTrue(consumer.standardOutput.contains("received 200000 lost 0 duplicated 0 corrupt 0 from 2 producer(s)"),
                       consumer.standardOutput + consumer.standardError)
+    }
+
+    /// Starts `fabricq serve` (the Swift daemon) on a fresh socket.
+    private func startDaemon() throws -> (ChildProcess, String) {
+        let socket = NSTemporaryDirectory() + "fq-c-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        addTeardownBlock { unlink(socket) }
+        let daemon = try ChildProcess("fabricq", ["serve", "--socket", socket, "--slot-size", "4096", "--slots", "16"])
+        XCTAssertTrue(daemon.waitForOutput("listening", timeout: 30), daemon.standardError)
+        return (daemon, socket)
+    }
+
+    func testNativeCSessionControllerRoundTripsThroughTheSwiftDaemon() throws {
+        guard let cc = which("cc") else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
+        let controller = try buildController(cc, extra: ["-std=c11", "-Wextra"], source: "c_session.c")
+        let (daemon, socket) = try startDaemon()
+        defer { daemon.terminate() }
+        let run = try ChildProcess(controller, [socket, "100000", "256"])
+        run.assertSuccess(timeout: 120)
+        XCTAssertTrue(run.standardOutput.contains("c_session: 100000 round trips ok"), run.standardOutput + run.standardError)
+        print("measured: native C session: \(run.standardOutput)")
+    }
+
+    func testRISCVSessionControllerUnderQemuRoundTripsThroughTheSwiftDaemon() throws {
+        guard let cross = which("riscv64-linux-gnu-gcc"), let qemu = which("qemu-riscv64") else {
+            throw XCTSkip("riscv64 cross tools absent: apt-get install gcc-riscv64-linux-gnu qemu-user (scripts/bootstrap does)")
+        }
+        let controller = try buildController(cross, extra: ["-std=c11", "-static"], source: "c_session.c")
+        let (daemon, socket) = try startDaemon()
+        defer { daemon.terminate() }
+        // 100,000 round trips, each checked byte for byte, one command in flight at a time.
+        let run = try ChildProcess(qemu, [controller, socket, "100000", "256"])
+        run.assertSuccess(timeout: 240)
+        XCTAssertTrue(run.standardOutput.contains("c_session: 100000 round trips ok"), run.standardOutput + run.standardError)
+        print("measured: riscv64 C session under qemu: \(run.standardOutput)")
+    }
+
+    func testCSessionControllerReportsAnUnreachableDaemon() throws {
+        guard let cc = which("cc") else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
+        let controller = try buildController(cc, source: "c_session.c")
+        let run = try ChildProcess(controller, ["/nonexistent/fq.sock", "1"])
+        XCTAssertEqual(run.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(run.standardError.contains("/nonexistent/fq.sock"), run.standardError)
     }
 }

@@ -10,7 +10,7 @@ import XCTest
 /// Records the size of every batch it is handed; echoes.
 final class BatchRecorder: CommandHandler {
     let requiredOutputCapacity: UInt32 = 0
-    let sizes = Mutex<[Int]>([])
+    let sizes = LockedBox<[Int]>([])
     func handle(_ batch: borrowing CommandBatch) throws {
         sizes.withLock { $0.append(batch.count) }
         for i in 0..<batch.count { batch.complete(i, outputSize: 0) }

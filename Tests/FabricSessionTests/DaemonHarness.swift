@@ -9,7 +9,7 @@ import XCTest
 
 /// Records a daemon's events with the time each arrived.
 final class EventLog: Sendable {
-    private let events = Mutex<[(DaemonEvent, UInt64)]>([])
+    private let events = LockedBox<[(DaemonEvent, UInt64)]>([])
 
     func record(_ event: DaemonEvent) { events.withLock { $0.append((event, MonotonicClock.now())) } }
 

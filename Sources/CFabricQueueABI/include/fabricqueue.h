@@ -154,7 +154,7 @@ static inline uint64_t fq_header_checksum(const fq_region_header *h) {
 }
 
 /* Validates the mapping `base` of `file_size` bytes before anything else is read from it. */
-static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
+static inline fq_status fq_attach_element(void *base, size_t file_size, fq_ring *ring, uint32_t element_tag) {
     if (file_size < FQ_HEADER_SIZE) return FQ_ERR_TRUNCATED;
     fq_region_header *h = (fq_region_header *)base;
     /* Acquire: pairs with the creator's release store of magic; the fields below are complete. */
@@ -167,7 +167,7 @@ static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
     uint64_t cap = h->capacity;
     if (cap < 2 || cap > FQ_MAX_CAPACITY || (cap & (cap - 1)) != 0) return FQ_ERR_CAPACITY;
     if (h->slot_size != sizeof(fq_descriptor)) return FQ_ERR_SLOT_SIZE;
-    if (h->element_tag != FQ_ELEMENT_DESCRIPTOR) return FQ_ERR_ELEMENT;
+    if (h->element_tag != element_tag) return FQ_ERR_ELEMENT;
     uint64_t slots_end = FQ_SLOTS_OFFSET + cap * sizeof(fq_descriptor);
     uint64_t sequences = h->ring_kind == FQ_RING_MPSC ? (slots_end + 63) & ~63ULL : 0;
     uint64_t required = h->ring_kind == FQ_RING_MPSC ? sequences + cap * 8 : slots_end;
@@ -183,6 +183,27 @@ static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
     ring->mask = cap - 1;
     ring->kind = h->ring_kind;
     return FQ_OK;
+}
+
+/* A ring of descriptors (element tag 1). Completion rings (tag 2): fq_attach_element(..., FQ_ELEMENT_COMPLETION). */
+static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
+    return fq_attach_element(base, file_size, ring, FQ_ELEMENT_DESCRIPTOR);
+}
+
+/*
+ * Claims an endpoint role word (producer_owner / consumer_owner) for `pid`, as
+ * the Swift endpoints do: 0 -> pid. Acq_rel: we see everything the previous
+ * owner published before it released the role. Returns the holder's pid on failure, 0 on success.
+ */
+static inline uint32_t fq_claim_role(_Atomic uint32_t *word, uint32_t pid) {
+    uint32_t expected = 0;
+    if (atomic_compare_exchange_strong_explicit(word, &expected, pid, memory_order_acq_rel, memory_order_acquire)) return 0;
+    return expected;
+}
+
+/* Releases a role claimed with fq_claim_role. Release: our last index store is visible to the next owner. */
+static inline void fq_release_role(_Atomic uint32_t *word, uint32_t pid) {
+    atomic_compare_exchange_strong_explicit(word, &pid, 0, memory_order_release, memory_order_relaxed);
 }
 
 /* ---- producing --------------------------------------------------------------- */
@@ -290,17 +311,43 @@ static inline int fq_dequeue(fq_consumer *c, fq_descriptor *out) {
 
 /* ---- futex doorbell (Docs/Doorbells.md) -------------------------------------- */
 
-/* Wakes a consumer sleeping for data, if any; call after enqueueing. Returns whether a syscall was made. */
-static inline bool fq_ring_consumer(const fq_ring *r) {
-    /* F2: orders our release of head/sequence before the waiter-count load (store-buffering). */
+/*
+ * Wakes sleepers on one doorbell line (`waiters`/`word`: data_waiters/data_futex
+ * or space_waiters/space_futex) after the release store that made their
+ * condition true. Futex sleepers (bits 0-15 of the waiter word) get FUTEX_WAKE;
+ * eventfd sleepers (bits 16-31) get a write of 1 to `eventfd` (pass -1 when the
+ * ring has no eventfd). Returns whether a wake-up was sent.
+ */
+static inline bool fq_ring_line(_Atomic uint32_t *waiters, _Atomic uint32_t *word, int eventfd) {
+    /* F2: orders our release of head/tail/sequence before the waiter-count load (store-buffering). */
     atomic_thread_fence(memory_order_seq_cst);
     /* Relaxed: ordered by the fence. */
-    uint32_t sleeping = atomic_load_explicit(&r->control->data_waiters, memory_order_relaxed);
+    uint32_t sleeping = atomic_load_explicit(waiters, memory_order_relaxed);
     if (sleeping == 0) return false;
-    /* Release: a waiter that sees the new word also sees the data. */
-    atomic_fetch_add_explicit(&r->control->data_futex, 1, memory_order_release);
-    if (sleeping & 0xFFFFu) syscall(SYS_futex, &r->control->data_futex, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+    /* Release: a waiter that sees the new word also sees the condition. */
+    atomic_fetch_add_explicit(word, 1, memory_order_release);
+    if (sleeping & 0xFFFFu) syscall(SYS_futex, word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+    if ((sleeping >> 16) && eventfd >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(eventfd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is already non-zero, the sleeper wakes anyway */
+    }
     return true;
+}
+
+/* Wakes a consumer sleeping for data, if any (futex only); call after enqueueing. */
+static inline bool fq_ring_consumer(const fq_ring *r) {
+    return fq_ring_line(&r->control->data_waiters, &r->control->data_futex, -1);
+}
+
+/* Wakes a consumer sleeping for data on the futex or on `eventfd` (a session's daemon doorbell). */
+static inline bool fq_ring_consumer_fd(const fq_ring *r, int eventfd) {
+    return fq_ring_line(&r->control->data_waiters, &r->control->data_futex, eventfd);
+}
+
+/* Wakes producers sleeping for space on the futex or on `eventfd`; call after dequeueing. */
+static inline bool fq_ring_producers_fd(const fq_ring *r, int eventfd) {
+    return fq_ring_line(&r->control->space_waiters, &r->control->space_futex, eventfd);
 }
 
 static inline uint64_t fq_now_ns(void) {
@@ -343,5 +390,127 @@ static inline bool fq_wait_for_space(fq_producer *p, int64_t spin_ns, int64_t ti
         atomic_fetch_sub_explicit(&r->control->space_waiters, 1, memory_order_relaxed); /* Relaxed: a hint. */
     }
 }
+
+/* ---- completion rings (SPSC, element tag 2) ---------------------------------- */
+
+/* Returns 1 with *out filled, 0 when empty, -1 on corrupt indices. A completion ring is SPSC. */
+static inline int fq_dequeue_completion(fq_consumer *c, fq_completion *out) {
+    fq_ring *r = &c->ring;
+    if (c->cached_head == c->tail) {
+        /* Acquire: pairs with the daemon's release of head; the slot holds what it wrote. */
+        uint64_t h = atomic_load_explicit(&r->control->head, memory_order_acquire);
+        if (h - c->tail > r->capacity) return -1;
+        c->cached_head = h;
+        if (h == c->tail) return 0;
+    }
+    memcpy(out, (const fq_completion *)(const void *)r->slots + (c->tail & r->mask), sizeof *out);
+    c->tail += 1;
+    /* Release: our read of the slot happens before the daemon reuses it. */
+    atomic_store_explicit(&r->control->tail, c->tail, memory_order_release);
+    return 1;
+}
+
+/*
+ * Waits until the consumer's ring has data or `timeout_ns` passes; true when
+ * it has. Spins `spin_ns`, then sleeps as a futex sleeper on the data line
+ * (the protocol of Docs/Doorbells.md) in slices of at most 2 ms.
+ */
+static inline bool fq_wait_for_data(fq_consumer *c, int64_t spin_ns, int64_t timeout_ns) {
+    fq_ring *r = &c->ring;
+    const uint64_t start = fq_now_ns(), deadline = start + (uint64_t)timeout_ns;
+    for (;;) {
+        /* Acquire: as in fq_dequeue_completion. */
+        if (atomic_load_explicit(&r->control->head, memory_order_acquire) != c->tail) return true;
+        uint64_t now = fq_now_ns();
+        if (now >= deadline) return false;
+        if (now - start < (uint64_t)spin_ns) continue;
+        /* Acquire: pairs with the notifier's release increment. */
+        uint32_t ticket = atomic_load_explicit(&r->control->data_futex, memory_order_acquire);
+        atomic_fetch_add_explicit(&r->control->data_waiters, 1, memory_order_relaxed); /* Relaxed: F1 orders it. */
+        atomic_thread_fence(memory_order_seq_cst); /* F1 */
+        /* Acquire: as above. */
+        if (atomic_load_explicit(&r->control->head, memory_order_acquire) == c->tail) {
+            uint64_t slice = deadline - now < 2000000 ? deadline - now : 2000000;
+            struct timespec ts = { 0, (long)slice };
+            syscall(SYS_futex, &r->control->data_futex, FUTEX_WAIT, ticket, &ts, NULL, 0);
+        }
+        atomic_fetch_sub_explicit(&r->control->data_waiters, 1, memory_order_relaxed); /* Relaxed: a hint. */
+    }
+}
+
+/* ---- data region (a session's buffer slots) ----------------------------------- */
+
+#define FQ_DATA_MAGIC 0x3130415441445146ULL /* "FQDATA01" */
+#define FQ_DATA_HEADER_PAGE 4096u
+
+/* Header at offset 0 of a data region; slot i is at data_offset + i * slot_size. */
+typedef struct fq_data_header {
+    _Atomic uint64_t magic;  /*  0: written last (release) by the daemon */
+    uint32_t abi_version;    /*  8 */
+    uint32_t reserved0;      /* 12 */
+    uint64_t data_offset;    /* 16: 4096 */
+    uint64_t slot_size;      /* 24: multiple of 64, at most 1 GiB */
+    uint32_t slot_count;     /* 32: 1 ... 2^20 */
+    uint32_t reserved1;      /* 36 */
+    uint64_t epoch;          /* 40 */
+    uint64_t checksum;       /* 48: FNV-1a 64 over bytes 8..47 */
+} fq_data_header;
+_Static_assert(offsetof(fq_data_header, checksum) == 48, "data checksum at 48");
+
+/* Validates a mapped data region of `file_size` bytes; 0 when good. */
+static inline fq_status fq_attach_data(void *base, size_t file_size, fq_data_header **out) {
+    if (file_size < FQ_DATA_HEADER_PAGE) return FQ_ERR_TRUNCATED;
+    fq_data_header *h = (fq_data_header *)base;
+    /* Acquire: pairs with the daemon's release store of magic; the fields below are complete. */
+    uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    if (magic == 0) return FQ_ERR_NOT_INITIALIZED;
+    if (magic != FQ_DATA_MAGIC) return FQ_ERR_BAD_MAGIC;
+    if (h->abi_version != FQ_ABI_VERSION) return FQ_ERR_VERSION;
+    const uint8_t *p = (const uint8_t *)base;
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (size_t i = 8; i < 48; i++) { hash ^= p[i]; hash *= 0x100000001b3ULL; }
+    if (h->checksum != hash) return FQ_ERR_CHECKSUM;
+    if (h->data_offset != FQ_DATA_HEADER_PAGE) return FQ_ERR_LAYOUT;
+    if (h->slot_size < 64 || h->slot_size > (1ULL << 30) || h->slot_size % 64) return FQ_ERR_SLOT_SIZE;
+    if (h->slot_count < 1 || h->slot_count > (1u << 20)) return FQ_ERR_CAPACITY;
+    if (h->data_offset + h->slot_size * h->slot_count > file_size) return FQ_ERR_TRUNCATED;
+    *out = h;
+    return FQ_OK;
+}
+
+/* ---- session protocol, version 1 (Docs/Architecture.md, "Sessions") ------------ */
+
+#define FQ_SESSION_VERSION 1u
+#define FQ_HELLO_MAGIC 0x314F4C4C45485146ULL /* "FQHELLO1" */
+#define FQ_REPLY_MAGIC 0x31594C5045525146ULL /* "FQREPLY1" */
+#define FQ_HELLO_SIZE 32u
+#define FQ_REPLY_SIZE 64u
+/* Tags of the descriptors a grant carries (one SCM_RIGHTS message each, 1 tag byte). */
+enum fq_session_tag { FQ_SESSION_TAG_SUBMISSION_RING = 1, FQ_SESSION_TAG_COMPLETION_RING = 2,
+                      FQ_SESSION_TAG_DATA_REGION = 3, FQ_SESSION_TAG_DAEMON_DOORBELL = 4,
+                      FQ_SESSION_TAG_SESSION_DOORBELL = 5 };
+/* Reply status: 0 accepted, else why not. */
+enum fq_session_rejection { FQ_REJECT_VERSION = 1, FQ_REJECT_NOT_ALLOWED = 2, FQ_REJECT_MALFORMED = 3,
+                            FQ_REJECT_BUSY = 4 };
+
+typedef struct fq_hello {
+    uint64_t magic;            /*  0: FQ_HELLO_MAGIC */
+    uint32_t protocol_version; /*  8 */
+    uint32_t reserved0;        /* 12 */
+    int32_t client_pid;        /* 16 */
+    uint8_t reserved1[12];     /* 20 */
+} fq_hello;
+_Static_assert(sizeof(fq_hello) == FQ_HELLO_SIZE, "hello is 32 bytes");
+
+typedef struct fq_reply {
+    uint64_t magic;            /*  0: FQ_REPLY_MAGIC */
+    uint32_t protocol_version; /*  8: the daemon's */
+    uint32_t status;           /* 12: 0 or enum fq_session_rejection */
+    uint64_t session_id;       /* 16 */
+    uint32_t descriptor_count; /* 24 */
+    uint32_t reserved;         /* 28 */
+    char reason[32];           /* 32: UTF-8, NUL-padded */
+} fq_reply;
+_Static_assert(sizeof(fq_reply) == FQ_REPLY_SIZE, "reply is 64 bytes");
 
 #endif /* FABRICQUEUE_H */

@@ -1,0 +1,165 @@
+/*
+ * A controller in plain C that opens a session with a FabricQueue daemon
+ * (session mode): connects to its Unix socket, runs the version-1 handshake,
+ * receives the session's rings, data region and doorbells over SCM_RIGHTS,
+ * then runs COUNT round trips through the daemon's echo model (model 1):
+ * fill an input slot, post a descriptor, wait for the completion, check that
+ * the output slot holds the input back. Builds natively and, statically, for
+ * riscv64 (see Docs/Porting.md).
+ *
+ *   c_session SOCKET COUNT [PAYLOAD_BYTES]
+ *
+ * Doorbells: after posting it rings the daemon's eventfd if the daemon sleeps
+ * (fq_ring_consumer_fd); it waits for completions by spinning 20 us, then
+ * sleeping on the completion ring's futex, which the daemon rings.
+ */
+#define _GNU_SOURCE
+#include "fabricqueue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+static int fail(const char *what) { fprintf(stderr, "c_session: %s\n", what); return 1; }
+
+/* Reads exactly n bytes (the socket is blocking; the daemon answers within its handshake timeout). */
+static int read_exactly(int fd, void *buffer, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, (char *)buffer + got, n - got, 0);
+        if (r <= 0) { if (r < 0 && errno == EINTR) continue; return -1; }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Receives one SCM_RIGHTS message: a one-byte tag and one descriptor. */
+static int receive_fd(int socket_fd, uint8_t *tag) {
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec io = { .iov_base = tag, .iov_len = 1 };
+    struct msghdr msg = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
+    if (recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+/* Maps a granted descriptor whole; returns its size in *size. */
+static void *map_fd(int fd, size_t *size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;
+    void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) return NULL;
+    *size = (size_t)st.st_size;
+    return base;
+}
+
+static int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: %s SOCKET COUNT [PAYLOAD_BYTES]\n", argv[0]); return 2; }
+    const uint64_t count = strtoull(argv[2], NULL, 10);
+    const size_t payload = argc > 3 ? strtoul(argv[3], NULL, 10) : 256;
+
+    /* 1. Connect and say hello. */
+    int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    if (sock < 0 || strlen(argv[1]) >= sizeof address.sun_path) return fail("socket");
+    strcpy(address.sun_path, argv[1]);
+    if (connect(sock, (struct sockaddr *)&address, sizeof address) != 0) { perror(argv[1]); return 1; }
+    fq_hello hello = { .magic = FQ_HELLO_MAGIC, .protocol_version = FQ_SESSION_VERSION, .client_pid = getpid() };
+    if (send(sock, &hello, sizeof hello, MSG_NOSIGNAL) != (ssize_t)sizeof hello) return fail("send hello");
+
+    /* 2. The daemon's verdict, then the tagged descriptors. */
+    fq_reply reply;
+    if (read_exactly(sock, &reply, sizeof reply) != 0) return fail("no reply");
+    if (reply.magic != FQ_REPLY_MAGIC) return fail("reply is not FabricQueue's");
+    if (reply.status != 0) {
+        fprintf(stderr, "c_session: session rejected (status %u, daemon version %u): %.32s\n",
+                reply.status, reply.protocol_version, reply.reason);
+        return 1;
+    }
+    int fds[6] = { -1, -1, -1, -1, -1, -1 };
+    if (reply.descriptor_count > 16) return fail("too many descriptors announced");
+    for (uint32_t i = 0; i < reply.descriptor_count; i++) {
+        uint8_t tag = 0;
+        int fd = receive_fd(sock, &tag);
+        if (fd < 0) return fail("receiving a descriptor");
+        if (tag >= 1 && tag <= 5 && fds[tag] < 0) fds[tag] = fd; else close(fd);
+    }
+    for (int tag = 1; tag <= 5; tag++) if (fds[tag] < 0) return fail("grant lacks a descriptor");
+
+    /* 3. Map and validate everything before use. */
+    size_t sub_size, comp_size, data_size;
+    void *sub_base = map_fd(fds[FQ_SESSION_TAG_SUBMISSION_RING], &sub_size);
+    void *comp_base = map_fd(fds[FQ_SESSION_TAG_COMPLETION_RING], &comp_size);
+    uint8_t *data = map_fd(fds[FQ_SESSION_TAG_DATA_REGION], &data_size);
+    if (!sub_base || !comp_base || !data) return fail("mapping a granted region");
+    fq_ring submissions, completions;
+    fq_data_header *dh;
+    if (fq_attach(sub_base, sub_size, &submissions) != FQ_OK || submissions.kind != FQ_RING_SPSC) return fail("bad submission ring");
+    if (fq_attach_element(comp_base, comp_size, &completions, FQ_ELEMENT_COMPLETION) != FQ_OK) return fail("bad completion ring");
+    if (fq_attach_data(data, data_size, &dh) != FQ_OK) return fail("bad data region");
+    if (dh->slot_count < 2 || payload > dh->slot_size) return fail("payload does not fit a slot");
+    const uint32_t me = (uint32_t)getpid();
+    if (fq_claim_role(&submissions.control->producer_owner, me)) return fail("submission producer role taken");
+    if (fq_claim_role(&completions.control->consumer_owner, me)) return fail("completion consumer role taken");
+    fq_producer producer;
+    fq_consumer consumer;
+    fq_producer_init(&producer, &submissions);
+    fq_consumer_init(&consumer, &completions);
+    const int daemon_doorbell = fds[FQ_SESSION_TAG_DAEMON_DOORBELL];
+    const uint64_t in_offset = dh->data_offset, out_offset = dh->data_offset + dh->slot_size;
+
+    /* 4. Round trips. */
+    uint64_t *latency = malloc(sizeof(uint64_t) * (count ? count : 1));
+    if (!latency) return fail("out of memory");
+    uint64_t wakeups = 0;
+    for (uint64_t seq = 0; seq < count; seq++) {
+        for (size_t k = 0; k < payload; k++) data[in_offset + k] = (uint8_t)(seq * 131 + k);
+        memset(data + out_offset, 0, payload);
+        fq_descriptor d = { .command_id = seq + 1, .model_id = 1, .input_offset = in_offset, .input_size = (uint32_t)payload,
+                            .output_offset = out_offset, .output_capacity = (uint32_t)payload,
+                            .submit_timestamp = fq_now_ns(), .producer_id = me, .user_data = seq };
+        while (!fq_spsc_enqueue(&producer, &d)) {
+            if (!fq_wait_for_space(&producer, 20000, 10000000000LL)) return fail("submission ring full for 10 s");
+        }
+        wakeups += fq_ring_consumer_fd(&submissions, daemon_doorbell);
+        fq_completion c;
+        int got;
+        while ((got = fq_dequeue_completion(&consumer, &c)) == 0) {
+            if (!fq_wait_for_data(&consumer, 20000, 10000000000LL)) {
+                fprintf(stderr, "c_session: no completion for command %lu within 10 s\n", (unsigned long)(seq + 1));
+                return 1;
+            }
+        }
+        if (got < 0) return fail("completion ring indices corrupt");
+        fq_ring_producers_fd(&completions, daemon_doorbell);
+        latency[seq] = fq_now_ns() - d.submit_timestamp;
+        if (c.command_id != seq + 1 || c.user_data != seq || c.status != FQ_SUCCEEDED || c.output_size != payload) {
+            fprintf(stderr, "c_session: command %lu: id %lu status %u detail %u size %u\n", (unsigned long)(seq + 1),
+                    (unsigned long)c.command_id, c.status, c.detail, c.output_size);
+            return 1;
+        }
+        if (memcmp(data + in_offset, data + out_offset, payload) != 0) {
+            fprintf(stderr, "c_session: command %lu: output differs from input\n", (unsigned long)(seq + 1));
+            return 1;
+        }
+    }
+    qsort(latency, count, sizeof *latency, compare_u64);
+    fq_release_role(&submissions.control->producer_owner, me);
+    fq_release_role(&completions.control->consumer_owner, me);
+    printf("c_session: %lu round trips ok (session %lu), p50 %lu ns, p99 %lu ns, %lu daemon wake-ups\n",
+           (unsigned long)count, (unsigned long)reply.session_id,
+           (unsigned long)(count ? latency[count / 2] : 0), (unsigned long)(count ? latency[count * 99 / 100] : 0),
+           (unsigned long)wakeups);
+    return 0;
+}
