@@ -21,6 +21,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "FabricQueue", package: "FabricQueue"),
                 .product(name: "FabricProducer", package: "FabricQueue"),
+                .product(name: "FabricConsumer", package: "FabricQueue"),
             ],
             path: "Benchmarks/RingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -4,24 +4,24 @@ import Synchronization
 /// Counts of what a ``FabricDaemon`` has done since it started.
 public struct DaemonStatistics: Sendable, Equatable {
     /// Sessions accepted.
-    public var sessionsOpened: UInt64
+    public var sessionsOpened: UInt64 = 0
     /// Sessions ended (controller gone, protocol violation, daemon stopping).
-    public var sessionsClosed: UInt64
+    public var sessionsClosed: UInt64 = 0
     /// Connections refused (peer policy, version, malformed hello, busy).
-    public var connectionsRefused: UInt64
+    public var connectionsRefused: UInt64 = 0
     /// Descriptors taken off submission rings.
-    public var commandsReceived: UInt64
+    public var commandsReceived: UInt64 = 0
     /// Commands whose handler succeeded.
-    public var commandsSucceeded: UInt64
+    public var commandsSucceeded: UInt64 = 0
     /// Commands answered with an error completion (invalid descriptor,
     /// unknown model, handler failure).
-    public var commandsFailed: UInt64
+    public var commandsFailed: UInt64 = 0
     /// Of those, descriptors that failed validation.
-    public var invalidDescriptors: UInt64
+    public var invalidDescriptors: UInt64 = 0
     /// Wake-up system calls made to controllers (rings that found a sleeper).
-    public var doorbellRings: UInt64
+    public var doorbellRings: UInt64 = 0
     /// Times the poll thread slept.
-    public var sleeps: UInt64
+    public var sleeps: UInt64 = 0
 }
 
 /// The daemon's counters: written by its threads with relaxed atomic adds
@@ -40,7 +40,7 @@ final class DaemonCounters: Sendable {
     let sleeps = Atomic<UInt64>(0)
 
     private let metrics: [Counter]
-    private let published = LockedBox<[UInt64]>([UInt64](repeating: 0, count: 9))
+    private let published = LockedBox(DaemonStatistics())
 
     init(factory: (any MetricsFactory)?) {
         let labels = ["sessions_opened", "sessions_closed", "connections_refused", "commands_received",
@@ -72,16 +72,24 @@ final class DaemonCounters: Sendable {
             sleeps: sleeps.load(ordering: .relaxed))
     }
 
-    /// Pushes what changed since the last call into the swift-metrics counters.
+    /// Pushes what changed since the last call into the swift-metrics
+    /// counters. Allocates nothing (the poll thread calls it).
     func publish() {
-        let s = snapshot
-        let now = [s.sessionsOpened, s.sessionsClosed, s.connectionsRefused, s.commandsReceived,
-                   s.commandsSucceeded, s.commandsFailed, s.invalidDescriptors, s.doorbellRings, s.sleeps]
+        let now = snapshot
         published.withLock { last in
-            for i in 0..<now.count where now[i] > last[i] {
-                metrics[i].increment(by: Int64(clamping: now[i] - last[i]))
-                last[i] = now[i]
+            func push(_ i: Int, _ current: UInt64, _ before: UInt64) {
+                if current > before { metrics[i].increment(by: Int64(clamping: current - before)) }
             }
+            push(0, now.sessionsOpened, last.sessionsOpened)
+            push(1, now.sessionsClosed, last.sessionsClosed)
+            push(2, now.connectionsRefused, last.connectionsRefused)
+            push(3, now.commandsReceived, last.commandsReceived)
+            push(4, now.commandsSucceeded, last.commandsSucceeded)
+            push(5, now.commandsFailed, last.commandsFailed)
+            push(6, now.invalidDescriptors, last.invalidDescriptors)
+            push(7, now.doorbellRings, last.doorbellRings)
+            push(8, now.sleeps, last.sleeps)
+            last = now
         }
     }
 }

@@ -212,7 +212,6 @@ public struct ControllerSession: ~Copyable {
         let end = deadline(after: timeout)
         let slice = max(options.livenessCheckInterval.saturatingNanoseconds, 1_000_000)
         while true {
-            if !connection.checkPeer() { throw .peerGone }
             let now = MonotonicClock.now()
             guard now < end else { throw .timedOut }
             let wait: DoorbellWait
@@ -227,6 +226,9 @@ public struct ControllerSession: ~Copyable {
             stats.sleeps &+= UInt64(wait.sleeps)
             if wait.sleeps > 0 { metrics.publish(stats) }
             if let done = try pollCompletion() { return done }
+            // A whole slice without a completion: is the daemon still there?
+            // (A system call, so only here, never on the way to a completion.)
+            if !connection.checkPeer() { throw .peerGone }
         }
     }
 

@@ -32,15 +32,18 @@ final class ControllerMetrics: @unchecked Sendable {
         }
     }
 
-    /// Publishes what changed since the last call. Call from one thread at a time.
+    /// Publishes what changed since the last call. Call from one thread at a
+    /// time. Allocates nothing (it runs on the polling path).
     func publish(_ now: ControllerStatistics) {
-        let pairs: [(UInt64, UInt64)] = [
-            (now.submitted, published.submitted), (now.completed, published.completed), (now.failed, published.failed),
-            (now.ringFull, published.ringFull), (now.doorbellRings, published.doorbellRings), (now.sleeps, published.sleeps),
-        ]
-        for (i, (current, last)) in pairs.enumerated() where current > last {
-            counters[i].increment(by: Int64(clamping: current - last))
+        func push(_ i: Int, _ current: UInt64, _ last: UInt64) {
+            if current > last { counters[i].increment(by: Int64(clamping: current - last)) }
         }
+        push(0, now.submitted, published.submitted)
+        push(1, now.completed, published.completed)
+        push(2, now.failed, published.failed)
+        push(3, now.ringFull, published.ringFull)
+        push(4, now.doorbellRings, published.doorbellRings)
+        push(5, now.sleeps, published.sleeps)
         published = now
     }
 }

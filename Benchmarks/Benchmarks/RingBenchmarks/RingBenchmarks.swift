@@ -7,9 +7,13 @@
 // from Benchmarks/compare.py.
 
 import Benchmark
+import FabricConsumer
+import FabricProducer
 import FabricQueue
+import Foundation
 import Glibc
 import Synchronization
+import SystemPackage
 
 let descriptorsPerIteration = 1_000_000
 
@@ -166,5 +170,53 @@ let benchmarks: @Sendable () -> Void = {
     }
     Benchmark("PingPong_adaptive_100k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try pingPong(doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), roundTrips: 100_000, benchmark)
+    }
+    Benchmark("Session_submit_completion_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try sessionRoundTrips(50_000, benchmark)
+    }
+}
+
+/// The empty handler: completes every command with no output.
+final class NoOpHandler: CommandHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
+    }
+}
+let noOpModel: UInt32 = 4
+
+/// Submit → completion round trips through a real session: an in-process
+/// `FabricDaemon` (busy-polling poll thread, the empty diagnostic handler)
+/// and a `ControllerSession` on this thread, over a Unix socket handshake,
+/// memfd rings and a data region. One command in flight: the fabric path's
+/// latency, buffer pool included.
+func sessionRoundTrips(_ roundTrips: Int, _ benchmark: Benchmark) throws {
+    let socket = FilePath("/tmp/fq-bench-\(getpid()).sock")
+    var configuration = DaemonConfiguration(socketPath: socket)
+    configuration.idle = .busyPoll
+    configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 16)
+    let daemon = FabricDaemon(configuration: configuration, handlers: [noOpModel: NoOpHandler()])
+    try daemon.start()
+    defer { daemon.stop() }
+    var options = ControllerOptions()
+    options.wait = .busyPoll
+    var session = try ControllerSession.connect(to: socket, options: options)
+    func roundTrip(_ i: Int) throws {
+        guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { throw SubmitError.noFreeBuffer }
+        session.buffers.buffer(input).storeBytes(of: UInt64(i), as: UInt64.self)
+        try session.submit(CommandRequest(modelID: noOpModel, input: input, inputSize: 8, output: output))
+        let done = try session.waitForCompletion(timeout: .seconds(10))
+        session.buffers.release(done.input)
+        session.buffers.release(done.output)
+    }
+    for i in 0..<1000 { try roundTrip(i) }  // warm-up: first touches, lazy metadata
+    session.resetLatency()
+    benchmark.startMeasurement()
+    for i in 0..<roundTrips { try roundTrip(i) }
+    benchmark.stopMeasurement()
+    let total = session.latency.summary(.total)
+    if ProcessInfo.processInfo.environment["FQ_BENCH_VERBOSE"] != nil {
+        var line = "session round trip: p50 \(total.p50) ns, p99 \(total.p99) ns, p99.9 \(total.p999) ns over \(total.count)\n"
+        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
     }
 }
