@@ -44,12 +44,15 @@ public final class EchoHandler: CommandHandler {
     public init() {}
     /// Copies input to output for every command.
     public func handle(_ batch: borrowing CommandBatch) throws {
-        for i in 0..<batch.count {
-            let input = batch.input(i), output = batch.output(i)
-            let n = min(input.count, output.count)
-            if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
-            batch.complete(i, outputSize: n)
-        }
+        for i in 0..<batch.count { Self.echo(batch, i) }
+    }
+
+    /// Copies command `i`'s input to its output (as much as fits) and completes it.
+    static func echo(_ batch: borrowing CommandBatch, _ i: Int) {
+        let input = batch.input(i), output = batch.output(i)
+        let n = min(input.count, output.count)
+        if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
+        batch.complete(i, outputSize: n)
     }
 }
 
@@ -78,10 +81,7 @@ public final class DelayHandler: CommandHandler {
     public func handle(_ batch: borrowing CommandBatch) throws {
         for i in 0..<batch.count {
             usleep(min(batch.descriptor(i).flags, 10_000_000))
-            let input = batch.input(i), output = batch.output(i)
-            let n = min(input.count, output.count)
-            if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
-            batch.complete(i, outputSize: n)
+            EchoHandler.echo(batch, i)
         }
     }
 }

@@ -140,6 +140,30 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertThrowsError(try session.waitForCompletion(timeout: .milliseconds(30))) { XCTAssertEqual($0 as? SubmitError, .timedOut) }
     }
 
+    func testPollingPathGathersBatchesUntilFullOrDue() throws {
+        let socket = temporarySocketPath(self), recorder = BatchRecorder()
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [50: recorder])
+        var options = ControllerOptions()
+        options.batching = BatchingPolicy(maximumBatchSize: 3, maximumWait: .milliseconds(100))
+        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        let request = CommandRequest(modelID: 50, input: input, inputSize: 0, output: output)
+        // Three staged requests make a full batch: posted by the third stage().
+        for _ in 0..<3 { try session.stage(request) }
+        XCTAssertEqual(session.gatheredCount, 0)
+        for _ in 0..<3 { _ = try session.waitForCompletion(timeout: .seconds(5)) }
+        // Two staged requests wait until the first has waited 100 ms.
+        let start = MonotonicClock.now()
+        try session.stage(request)
+        try session.stage(request)
+        XCTAssertEqual(try session.flushIfDue(), 0, "not due yet")
+        while try session.flushIfDue() == 0 { usleep(1_000) }
+        XCTAssertGreaterThanOrEqual(MonotonicClock.now() - start, 100_000_000)
+        for _ in 0..<2 { _ = try session.waitForCompletion(timeout: .seconds(5)) }
+        XCTAssertEqual(recorder.sizes.withLock { $0 }, [3, 2])
+        XCTAssertEqual(session.inFlightCount, 0)
+    }
+
     func testFullSubmissionRingIsQueueFull() throws {
         let socket = temporarySocketPath(self)
         _ = try startDaemon(self, socket: socket, log: EventLog()) { $0.session = SessionLimits(submissionCapacity: 4, completionCapacity: 4, slotSize: 64, slotCount: 64) }
