@@ -44,9 +44,13 @@ final class SessionConnection: @unchecked Sendable {
             throw .malformed("granted region: \(error)")
         }
         do {
+            // Adopted as received (close-on-exec already): no duplicate, and
+            // taken out of `byTag` so the cleanup below leaves them open.
             let daemonFD = try take(.daemonDoorbell), sessionFD = try take(.sessionDoorbell)
-            daemonDoorbellFD = try EventFD(adopting: try daemonFD.duplicate())
-            sessionDoorbellFD = try EventFD(adopting: try sessionFD.duplicate())
+            daemonDoorbellFD = try EventFD(adopting: daemonFD)
+            byTag[SessionDescriptorTag.daemonDoorbell.rawValue] = nil
+            sessionDoorbellFD = try EventFD(adopting: sessionFD)
+            byTag[SessionDescriptorTag.sessionDoorbell.rawValue] = nil
         } catch let error as SessionError {
             throw error
         } catch let error as DoorbellError {
