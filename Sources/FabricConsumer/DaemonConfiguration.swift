@@ -76,6 +76,17 @@ public enum IdleStrategy: Sendable, Equatable {
     case adaptive(spinFor: Duration)
     /// Sleep on the eventfd as soon as there is no work.
     case sleep
+
+    /// The names command-line tools take: `poll`, `adaptive` (spin 50 µs,
+    /// then sleep) and `sleep`; nil for anything else.
+    public init?(commandLineName name: String) {
+        switch name {
+        case "poll": self = .busyPoll
+        case "adaptive": self = .adaptive(spinFor: .microseconds(50))
+        case "sleep": self = .sleep
+        default: return nil
+        }
+    }
 }
 
 /// Where a service thread runs.

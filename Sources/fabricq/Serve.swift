@@ -38,12 +38,10 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         var configuration = DaemonConfiguration(socketPath: FilePath(socket))
-        switch idle {
-        case "poll": configuration.idle = .busyPoll
-        case "adaptive": configuration.idle = .adaptive(spinFor: .microseconds(50))
-        case "sleep": configuration.idle = .sleep
-        default: throw ValidationError("--idle must be poll, adaptive or sleep")
+        guard let idleStrategy = IdleStrategy(commandLineName: idle) else {
+            throw ValidationError("--idle must be poll, adaptive or sleep")
         }
+        configuration.idle = idleStrategy
         configuration.pollThreadPlacement = cpu.map { .cpu($0) }
         configuration.session = SessionLimits(submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
                                               slotSize: slotSize, slotCount: slots)

@@ -1,0 +1,102 @@
+import CLibPNG
+import CTurboJPEG
+import Foundation
+
+/// An 8-bit RGB image, rows top to bottom, 3 bytes per pixel.
+public struct RGBImage: Sendable {
+    public var width: Int
+    public var height: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * 3)
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+}
+
+/// Why an image could not be decoded.
+public enum ImageError: Error, Equatable, CustomStringConvertible {
+    case unreadable(path: String, errno: Int32)
+    case unknownFormat(path: String)
+    case corrupt(path: String, reason: String)
+    case tooLarge(path: String, width: Int, height: Int)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, e): "cannot read \(path): errno \(e)"
+        case let .unknownFormat(path): "\(path) is neither JPEG nor PNG"
+        case let .corrupt(path, reason): "cannot decode \(path): \(reason)"
+        case let .tooLarge(path, w, h): "\(path) is \(w)×\(h), larger than the 16384×16384 this example takes"
+        }
+    }
+}
+
+/// Decodes JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libpng's simplified
+/// API) files to RGB, chosen by the file's magic bytes.
+public enum ImageDecoder {
+    static let maximumSide = 16384
+
+    /// Reads and decodes `path`.
+    public static func decode(contentsOf path: String) throws(ImageError) -> RGBImage {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path: path, errno: errno) }
+        return try decode(data, name: path)
+    }
+
+    /// Decodes an in-memory JPEG or PNG; `name` is used in errors.
+    public static func decode(_ data: Data, name: String) throws(ImageError) -> RGBImage {
+        let bytes = [UInt8](data)
+        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try decodeJPEG(bytes, name: name) }
+        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try decodePNG(bytes, name: name) }
+        throw .unknownFormat(path: name)
+    }
+
+    static func decodeJPEG(_ bytes: [UInt8], name: String) throws(ImageError) -> RGBImage {
+        guard let handle = tjInitDecompress() else { throw .corrupt(path: name, reason: "tjInitDecompress failed") }
+        defer { tjDestroy(handle) }
+        var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+        let header = bytes.withUnsafeBufferPointer {
+            tjDecompressHeader3(handle, $0.baseAddress, UInt(bytes.count), &width, &height, &subsampling, &colorspace)
+        }
+        guard header == 0 else { throw .corrupt(path: name, reason: String(cString: tjGetErrorStr2(handle))) }
+        try checkSize(Int(width), Int(height), name)
+        var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
+        let status = bytes.withUnsafeBufferPointer { src in
+            pixels.withUnsafeMutableBufferPointer { dst in
+                tjDecompress2(handle, src.baseAddress, UInt(bytes.count), dst.baseAddress, width, 0, height,
+                              Int32(TJPF_RGB.rawValue), 0)
+            }
+        }
+        // Warnings (tjGetErrorCode == TJERR_WARNING) leave a usable image; errors do not.
+        guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
+            throw .corrupt(path: name, reason: String(cString: tjGetErrorStr2(handle)))
+        }
+        return RGBImage(width: Int(width), height: Int(height), pixels: pixels)
+    }
+
+    static func decodePNG(_ bytes: [UInt8], name: String) throws(ImageError) -> RGBImage {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        let begun = bytes.withUnsafeBufferPointer { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) }
+        guard begun != 0 else { throw .corrupt(path: name, reason: pngMessage(&image)) }
+        defer { png_image_free(&image) }
+        do { try checkSize(Int(image.width), Int(image.height), name) } catch { throw error }
+        image.format = UInt32(PNG_FORMAT_RGB)
+        var pixels = [UInt8](repeating: 0, count: Int(image.width) * Int(image.height) * 3)
+        let finished = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }
+        guard finished != 0 else { throw .corrupt(path: name, reason: pngMessage(&image)) }
+        return RGBImage(width: Int(image.width), height: Int(image.height), pixels: pixels)
+    }
+
+    static func pngMessage(_ image: inout png_image) -> String {
+        withUnsafeBytes(of: &image.message) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    static func checkSize(_ width: Int, _ height: Int, _ name: String) throws(ImageError) {
+        guard width > 0, height > 0 else { throw .corrupt(path: name, reason: "empty image") }
+        guard width <= maximumSide, height <= maximumSide else { throw .tooLarge(path: name, width: width, height: height) }
+    }
+}

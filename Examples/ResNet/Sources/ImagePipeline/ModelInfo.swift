@@ -1,0 +1,35 @@
+import InferenceEngine
+
+/// What a controller knows about the model it submits to: how to prepare
+/// images, how many classes come back, and their labels.
+public struct ModelInfo: Sendable {
+    public var name: String
+    public var architecture: String
+    public var weights: WeightsOrigin
+    public var input: InputSpecification
+    public var classCount: Int
+    public var labels: [String]?
+
+    public init(name: String, architecture: String, weights: WeightsOrigin, input: InputSpecification,
+                classCount: Int, labels: [String]?) {
+        self.name = name
+        self.architecture = architecture
+        self.weights = weights
+        self.input = input
+        self.classCount = classCount
+        self.labels = labels
+    }
+
+    /// From an engine file's manifest.
+    public init(engine: EngineFile) {
+        let m = engine.manifest
+        self.init(name: m.name, architecture: m.architecture, weights: m.weights, input: m.input,
+                  classCount: m.classCount, labels: m.labels)
+    }
+
+    /// The label of class `index` ("class N" without labels).
+    public func label(_ index: Int) -> String {
+        if let labels, index >= 0, index < labels.count { return labels[index] }
+        return "class \(index)"
+    }
+}

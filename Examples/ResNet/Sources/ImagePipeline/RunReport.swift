@@ -1,0 +1,106 @@
+import Foundation
+
+/// p50 / p99 / max of one stage over a run, in microseconds.
+public struct StageStatistics: Codable, Sendable, Equatable {
+    public var p50: Double
+    public var p99: Double
+    public var max: Double
+    public var mean: Double
+
+    /// Nearest-rank percentiles of `nanoseconds` (empty → zeros).
+    public init(nanoseconds: [UInt64]) {
+        let s = nanoseconds.sorted()
+        func rank(_ p: Double) -> Double {
+            guard !s.isEmpty else { return 0 }
+            return Double(s[Swift.max(0, Int((p * Double(s.count)).rounded(.up)) - 1)]) / 1000
+        }
+        p50 = rank(0.50)
+        p99 = rank(0.99)
+        max = Double(s.last ?? 0) / 1000
+        mean = s.isEmpty ? 0 : Double(s.reduce(0, +)) / Double(s.count) / 1000
+    }
+}
+
+/// The stages an image goes through, in order.
+public enum PipelineStage: String, CaseIterable, Codable, Sendable {
+    case decode
+    case preprocess
+    case queue = "submit→pickup"
+    case dispatch = "pickup→handler"
+    case inference
+    case completion = "completion→controller"
+    case postprocess
+    case endToEnd = "end-to-end"
+
+    /// Whether the stage is FabricQueue's own path (ring, wake-up, validation, completion).
+    public var isFabricPath: Bool { self == .queue || self == .dispatch || self == .completion }
+}
+
+/// One image's classification, as the controller saw it.
+public struct ImageResult: Codable, Sendable {
+    /// A class with its label (when the engine carries labels) and probability.
+    public struct Prediction: Codable, Sendable {
+        public var index: Int
+        public var label: String
+        public var probability: Float
+    }
+
+    public var image: String
+    public var top5: [Prediction]
+    /// Whether the daemon's top-5 (in the record) agreed with the controller's own softmax of the logits.
+    public var daemonAgrees: Bool
+}
+
+/// Everything one run measured: the table the pipeline prints, and its JSON.
+public struct RunReport: Codable, Sendable {
+    public var engine: String
+    public var architecture: String
+    public var weights: String
+    public var modelID: UInt32
+    public var images: Int
+    public var batchSize: Int
+    public var batchesInFlight: Int
+    public var seconds: Double
+    public var imagesPerSecond: Double
+    /// Per stage, per image (inference: the batch's forward pass each image waited for).
+    public var stages: [String: StageStatistics]
+    /// (submit→pickup + pickup→handler + completion→controller) / end-to-end, summed over images.
+    public var fabricShare: Double
+    /// Commands that completed with an error status.
+    public var failures: Int
+    /// Images whose daemon-side top-5 differed from the controller's.
+    public var disagreements: Int
+    /// The first result for each distinct image.
+    public var results: [ImageResult]
+
+    public func stage(_ s: PipelineStage) -> StageStatistics { stages[s.rawValue] ?? StageStatistics(nanoseconds: []) }
+
+    /// The human-readable table.
+    public var table: String {
+        var out = """
+            engine \(engine) (\(architecture), \(weights == "pretrained" ? "pretrained" : "seeded, UNTRAINED")) · model \(modelID) · \
+            \(images) images · batch \(batchSize) · \(batchesInFlight) batch\(batchesInFlight == 1 ? "" : "es") in flight
+            throughput \(String(format: "%.1f", imagesPerSecond)) images/s · per image end-to-end p50 \(Self.time(stage(.endToEnd).p50)) · \
+            fabric path \(String(format: "%.3f", fabricShare * 100)) % of end-to-end\(failures > 0 ? " · \(failures) FAILED" : "")\
+            \(disagreements > 0 ? " · \(disagreements) top-5 disagreements" : "")
+
+            """
+        out += "  " + "stage".padding(toLength: 24, withPad: " ", startingAt: 0)
+            + ["p50", "p99", "max"].map { $0.leftPadded(11) }.joined() + "\n"
+        for s in PipelineStage.allCases {
+            let st = stage(s)
+            out += "  " + (s.rawValue + (s.isFabricPath ? " *" : "")).padding(toLength: 24, withPad: " ", startingAt: 0)
+                + [st.p50, st.p99, st.max].map { Self.time($0).leftPadded(11) }.joined() + "\n"
+        }
+        out += "  * fabric path (FabricQueue: ring, wake-up, validation, completion)\n"
+        return out
+    }
+
+    static func time(_ microseconds: Double) -> String {
+        microseconds >= 1000 ? String(format: "%.2f ms", microseconds / 1000) : String(format: "%.1f µs", microseconds)
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

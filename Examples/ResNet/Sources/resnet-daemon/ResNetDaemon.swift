@@ -1,0 +1,133 @@
+import ArgumentParser
+import COpenBLAS
+import FabricConsumer
+import Foundation
+import SystemPackage
+import InferenceEngine
+import ResNetService
+
+/// The inference daemon: verifies and maps engine files, registers each
+/// under a model id, and serves controllers over FabricQueue sessions.
+@main
+struct ResNetDaemon: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resnet-daemon",
+        abstract: "Serve image-classifier engines to FabricQueue controllers until SIGINT/SIGTERM.",
+        discussion: """
+            Each --engine ID=PATH is verified against --public-key (Ed25519) before its weights are mapped; \
+            an unsigned, tampered or truncated file stops the daemon with a message. Without --engine it \
+            serves the store's engines: 1 resnet18-seeded, 2 resnet50-seeded, 3 efficientnet-lite0-pretrained \
+            (when imported). Prints "listening on PATH" once controllers may connect.
+            """)
+
+    @Option(help: "Unix socket path to listen on.")
+    var socket = "/tmp/resnet-daemon.sock"
+
+    @Option(name: .customLong("engine"), help: "Model id and engine file, ID=PATH (repeatable).")
+    var engines: [String] = []
+
+    @Option(help: "Trusted Ed25519 public key (.pub) that must have signed every engine.")
+    var publicKey: String?
+
+    @Option(help: "Engine directory for the defaults (default: $FABRICQUEUE_ENGINES or ~/.cache/fabricqueue/engines).")
+    var engineDir: String?
+
+    @Option(help: "Largest batch one forward pass takes (1...8).")
+    var maxBatch = 8
+
+    @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).")
+    var blasThreads: Int?
+
+    @Option(help: "Poll thread idle strategy: poll, adaptive or sleep.")
+    var idle = "adaptive"
+
+    @Option(help: "Buffer slots per session.")
+    var slots = 48
+
+    func run() throws {
+        guard (1...8).contains(maxBatch) else { throw ValidationError("--max-batch must be 1...8") }
+        let store = EngineStore(directory: engineDir)
+        let trusted = try EnginePublicKey(contentsOf: publicKey ?? store.publicKeyPath)
+        var plan = [(UInt32, String)]()
+        for spec in engines {
+            let parts = spec.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let id = UInt32(parts[0]), id > 0 else {
+                throw ValidationError("--engine takes ID=PATH with ID > 0, got \(spec)")
+            }
+            plan.append((id, String(parts[1])))
+        }
+        if plan.isEmpty {
+            plan = [(1, store.seededPath(.resnet18)), (2, store.seededPath(.resnet50))]
+            if FileManager.default.fileExists(atPath: store.pretrainedPath) { plan.append((3, store.pretrainedPath)) }
+        }
+        if let blasThreads { openblas_set_num_threads(Int32(blasThreads)) }
+
+        var handlers = [UInt32: any CommandHandler]()
+        var largestInput = 0
+        for (id, path) in plan {
+            guard handlers[id] == nil else { throw ValidationError("model id \(id) given twice") }
+            do {
+                let engine = try EngineFile(path: path, verification: .trusting(trusted))
+                let handler = try ClassifierHandler(engine: engine, maximumBatch: maxBatch)
+                handlers[id] = handler
+                largestInput = max(largestInput, engine.manifest.input.byteCount, Int(handler.requiredOutputCapacity))
+                let m = engine.manifest
+                say("model \(id): \(m.name) (\(m.architecture), \(m.weights == .pretrained ? "pretrained" : "seeded, untrained"), "
+                    + "\(m.input.height)×\(m.input.width), \(m.classCount) classes), key \(trusted.fingerprint), \(path)")
+            } catch {
+                report("refusing engine \(path) for model \(id): \(error)")
+                throw ExitCode(2)
+            }
+        }
+
+        var configuration = DaemonConfiguration(socketPath: FilePath(socket))
+        guard let idleStrategy = IdleStrategy(commandLineName: idle) else {
+            throw ValidationError("--idle must be poll, adaptive or sleep")
+        }
+        configuration.idle = idleStrategy
+        // One slot holds one image (input) or one classification record (output).
+        configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64,
+                                              slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
+        configuration.burstSize = maxBatch
+        let daemon = FabricDaemon(configuration: configuration, handlers: handlers)
+        do { try daemon.start() } catch {
+            report("\(error)")
+            throw ExitCode(1)
+        }
+        say("listening on \(socket)")
+        StopSignal.wait()
+        daemon.stop()
+        let s = daemon.statistics
+        say("stopped: \(s.sessionsOpened) sessions, \(s.commandsReceived) commands, \(s.commandsFailed) failed")
+    }
+}
+
+/// Waits for SIGINT or SIGTERM. A handler writing to a pipe (not sigwait):
+/// OpenBLAS starts its threads before main, with the signals unblocked.
+enum StopSignal {
+    nonisolated(unsafe) static var pipeFDs: [Int32] = [-1, -1]
+
+    static func wait() {
+        pipe(&pipeFDs)
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            var byte: UInt8 = 1
+            _ = Glibc.write(StopSignal.pipeFDs[1], &byte, 1)
+        }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+        var byte: UInt8 = 0
+        while read(pipeFDs[0], &byte, 1) < 0 && errno == EINTR {}
+    }
+}
+
+/// A line on standard output, unbuffered (the pipeline reads it while we run).
+func say(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { _ = Glibc.write(1, $0.baseAddress, $0.count) }
+}
+
+/// A line on standard error.
+func report(_ message: String) {
+    var line = "resnet-daemon: " + message + "\n"
+    line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+}

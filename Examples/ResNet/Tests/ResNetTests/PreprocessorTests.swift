@@ -1,0 +1,71 @@
+import Foundation
+import ImagePipeline
+import InferenceEngine
+import XCTest
+
+/// Decoding (libjpeg-turbo, libpng) and the resize / crop / normalize that writes into a slot.
+final class PreprocessorTests: XCTestCase {
+    func testDecodesTheBundledJPEGAndPNG() throws {
+        let png = try ImageDecoder.decode(contentsOf: Support.sampleImages + "/chelsea.png")
+        XCTAssertEqual([png.width, png.height], [451, 300])
+        let jpeg = try ImageDecoder.decode(contentsOf: Support.sampleImages + "/coffee.jpg")
+        XCTAssertEqual([jpeg.width, jpeg.height], [600, 400])
+        // The coffee cup's saucer is near white, the table behind it dark: decoded pixels are real pixels.
+        XCTAssertGreaterThan(Set(jpeg.pixels).count, 200)
+    }
+
+    func testCorruptAndForeignFilesGiveTypedErrors() throws {
+        var jpeg = [UInt8](FileManager.default.contents(atPath: Support.sampleImages + "/coffee.jpg")!)
+        jpeg.removeLast(jpeg.count - 600)     // header survives, scan data does not
+        XCTAssertThrowsError(try ImageDecoder.decode(Data(jpeg + [UInt8](repeating: 0, count: 10)), name: "cut.jpg"))
+        var png = [UInt8](FileManager.default.contents(atPath: Support.sampleImages + "/chelsea.png")!)
+        png.removeLast(png.count / 2)
+        XCTAssertThrowsError(try ImageDecoder.decode(Data(png), name: "cut.png")) { error in
+            guard case ImageError.corrupt = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try ImageDecoder.decode(Data("GIF89a".utf8), name: "x.gif")) { error in
+            XCTAssertEqual(error as? ImageError, .unknownFormat(path: "x.gif"))
+        }
+    }
+
+    func testConstantImageNormalizesToConstantPlanes() {
+        let rgb: [UInt8] = [200, 100, 50]
+        let image = RGBImage(width: 40, height: 30, pixels: (0..<1200).flatMap { _ in rgb })
+        var spec = InputSpecification.imageNet
+        spec.height = 16
+        spec.width = 16
+        spec.resizeShorterSide = 20
+        let out = run(image, spec)
+        for c in 0..<3 {
+            let want: Float = (Float(rgb[c]) / 255 - spec.mean[c]) / spec.std[c]
+            for v in out[(c * 256)..<((c + 1) * 256)] { XCTAssertEqual(v, want, accuracy: 1e-5) }
+        }
+    }
+
+    func testResizeAndCenterCropGeometry() {
+        // A horizontal ramp, 100×50: resized to 40×20 (shorter side 20), centre crop 20×20 → columns 10..<30
+        // of the resized image, i.e. source x = (10.5 + i)·2.5 − 0.5.
+        let width = 100, height = 50
+        var pixels = [UInt8]()
+        for _ in 0..<height { for x in 0..<width { pixels += [UInt8(x * 2), 0, 0] } }
+        var spec = InputSpecification(channels: 3, height: 20, width: 20, resizeShorterSide: 20, mean: [0, 0, 0], std: [1, 1, 1])
+        spec.resizeShorterSide = 20
+        let p = Preprocessor(specification: spec)
+        XCTAssertEqual(p.resizedSize(width: width, height: height).width, 40)
+        let out = run(RGBImage(width: width, height: height, pixels: pixels), spec)
+        for i in 0..<20 {
+            let sourceX: Float = (Float(10 + i) + 0.5) * 2.5 - 0.5
+            let want: Float = 2 * sourceX / 255
+            XCTAssertEqual(out[5 * 20 + i], want, accuracy: 1e-4, "column \(i)")
+        }
+        // Monotone along the row, constant down the column.
+        XCTAssertEqual(out[0 * 20 + 7], out[19 * 20 + 7], accuracy: 1e-6)
+    }
+
+    func run(_ image: RGBImage, _ spec: InputSpecification) -> [Float] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: spec.byteCount, alignment: 64)
+        defer { buffer.deallocate() }
+        XCTAssertEqual(Preprocessor(specification: spec).write(image, into: buffer), spec.byteCount)
+        return Array(buffer.bindMemory(to: Float.self))
+    }
+}
