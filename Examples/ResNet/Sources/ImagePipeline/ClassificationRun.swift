@@ -54,6 +54,13 @@ public enum ClassificationRun {
         guard (1...ControllerSession.maximumBatchSize).contains(c.batchSize) else {
             throw .configuration("batch size must be 1...\(ControllerSession.maximumBatchSize)")
         }
+        let spec = model.input
+        guard spec.channels == 3, spec.mean.count == 3, spec.std.count == 3, spec.std.allSatisfy({ $0 > 0 }),
+              spec.height > 0, spec.width > 0, spec.resizeShorterSide >= max(spec.height, spec.width),
+              (1...100_000).contains(model.classCount) else {
+            throw .configuration("model \(model.name): this controller prepares RGB images only, with a crop no larger "
+                                 + "than the resize and a positive std")
+        }
         let recordBytes = ClassificationRecord.byteCount(classCount: model.classCount)
         guard c.batchesInFlight >= 1, 2 * c.batchSize * c.batchesInFlight <= session.buffers.capacity else {
             throw .configuration("\(c.batchesInFlight) batches of \(c.batchSize) need \(2 * c.batchSize * c.batchesInFlight) "

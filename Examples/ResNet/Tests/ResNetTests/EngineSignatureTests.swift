@@ -24,7 +24,7 @@ final class EngineSignatureTests: XCTestCase {
         var bytes = [UInt8](FileManager.default.contents(atPath: signed)!)
         transform(&bytes)
         let path = dir + "/copy-\(UInt32.random(in: 0...UInt32.max)).engine"
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
 

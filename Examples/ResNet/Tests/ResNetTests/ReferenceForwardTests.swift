@@ -42,7 +42,7 @@ final class ReferenceForwardTests: XCTestCase {
                                padding: [1, 1, 2, 2], groups: 24, activation: .relu6),
             LayerSpecification(op: .convolution, input: "dw", output: "proj", weight: "proj.w", bias: "proj.b"),
             LayerSpecification(op: .convolution, input: "proj", output: "dw2", weight: "dw2.w", bias: "dw2.b", stride: 1,
-                               padding: [1, 1, 1, 1], groups: 8, activation: .none, residual: "proj"),
+                               padding: [1, 1, 1, 1], groups: 8, activation: LayerSpecification.Activation.none, residual: "proj"),
             LayerSpecification(op: .maxPool, input: "dw2", output: "mp", kernel: 3, stride: 2, padding: [1, 1, 1, 1]),
             LayerSpecification(op: .globalAveragePool, input: "mp", output: "gap"),
             LayerSpecification(op: .linear, input: "gap", output: "logits", weight: "fc.w", bias: "fc.b"),

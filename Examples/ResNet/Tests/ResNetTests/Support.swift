@@ -50,8 +50,8 @@ enum Support {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let dir = temporaryDirectory("out\(UInt32.random(in: 0...UInt32.max))")
         let out = dir + "/stdout", err = dir + "/stderr"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: out)
         process.standardError = FileHandle(forWritingAtPath: err)
         try process.run()

@@ -52,7 +52,7 @@ public final class Network: @unchecked Sendable {
         classCount = m.classCount
         guard (1...16).contains(m.input.channels), (1...4096).contains(m.input.height), (1...4096).contains(m.input.width),
               m.input.mean.count == m.input.channels, m.input.std.count == m.input.channels,
-              m.input.std.allSatisfy({ $0 > 0 && $0.isFinite }), m.input.resizeShorterSide >= min(m.input.height, m.input.width),
+              m.input.std.allSatisfy({ $0 > 0 && $0.isFinite }), m.input.resizeShorterSide >= max(m.input.height, m.input.width),
               (1...100_000).contains(m.classCount) else {
             throw .malformed("input specification or class count out of range")
         }
