@@ -8,6 +8,7 @@ public struct RunConfiguration: Sendable {
     public var modelID: UInt32
     /// Image files (JPEG or PNG), used in turn until `imageCount` have been submitted.
     public var images: [String]
+    /// How many images to submit in all.
     public var imageCount: Int
     /// Images per micro-batch (1...8): one `submit(batch:)`, one ring publication.
     public var batchSize: Int
@@ -16,6 +17,7 @@ public struct RunConfiguration: Sendable {
     /// How long to wait for one completion before giving up.
     public var completionTimeout: Duration
 
+    /// A run over `images` (each once unless `imageCount` says otherwise).
     public init(modelID: UInt32, images: [String], imageCount: Int? = nil, batchSize: Int = 1,
                 batchesInFlight: Int = 1, completionTimeout: Duration = .seconds(30)) {
         self.modelID = modelID

@@ -4,10 +4,14 @@ import Foundation
 
 /// An 8-bit RGB image, rows top to bottom, 3 bytes per pixel.
 public struct RGBImage: Sendable {
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
+    /// `width · height · 3` bytes, R G B.
     public var pixels: [UInt8]
 
+    /// An image over `pixels` (`width · height · 3` bytes).
     public init(width: Int, height: Int, pixels: [UInt8]) {
         precondition(pixels.count == width * height * 3)
         self.width = width

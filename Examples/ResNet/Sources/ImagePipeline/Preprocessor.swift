@@ -10,11 +10,13 @@ import InferenceEngine
 /// Geometry follows torchvision's `Resize(256)` + `CenterCrop(224)`: the long
 /// side becomes `floor(256·long/short)`, the crop offset `round((size − crop)/2)`.
 public final class Preprocessor {
+    /// The geometry and normalization it applies.
     public let specification: InputSpecification
     private var columns: [(x0: Int, x1: Int, weight: Float)]
     private let scale: [Float]
     private let offset: [Float]
 
+    /// A preprocessor for `specification` (RGB, 3 channels).
     public init(specification: InputSpecification) {
         self.specification = specification
         columns = Array(repeating: (0, 0, 0), count: specification.width)

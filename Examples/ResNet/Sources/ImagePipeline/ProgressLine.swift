@@ -7,8 +7,10 @@ public struct ProgressLine {
     let isTerminal = isatty(2) != 0
     var lastQuarter = 0
 
+    /// A progress line prefixed with `label`.
     public init(label: String) { self.label = label }
 
+    /// Reports `done` of `total` images.
     public mutating func update(_ done: Int, _ total: Int) {
         if isTerminal {
             emit("\r  \(label): \(done)/\(total) images" + (done == total ? "\n" : ""))

@@ -2,9 +2,13 @@ import Foundation
 
 /// p50 / p99 / max of one stage over a run, in microseconds.
 public struct StageStatistics: Codable, Sendable, Equatable {
+    /// Median (µs).
     public var p50: Double
+    /// 99th percentile (µs).
     public var p99: Double
+    /// Largest (µs).
     public var max: Double
+    /// Arithmetic mean (µs).
     public var mean: Double
 
     /// Nearest-rank percentiles of `nanoseconds` (empty → zeros).
@@ -40,12 +44,17 @@ public enum PipelineStage: String, CaseIterable, Codable, Sendable {
 public struct ImageResult: Codable, Sendable {
     /// A class with its label (when the engine carries labels) and probability.
     public struct Prediction: Codable, Sendable {
+        /// Class index.
         public var index: Int
+        /// Class label, or "class N" without labels.
         public var label: String
+        /// Softmax probability.
         public var probability: Float
     }
 
+    /// The image's file name.
     public var image: String
+    /// The five most probable classes, most probable first.
     public var top5: [Prediction]
     /// Whether the daemon's top-5 (in the record) agreed with the controller's own softmax of the logits.
     public var daemonAgrees: Bool
@@ -53,14 +62,23 @@ public struct ImageResult: Codable, Sendable {
 
 /// Everything one run measured: the table the pipeline prints, and its JSON.
 public struct RunReport: Codable, Sendable {
+    /// The engine's name.
     public var engine: String
+    /// The engine's architecture.
     public var architecture: String
+    /// `pretrained` or `seeded-untrained`.
     public var weights: String
+    /// The daemon's model id.
     public var modelID: UInt32
+    /// Images classified.
     public var images: Int
+    /// Images per micro-batch.
     public var batchSize: Int
+    /// Micro-batches posted before waiting.
     public var batchesInFlight: Int
+    /// Wall-clock time of the run.
     public var seconds: Double
+    /// `images / seconds`.
     public var imagesPerSecond: Double
     /// Per stage, per image (inference: the batch's forward pass each image waited for).
     public var stages: [String: StageStatistics]
@@ -73,6 +91,7 @@ public struct RunReport: Codable, Sendable {
     /// The first result for each distinct image.
     public var results: [ImageResult]
 
+    /// The statistics of one stage (zeros if it was not recorded).
     public func stage(_ s: PipelineStage) -> StageStatistics { stages[s.rawValue] ?? StageStatistics(nanoseconds: []) }
 
     /// The human-readable table.

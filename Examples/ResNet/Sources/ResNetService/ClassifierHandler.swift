@@ -26,7 +26,9 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
         case outputTooSmall = 2
     }
 
+    /// The compiled engine this handler runs.
     public let network: Network
+    /// Bytes of one ``ClassificationRecord`` for the engine's classes; the daemon refuses smaller outputs.
     public let requiredOutputCapacity: UInt32
     private let probabilities: UnsafeMutableBufferPointer<Float>
     private let selected: UnsafeMutablePointer<Int>
@@ -45,6 +47,7 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
         selected.deallocate()
     }
 
+    /// Runs the batch in chunks of at most ``Network/maximumBatch`` well-formed commands.
     public func handle(_ batch: borrowing CommandBatch) throws {
         let imageBytes = network.input.byteCount
         let recordBytes = Int(requiredOutputCapacity)

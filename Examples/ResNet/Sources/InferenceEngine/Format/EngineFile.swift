@@ -15,8 +15,11 @@ import Foundation
 /// writable only by their owner (the signature is checked once, at open).
 public final class EngineFile: @unchecked Sendable {
     // @unchecked: immutable after init; the mapping is read-only.
+    /// Where the file was opened from.
     public let path: String
+    /// The decoded, checked manifest.
     public let manifest: EngineManifest
+    /// The checked header.
     public let header: EngineHeader
     /// The key that signed the file, or nil for files opened with `.skipVerification`.
     public let signer: EnginePublicKey?

@@ -14,8 +14,11 @@
 /// ```
 /// A 128-byte ``SignatureBlock`` follows at `signedLength`.
 public struct EngineHeader: Equatable, Sendable {
+    /// The first 8 bytes of every engine file.
     public static let magic: [UInt8] = Array("FQENGINE".utf8)
+    /// Bytes of the header.
     public static let size = 64
+    /// The format version this build reads and writes.
     public static let currentVersion: UInt32 = 1
     /// Tensor alignment in the file (and so in the mapping).
     public static let tensorAlignment = 64
@@ -24,14 +27,20 @@ public struct EngineHeader: Equatable, Sendable {
     /// itself signed, so a signed file cut at the block reads as truncated, not unsigned.
     public static let signedFlag: UInt64 = 1
 
+    /// Bytes of manifest JSON at offset 64.
     public var manifestLength: UInt64
+    /// Header flags (``signedFlag``).
     public var flags: UInt64 = 0
+    /// Where the tensor section starts (64-byte aligned).
     public var tensorsOffset: UInt64
+    /// Bytes of the tensor section.
     public var tensorsLength: UInt64
+    /// Bytes covered by the signature: everything before the signature block.
     public var signedLength: UInt64 { tensorsOffset &+ tensorsLength }
     /// Whether the header says a signature block follows.
     public var isSigned: Bool { flags & Self.signedFlag != 0 }
 
+    /// A header for the given sections.
     public init(manifestLength: UInt64, tensorsOffset: UInt64, tensorsLength: UInt64, flags: UInt64 = 0) {
         self.manifestLength = manifestLength
         self.flags = flags
@@ -92,13 +101,19 @@ public struct EngineHeader: Equatable, Sendable {
 /// 112  reserved   16 bytes = 0
 /// ```
 public struct SignatureBlock: Equatable, Sendable {
+    /// The first 8 bytes of a signature block.
     public static let magic: [UInt8] = Array("FQSIGN01".utf8)
+    /// Bytes of a signature block.
     public static let size = 128
+    /// The algorithm field for Ed25519.
     public static let ed25519: UInt32 = 1
 
+    /// The signer's 32-byte Ed25519 public key.
     public var publicKey: [UInt8]
+    /// The 64-byte signature.
     public var signature: [UInt8]
 
+    /// A block for `signature` by `publicKey`.
     public init(publicKey: [UInt8], signature: [UInt8]) {
         self.publicKey = publicKey
         self.signature = signature
@@ -114,6 +129,7 @@ public struct SignatureBlock: Equatable, Sendable {
         signature = Array(bytes[48..<112])
     }
 
+    /// The 128 bytes of the block.
     public var bytes: [UInt8] {
         var out = Self.magic
         withUnsafeBytes(of: Self.ed25519.littleEndian) { out.append(contentsOf: $0) }

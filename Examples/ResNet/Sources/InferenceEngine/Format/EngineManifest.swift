@@ -28,6 +28,7 @@ public struct EngineManifest: Codable, Equatable, Sendable {
     /// The value holding the logits, shape (classCount, 1, 1).
     public var output: String
 
+    /// A manifest; ``EngineWriter`` fills in `tensors`.
     public init(name: String, architecture: String, weights: WeightsOrigin, seed: UInt64?, description: String,
                 input: InputSpecification, classCount: Int, labels: [String]?, tensors: [TensorEntry],
                 layers: [LayerSpecification], output: String) {
@@ -73,6 +74,7 @@ public struct InputSpecification: Codable, Equatable, Sendable {
         channels: 3, height: 224, width: 224, resizeShorterSide: 256,
         mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 
+    /// An input specification.
     public init(channels: Int, height: Int, width: Int, resizeShorterSide: Int, mean: [Float], std: [Float]) {
         self.channels = channels
         self.height = height
@@ -89,10 +91,14 @@ public struct InputSpecification: Codable, Equatable, Sendable {
 /// One tensor: little-endian float32, row-major, at `offset` bytes from the
 /// start of the tensor section (a multiple of 64).
 public struct TensorEntry: Codable, Equatable, Sendable {
+    /// The tensor's name, unique in the file.
     public var name: String
+    /// Dimensions, outermost first.
     public var shape: [Int]
+    /// Bytes from the start of the tensor section (a multiple of 64).
     public var offset: Int
 
+    /// A tensor table entry.
     public init(name: String, shape: [Int], offset: Int) {
         self.name = name
         self.shape = shape
@@ -133,21 +139,30 @@ public struct LayerSpecification: Codable, Equatable, Sendable {
         case none, relu, relu6
     }
 
+    /// What the layer computes.
     public var op: Operation
+    /// The value it reads.
     public var input: String
+    /// The value it makes (each value is made once).
     public var output: String
+    /// The weight tensor's name.
     public var weight: String?
+    /// The bias tensor's name.
     public var bias: String?
     /// Pooling window (convolutions take it from the weight's shape).
     public var kernel: Int?
+    /// Step of the window (default 1).
     public var stride: Int?
     /// Top, left, bottom, right (asymmetric "same" padding is allowed).
     public var padding: [Int]?
+    /// 1, or the channel count for a depthwise convolution.
     public var groups: Int?
+    /// Applied last (default none).
     public var activation: Activation?
     /// A value of the output's shape added before the activation.
     public var residual: String?
 
+    /// A layer; unused parameters stay nil.
     public init(op: Operation, input: String, output: String, weight: String? = nil, bias: String? = nil,
                 kernel: Int? = nil, stride: Int? = nil, padding: [Int]? = nil, groups: Int? = nil,
                 activation: Activation? = nil, residual: String? = nil) {

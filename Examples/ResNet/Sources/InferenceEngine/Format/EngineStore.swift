@@ -6,8 +6,10 @@ import Foundation
 /// engines are rebuilt on first use, the pretrained one is imported by
 /// `scripts/import-pretrained`.
 public struct EngineStore: Sendable {
+    /// The directory.
     public let directory: String
 
+    /// The store at `directory`, or the default one.
     public init(directory: String? = nil) {
         if let directory {
             self.directory = directory
@@ -22,6 +24,7 @@ public struct EngineStore: Sendable {
 
     /// The private signing key (the public key is this path + ".pub").
     public var signingKeyPath: String { directory + "/engine-signing.key" }
+    /// The public key daemons are given.
     public var publicKeyPath: String { signingKeyPath + ".pub" }
     /// The seeded engine of `architecture`.
     public func seededPath(_ architecture: ResNetArchitecture) -> String { directory + "/\(architecture.rawValue)-seeded.engine" }

@@ -2,10 +2,14 @@ import Foundation
 
 /// A tensor to be written: name, shape and row-major values.
 public struct NamedTensor: Sendable {
+    /// The tensor's name.
     public var name: String
+    /// Dimensions, outermost first.
     public var shape: [Int]
+    /// Row-major values.
     public var values: [Float]
 
+    /// A tensor; `values.count` must equal the product of `shape`.
     public init(name: String, shape: [Int], values: [Float]) {
         precondition(shape.reduce(1, *) == values.count, "tensor \(name): shape and value count differ")
         self.name = name

@@ -2,9 +2,12 @@ import Foundation
 
 /// A class index with its probability.
 public struct ClassScore: Equatable, Sendable, Codable {
+    /// Class index.
     public var index: Int
+    /// Its probability (or score).
     public var probability: Float
 
+    /// A class with its probability.
     public init(index: Int, probability: Float) {
         self.index = index
         self.probability = probability
@@ -54,8 +57,11 @@ public enum Classification {
 /// 64  logits      f32 × classCount
 /// ```
 public enum ClassificationRecord {
+    /// The record's first four bytes.
     public static let magic: UInt32 = 0x3143_4651
+    /// Bytes before the logits.
     public static let headerSize = 64
+    /// Classes in the record's top list.
     public static let topCount = 5
 
     /// Bytes a record for `classCount` classes needs.
@@ -83,7 +89,9 @@ public enum ClassificationRecord {
 
     /// A record read back from an output buffer (untrusted bytes).
     public struct Parsed: Sendable {
+        /// The daemon's top-5.
         public var top: [ClassScore]
+        /// All logits.
         public var logits: [Float]
     }
 

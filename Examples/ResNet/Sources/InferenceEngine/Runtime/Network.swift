@@ -9,9 +9,13 @@ import COpenBLAS
 /// OpenBLAS may use its own threads inside each GEMM.
 public final class Network: @unchecked Sendable {
     // @unchecked: mutable scratch buffers, used by one thread at a time (see above).
+    /// The engine whose weights it uses in place.
     public let engine: EngineFile
+    /// The largest batch ``infer(batch:input:output:)`` takes.
     public let maximumBatch: Int
+    /// What each input image must be.
     public let input: InputSpecification
+    /// Logits per image.
     public let classCount: Int
 
     private let steps: [Step]

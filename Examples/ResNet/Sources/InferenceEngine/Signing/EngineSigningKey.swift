@@ -83,6 +83,7 @@ public struct EnginePublicKey: Sendable, Equatable {
         self.rawBytes = rawBytes
     }
 
+    /// The key as 64 hex digits (the `.pub` file's content).
     public var hex: String { rawBytes.hexString }
     /// First 8 bytes of the key's SHA-256, for messages.
     public var fingerprint: String { Self.fingerprint(of: rawBytes) }

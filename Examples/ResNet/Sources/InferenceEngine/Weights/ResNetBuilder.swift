@@ -23,13 +23,18 @@ public enum ResNetArchitecture: String, CaseIterable, Sendable {
 /// `b' = β − μ·γ/√(σ²+ε)`, stored as float32. Then the classifier: weight
 /// (classes, C) each `(2u − 1)·√(3 / C)`, bias each `0.02u − 0.01`.
 public struct ResNetBuilder {
+    /// ResNet-18 or ResNet-50.
     public let architecture: ResNetArchitecture
+    /// The splitmix64 seed.
     public let seed: UInt64
+    /// Classifier outputs.
     public let classCount: Int
     /// 64 for the real networks; tests use narrower ones.
     public let baseWidth: Int
+    /// Input geometry and normalization.
     public let input: InputSpecification
 
+    /// A builder; the defaults give the engines `resnet-engine defaults` writes.
     public init(architecture: ResNetArchitecture, seed: UInt64 = 0x5EED_F00D, classCount: Int = 1000,
                 baseWidth: Int = 64, input: InputSpecification = .imageNet) {
         self.architecture = architecture

@@ -9,10 +9,13 @@
 /// return z ^ (z >> 31)
 /// ```
 public struct SplitMix64: Sendable {
+    /// The generator's state (the seed before the first draw).
     public private(set) var state: UInt64
 
+    /// A generator starting at `seed`.
     public init(seed: UInt64) { state = seed }
 
+    /// The next 64-bit value.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
