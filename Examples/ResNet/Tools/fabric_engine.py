@@ -33,7 +33,8 @@ class Engine:
             raise ValueError(f"{path}: unsupported header")
         if signed_length != tensors_offset + tensors_length or len(data) < signed_length:
             raise ValueError(f"{path}: truncated or inconsistent")
-        self.signed = len(data) == signed_length + SIGNATURE_SIZE and \
+        # Header flag bit 0: a signature block follows (the block itself is checked by the Swift loader).
+        self.signed = bool(flags & 1) and len(data) == signed_length + SIGNATURE_SIZE and \
             data[signed_length:signed_length + 8] == SIGNATURE_MAGIC
         self.manifest = json.loads(data[HEADER_SIZE:HEADER_SIZE + manifest_length].decode("utf-8"))
         self.tensors = {}

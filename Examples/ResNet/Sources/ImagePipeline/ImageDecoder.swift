@@ -50,27 +50,29 @@ public enum ImageDecoder {
 
     /// Decodes an in-memory JPEG or PNG; `name` is used in errors.
     public static func decode(_ data: Data, name: String) throws(ImageError) -> RGBImage {
-        let bytes = [UInt8](data)
-        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try decodeJPEG(bytes, name: name) }
-        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try decodePNG(bytes, name: name) }
-        throw .unknownFormat(path: name)
+        // The decoders read the file's bytes in place; only the pixels are allocated.
+        let result = data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Result<RGBImage, ImageError> in
+            let bytes = bytes.bindMemory(to: UInt8.self)
+            if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return Result { () throws(ImageError) in try decodeJPEG(bytes, name: name) } }
+            if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
+                return Result { () throws(ImageError) in try decodePNG(bytes, name: name) }
+            }
+            return .failure(.unknownFormat(path: name))
+        }
+        return try result.get()
     }
 
-    static func decodeJPEG(_ bytes: [UInt8], name: String) throws(ImageError) -> RGBImage {
+    static func decodeJPEG(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(ImageError) -> RGBImage {
         guard let handle = tjInitDecompress() else { throw .corrupt(path: name, reason: "tjInitDecompress failed") }
         defer { tjDestroy(handle) }
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
-        let header = bytes.withUnsafeBufferPointer {
-            tjDecompressHeader3(handle, $0.baseAddress, UInt(bytes.count), &width, &height, &subsampling, &colorspace)
-        }
+        let header = tjDecompressHeader3(handle, bytes.baseAddress, UInt(bytes.count), &width, &height, &subsampling, &colorspace)
         guard header == 0 else { throw .corrupt(path: name, reason: String(cString: tjGetErrorStr2(handle))) }
         try checkSize(Int(width), Int(height), name)
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
-        let status = bytes.withUnsafeBufferPointer { src in
-            pixels.withUnsafeMutableBufferPointer { dst in
-                tjDecompress2(handle, src.baseAddress, UInt(bytes.count), dst.baseAddress, width, 0, height,
-                              Int32(TJPF_RGB.rawValue), 0)
-            }
+        let status = pixels.withUnsafeMutableBufferPointer { dst in
+            tjDecompress2(handle, bytes.baseAddress, UInt(bytes.count), dst.baseAddress, width, 0, height,
+                          Int32(TJPF_RGB.rawValue), 0)
         }
         // Warnings (tjGetErrorCode == TJERR_WARNING) leave a usable image; errors do not.
         guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
@@ -79,13 +81,13 @@ public enum ImageDecoder {
         return RGBImage(width: Int(width), height: Int(height), pixels: pixels)
     }
 
-    static func decodePNG(_ bytes: [UInt8], name: String) throws(ImageError) -> RGBImage {
+    static func decodePNG(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(ImageError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
-        let begun = bytes.withUnsafeBufferPointer { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) }
+        let begun = png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count)
         guard begun != 0 else { throw .corrupt(path: name, reason: pngMessage(&image)) }
         defer { png_image_free(&image) }
-        do { try checkSize(Int(image.width), Int(image.height), name) } catch { throw error }
+        try checkSize(Int(image.width), Int(image.height), name)
         image.format = UInt32(PNG_FORMAT_RGB)
         var pixels = [UInt8](repeating: 0, count: Int(image.width) * Int(image.height) * 3)
         let finished = pixels.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }

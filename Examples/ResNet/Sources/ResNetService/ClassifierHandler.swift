@@ -31,6 +31,7 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
     /// Bytes of one ``ClassificationRecord`` for the engine's classes; the daemon refuses smaller outputs.
     public let requiredOutputCapacity: UInt32
     private let probabilities: UnsafeMutableBufferPointer<Float>
+    private let topScores: UnsafeMutableBufferPointer<ClassScore>
     private let selected: UnsafeMutablePointer<Int>
 
     /// Compiles `engine` for batches of up to `maximumBatch` images.
@@ -39,11 +40,14 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
         requiredOutputCapacity = UInt32(ClassificationRecord.byteCount(classCount: network.classCount))
         probabilities = .allocate(capacity: network.classCount)
         probabilities.initialize(repeating: 0)
+        topScores = .allocate(capacity: ClassificationRecord.topCount)
+        topScores.initialize(repeating: ClassScore(index: 0, probability: 0))
         selected = .allocate(capacity: maximumBatch)
     }
 
     deinit {
         probabilities.deallocate()
+        topScores.deallocate()
         selected.deallocate()
     }
 
@@ -67,10 +71,11 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
                 next += 1
             }
             guard n > 0 else { continue }
-            let probabilities = self.probabilities, selected = self.selected
+            let probabilities = self.probabilities, topScores = self.topScores, selected = self.selected
             network.infer(batch: n, input: { batch.input(selected[$0]) }, output: { image, logits in
                 let command = selected[image]
-                let written = ClassificationRecord.write(logits: logits, scratch: probabilities, into: batch.output(command))
+                let written = ClassificationRecord.write(logits: logits, scratch: probabilities, top: topScores,
+                                                     into: batch.output(command))
                 batch.complete(command, outputSize: written)
             })
         }

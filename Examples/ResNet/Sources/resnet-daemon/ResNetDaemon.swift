@@ -89,6 +89,7 @@ struct ResNetDaemon: ParsableCommand {
         configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64,
                                               slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
         configuration.burstSize = maxBatch
+        try StopSignal.install()
         let daemon = FabricDaemon(configuration: configuration, handlers: handlers)
         do { try daemon.start() } catch {
             report("\(error)")
@@ -105,18 +106,31 @@ struct ResNetDaemon: ParsableCommand {
 /// Waits for SIGINT or SIGTERM. A handler writing to a pipe (not sigwait):
 /// OpenBLAS starts its threads before main, with the signals unblocked.
 enum StopSignal {
-    nonisolated(unsafe) static var pipeFDs: [Int32] = [-1, -1]
+    /// The pipe's ends; the handler reads only `writeFD` (a plain integer: async-signal-safe).
+    nonisolated(unsafe) static var readFD: Int32 = -1
+    nonisolated(unsafe) static var writeFD: Int32 = -1
 
-    static func wait() {
-        pipe(&pipeFDs)
+    /// Creates the pipe and installs the handlers; call before starting threads that may be signalled.
+    static func install() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            report("pipe failed: errno \(errno)")
+            throw ExitCode(1)
+        }
+        (readFD, writeFD) = (fds[0], fds[1])
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let handler: @convention(c) (Int32) -> Void = { _ in
             var byte: UInt8 = 1
-            _ = Glibc.write(StopSignal.pipeFDs[1], &byte, 1)
+            _ = Glibc.write(StopSignal.writeFD, &byte, 1)
         }
         signal(SIGINT, handler)
         signal(SIGTERM, handler)
+    }
+
+    /// Blocks until a stop signal arrives.
+    static func wait() {
         var byte: UInt8 = 0
-        while read(pipeFDs[0], &byte, 1) < 0 && errno == EINTR {}
+        while read(readFD, &byte, 1) < 0 && errno == EINTR {}
     }
 }
 

@@ -33,7 +33,8 @@ extension ResNetEngineTool {
             let store = store.store
             for architecture in ResNetArchitecture.allCases {
                 let start = Date()
-                let (path, built) = try store.ensureSeeded(architecture)
+                let (engine, built) = try store.ensureSeeded(architecture)
+                let path = engine.path
                 print(built ? "built \(path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s (seeded, untrained)"
                             : "kept \(path) (valid, signed by \(store.publicKeyPath))")
             }

@@ -49,13 +49,15 @@ struct ResNetPipeline: ParsableCommand {
         }
         let photos = images.isEmpty ? try Self.sampleImages() : images
 
-        // Engines: seeded ones built if missing; the pretrained one only if imported.
-        var plan = [(id: UInt32, path: String)]()
+        // Engines: seeded ones built if missing; the pretrained one only if imported. Each is opened
+        // and its signature checked once here, for the controller's input geometry and labels.
+        let trusted = try store.signingKey().publicKey
+        var plan = [(id: UInt32, engine: EngineFile)]()
         for name in wanted {
             switch name {
             case "pretrained":
                 if FileManager.default.fileExists(atPath: store.pretrainedPath) {
-                    plan.append((3, store.pretrainedPath))
+                    plan.append((3, try EngineFile(path: store.pretrainedPath, verification: .trusting(trusted))))
                 } else {
                     say("pretrained engine not imported (run scripts/import-pretrained for real ImageNet labels); "
                         + "running the seeded, untrained engines only")
@@ -63,21 +65,20 @@ struct ResNetPipeline: ParsableCommand {
             case "resnet18", "resnet50":
                 let arch = ResNetArchitecture(rawValue: name)!
                 let started = Date()
-                let (path, built) = try store.ensureSeeded(arch)
-                if built { say("built \(path) (seeded, untrained) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
-                plan.append((arch == .resnet18 ? 1 : 2, path))
+                let (engine, built) = try store.ensureSeeded(arch)
+                if built { say("built \(engine.path) (seeded, untrained) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
+                plan.append((arch == .resnet18 ? 1 : 2, engine))
             default:
                 throw ValidationError("unknown engine \(name) (pretrained, resnet18, resnet50)")
             }
         }
         guard !plan.isEmpty else { throw ValidationError("no engine to run") }
-        let trusted = try EnginePublicKey(contentsOf: store.publicKeyPath)
-        let models = try plan.map { ($0.id, ModelInfo(engine: try EngineFile(path: $0.path, verification: .trusting(trusted)))) }
+        let models = plan.map { ($0.id, ModelInfo(engine: $0.engine)) }
 
         // The daemon, as its own process.
         let socket = "/tmp/resnet-pipeline-\(getpid()).sock"
         var arguments = ["--socket", socket, "--public-key", store.publicKeyPath, "--max-batch", "8", "--idle", daemonIdle]
-        for (id, path) in plan { arguments += ["--engine", "\(id)=\(path)"] }
+        for (id, engine) in plan { arguments += ["--engine", "\(id)=\(engine.path)"] }
         if let blasThreads { arguments += ["--blas-threads", "\(blasThreads)"] }
         let daemonProcess = try DaemonProcess(executable: daemon ?? Self.sibling("resnet-daemon"), arguments: arguments)
         defer { daemonProcess.stop() }

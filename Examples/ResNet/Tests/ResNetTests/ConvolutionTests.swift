@@ -91,4 +91,18 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(top2.map(\.index), [1, 4, 2])
         XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-6)
     }
+
+    func testTopKIntoAFixedBufferMatchesSorting() {
+        let values = Support.randomFloats(1000, seed: 77)
+        var best = [ClassScore](repeating: ClassScore(index: -1, probability: 0), count: 5)
+        let found = values.withUnsafeBufferPointer { v in best.withUnsafeMutableBufferPointer { Classification.top(of: v, into: $0) } }
+        XCTAssertEqual(found, 5)
+        let want = values.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }.prefix(5)
+        XCTAssertEqual(best.map(\.index), want.map(\.offset))
+        // Fewer values than slots: only the real ones are written.
+        let two: [Float] = [.nan, 2, 1]
+        let n = two.withUnsafeBufferPointer { v in best.withUnsafeMutableBufferPointer { Classification.top(of: v, into: $0) } }
+        XCTAssertEqual(n, 2)
+        XCTAssertEqual(best.prefix(2).map(\.index), [1, 2])
+    }
 }

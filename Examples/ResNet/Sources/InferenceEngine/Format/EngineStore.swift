@@ -43,17 +43,18 @@ public struct EngineStore: Sendable {
     }
 
     /// Builds and signs the seeded engine of `architecture` unless a valid one
-    /// signed by this store's key is already there. Returns its path and whether it was built now.
+    /// signed by this store's key is already there. Returns it, opened and
+    /// verified (so callers need not check it again), and whether it was built now.
     @discardableResult
-    public func ensureSeeded(_ architecture: ResNetArchitecture) throws(EngineError) -> (path: String, built: Bool) {
+    public func ensureSeeded(_ architecture: ResNetArchitecture) throws(EngineError) -> (engine: EngineFile, built: Bool) {
         let key = try signingKey()
         let path = seededPath(architecture)
         if let existing = try? EngineFile(path: path, verification: .trusting(key.publicKey)),
            existing.manifest.seed == ResNetBuilder(architecture: architecture).seed {
-            return (path, false)
+            return (existing, false)
         }
         let (manifest, tensors) = ResNetBuilder(architecture: architecture).build()
         try EngineWriter.write(manifest: manifest, tensors: tensors, to: path, signingKey: key)
-        return (path, true)
+        return (try EngineFile(path: path, verification: .trusting(key.publicKey)), true)
     }
 }

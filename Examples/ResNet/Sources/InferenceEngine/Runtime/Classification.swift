@@ -33,16 +33,29 @@ public enum Classification {
 
     /// The `k` largest values, largest first (ties: lower index first). NaN never wins.
     public static func top(_ k: Int, of values: UnsafeBufferPointer<Float>) -> [ClassScore] {
-        var best = [ClassScore]()
-        best.reserveCapacity(k + 1)
-        for (i, v) in values.enumerated() where !v.isNaN {
-            if best.count == k, let last = best.last, v <= last.probability { continue }
-            var at = best.count
-            while at > 0 && best[at - 1].probability < v { at -= 1 }
-            best.insert(ClassScore(index: i, probability: v), at: at)
-            if best.count > k { best.removeLast() }
+        [ClassScore](unsafeUninitializedCapacity: max(k, 0)) { buffer, count in
+            count = top(of: values, into: buffer)
         }
-        return best
+    }
+
+    /// Writes the `best.count` largest values into `best`, largest first, and
+    /// returns how many it wrote (fewer when `values` has fewer non-NaN
+    /// entries). Allocates nothing: the daemon's handler calls it per image.
+    public static func top(of values: UnsafeBufferPointer<Float>, into best: UnsafeMutableBufferPointer<ClassScore>) -> Int {
+        let k = best.count
+        var count = 0
+        for (i, v) in values.enumerated() where !v.isNaN {
+            if count == k && (k == 0 || v <= best[k - 1].probability) { continue }
+            // Insertion into the sorted prefix; the smallest falls off when full.
+            var at = min(count, k - 1)
+            while at > 0 && best[at - 1].probability < v {
+                best[at] = best[at - 1]
+                at -= 1
+            }
+            best[at] = ClassScore(index: i, probability: v)
+            count = min(count + 1, k)
+        }
+        return count
     }
 }
 
@@ -67,18 +80,18 @@ public enum ClassificationRecord {
     /// Bytes a record for `classCount` classes needs.
     public static func byteCount(classCount: Int) -> Int { headerSize + 4 * classCount }
 
-    /// Writes `logits` and their top-5 into `output`; `scratch` holds `logits.count` floats.
-    /// Returns the bytes written.
+    /// Writes `logits` and their top-5 into `output`; `scratch` holds `logits.count` floats and
+    /// `top` ``topCount`` scores. Allocates nothing. Returns the bytes written.
     public static func write(logits: UnsafeBufferPointer<Float>, scratch: UnsafeMutableBufferPointer<Float>,
-                             into output: UnsafeMutableRawBufferPointer) -> Int {
+                             top: UnsafeMutableBufferPointer<ClassScore>, into output: UnsafeMutableRawBufferPointer) -> Int {
         let n = logits.count
-        precondition(output.count >= byteCount(classCount: n))
+        precondition(output.count >= byteCount(classCount: n) && top.count == topCount)
         Classification.softmax(logits, into: scratch)
-        let top = Classification.top(topCount, of: UnsafeBufferPointer(scratch))
+        let found = Classification.top(of: UnsafeBufferPointer(scratch), into: top)
         output.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
         output.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 4, as: UInt32.self)
         for i in 0..<topCount {
-            let s = i < top.count ? top[i] : ClassScore(index: 0, probability: 0)
+            let s = i < found ? top[i] : ClassScore(index: 0, probability: 0)
             output.storeBytes(of: UInt32(s.index).littleEndian, toByteOffset: 8 + 4 * i, as: UInt32.self)
             output.storeBytes(of: s.probability.bitPattern.littleEndian, toByteOffset: 28 + 4 * i, as: UInt32.self)
         }

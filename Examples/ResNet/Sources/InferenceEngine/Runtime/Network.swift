@@ -44,6 +44,9 @@ public final class Network: @unchecked Sendable {
         /// 1×1, stride 1, no padding: the input already is the column matrix.
         var direct: Bool
         var activation: LayerSpecification.Activation
+
+        /// Rows of the column matrix (the GEMM's inner dimension): Cin·kh·kw.
+        var columnRows: Int { window.channels * window.kernelHeight * window.kernelWidth }
     }
 
     /// Validates the engine's layers and compiles them.
@@ -100,32 +103,16 @@ public final class Network: @unchecked Sendable {
             return capacities.count - 1
         }
         bufferOf["input"] = allocate(shapes["input"]!.count * maximumBatch)
-        var columnFloats = 0
-        var plan = [(LayerSpecification, Int)]()
+        var plan = [LayerSpecification]()
         for (i, layer) in m.layers.enumerated() {
             bufferOf[layer.output] = allocate(shapes[layer.output]!.count * maximumBatch)
-            plan.append((layer, i))
+            plan.append(layer)
             for name in Set([layer.input] + (layer.residual.map { [$0] } ?? [])) where lastUse[name] == i {
                 free.append(bufferOf[name]!)
             }
-            if layer.op == .convolution, (layer.groups ?? 1) == 1, let wname = layer.weight, let w = engine.tensor(wname) {
-                let o = shapes[layer.output]!
-                let direct = w.entry.shape[2] == 1 && w.entry.shape[3] == 1 && (layer.stride ?? 1) == 1
-                    && (layer.padding ?? [0, 0, 0, 0]).allSatisfy { $0 == 0 }
-                if !direct { columnFloats = max(columnFloats, w.entry.shape[1] * w.entry.shape[2] * w.entry.shape[3] * o.h * o.w * maximumBatch) }
-            }
         }
-        buffers = capacities.map { n in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
-            p.initialize(repeating: 0, count: n)
-            return p
-        }
-        column = .allocate(capacity: max(columnFloats, m.classCount))
-        scratchFloatCount = capacities.reduce(0, +) + max(columnFloats, m.classCount)
-        inputBuffer = bufferOf["input"]!
-        outputBuffer = bufferOf[m.output]!
 
-        steps = plan.map { layer, _ in
+        let compiled: [Step] = plan.map { layer in
             let inShape = shapes[layer.input]!, outShape = shapes[layer.output]!
             let source = bufferOf[layer.input]!, destination = bufferOf[layer.output]!
             let pad = layer.padding ?? [0, 0, 0, 0]
@@ -156,6 +143,22 @@ public final class Network: @unchecked Sendable {
                                inFeatures: inShape.c, outFeatures: outShape.c)
             }
         }
+        // The im2col scratch: the largest column matrix of a convolution that needs one.
+        let columnFloats = compiled.reduce(0) { size, step in
+            guard case let .convolution(c) = step, !c.depthwise, !c.direct else { return size }
+            return max(size, c.columnRows * c.window.outHeight * c.window.outWidth * maximumBatch)
+        }
+        steps = compiled
+        buffers = capacities.map { n in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+            return p
+        }
+        // Also gathers one image's logits in infer(batch:input:output:).
+        column = .allocate(capacity: max(columnFloats, m.classCount))
+        scratchFloatCount = capacities.reduce(0, +) + max(columnFloats, m.classCount)
+        inputBuffer = bufferOf["input"]!
+        outputBuffer = bufferOf[m.output]!
     }
 
     deinit {
@@ -200,8 +203,7 @@ public final class Network: @unchecked Sendable {
                 Kernels.gemm(m: c.outChannels, n: columns, k: c.window.channels, c.weight, src, dst)
             } else {
                 Kernels.im2col(src, batch: n, c.window, into: column)
-                Kernels.gemm(m: c.outChannels, n: columns, k: c.window.channels * c.window.kernelHeight * c.window.kernelWidth,
-                             c.weight, column, dst)
+                Kernels.gemm(m: c.outChannels, n: columns, k: c.columnRows, c.weight, column, dst)
             }
             Kernels.epilogue(dst, rows: c.outChannels, columns: columns, bias: c.bias,
                              residual: c.residual.map { UnsafePointer(buffers[$0]) }, activation: c.activation)
