@@ -2,14 +2,33 @@
 //
 // FabricQueue: low-latency command queues between a control plane and a GPU
 // inference daemon over shared ("fabric") memory.
+//
+// Layers, each depending only on those below it:
+//
+//   FabricProducer (controller)        FabricConsumer (daemon)
+//              \                          /
+//               FabricSession  (Unix socket, peer policy, handshake, fd passing,
+//                  |            data region, buffer pool, batching)
+//               FabricQueue    (regions, descriptor ABI, SPSC/MPSC rings,
+//                  |            doorbells, NUMA placement)
+//               FabricSystem   (package-internal: the one syscall funnel,
+//                  |            SystemCallError, threads, locks, clocks)
+//               CFabricSystem  (C: one thin wrapper a syscall, CMSG_* macros)
 
 import PackageDescription
 
 let package = Package(
     name: "FabricQueue",
     products: [
+        // The rings alone: no sockets, no sessions.
         .library(name: "FabricQueue", targets: ["FabricQueue"]),
+        // The session layer, for peers that build their own controller or
+        // daemon loop: Unix socket, peer policy, handshake, fd passing, data
+        // region, buffer pool, batching policy.
+        .library(name: "FabricSession", targets: ["FabricSession"]),
+        // What a controller links (re-exports FabricQueue and FabricSession).
         .library(name: "FabricProducer", targets: ["FabricProducer"]),
+        // What a daemon links (re-exports FabricQueue and FabricSession).
         .library(name: "FabricConsumer", targets: ["FabricConsumer"]),
         .executable(name: "fabricq", targets: ["fabricq"]),
     ],
@@ -19,31 +38,40 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
-        // Tiny C shim for the syscalls Swift cannot call directly
-        // (memfd_create, the variadic syscall(SYS_futex, ...), fcntl sealing).
-        .target(name: "CFabricShims"),
+        // ── System layer ────────────────────────────────────────────────
+        // C: memfd_create, fcntl sealing, futex, eventfd, ppoll, accept4,
+        // SO_PEERCRED, CMSG_* helpers, affinity, statfs. No logic.
+        .target(name: "CFabricSystem"),
+        // libnuma through its system headers (Debian package libnuma-dev).
+        .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
+        // Swift: the syscall funnel (`systemCall`, EINTR policy in one
+        // place), SystemCallError, file/memory/socket/futex/eventfd calls,
+        // threads, locks, clocks, process liveness. Not a product: its
+        // public types (SystemCallError, MonotonicClock, SpinWait) reach
+        // users through FabricQueue's re-export.
+        .target(
+            name: "FabricSystem",
+            dependencies: ["CFabricSystem", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+
+        // ── Core: regions, the ring ABI, rings, doorbells, NUMA ─────────
+        .target(name: "FabricQueue", dependencies: ["FabricSystem", "CNuma"]),
         // The ABI for C peers: include/fabricqueue.h (header-only) and a probe
         // that lets the Swift tests compare its offsets with the Swift layout.
         .target(name: "CFabricQueueABI"),
-        // libnuma through its system headers (Debian package libnuma-dev).
-        .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
 
-        // Core: shared regions, the ring layout (ABI), SPSC and MPSC rings.
-        .target(
-            name: "FabricQueue",
-            dependencies: [
-                "CFabricShims",
-                "CNuma",
-                .product(name: "SystemPackage", package: "swift-system"),
-            ]
-        ),
+        // ── Session layer ───────────────────────────────────────────────
+        .target(name: "FabricSession", dependencies: ["FabricQueue"]),
+
+        // ── Services ───────────────────────────────────────────────────
         // What the controller links.
         .target(
             name: "FabricProducer",
             dependencies: [
-                "FabricQueue",
+                "FabricSession",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -52,52 +80,68 @@ let package = Package(
         .target(
             name: "FabricConsumer",
             dependencies: [
-                "FabricQueue",
+                "FabricSession",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
 
-        // Checked traffic (sequence numbers, producer ids, checksums) shared by
-        // `fabricq` and the test helper: not a product.
+        // ── Tools ──────────────────────────────────────────────────────
+        // Checked traffic (sequence numbers, producer ids, checksums) and the
+        // diagnostic handlers, shared by `fabricq` and the test helper: not a product.
         .target(name: "FabricDiagnostics", dependencies: ["FabricQueue", "FabricConsumer"]),
-
         // The operator's command-line tool.
         .executableTarget(
             name: "fabricq",
             dependencies: [
-                "FabricQueue",
-                "FabricConsumer",
-                "FabricDiagnostics",
+                "FabricQueue", "FabricConsumer", "FabricDiagnostics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Test-only helper that tests spawn as real child processes.
         .executableTarget(
             name: "fabricq-test-helper",
-            dependencies: ["FabricQueue", "FabricProducer", "FabricDiagnostics"]
+            dependencies: ["FabricQueue", "FabricSession", "FabricProducer", "FabricDiagnostics"]
         ),
 
-        // Spawning real child processes with deadlines, for the test targets.
-        .target(name: "FabricTestSupport", path: "Tests/FabricTestSupport"),
+        // ── Tests: one target per library target ────────────────────────
+        // Spawning real child processes with deadlines.
+        .target(name: "FabricTestSupport", dependencies: ["CFabricQueueABI"], path: "Tests/FabricTestSupport"),
+        // An in-process daemon with the diagnostic models, for the service tests.
+        .target(
+            name: "DaemonTestSupport",
+            dependencies: ["FabricConsumer", "FabricDiagnostics", "FabricTestSupport"],
+            path: "Tests/DaemonTestSupport"
+        ),
+        .testTarget(name: "FabricSystemTests", dependencies: ["FabricSystem", "CFabricSystem", "FabricTestSupport"]),
         .testTarget(
             name: "FabricQueueTests",
-            dependencies: ["FabricQueue", "FabricDiagnostics", "FabricTestSupport", "CFabricShims", "CFabricQueueABI",
-                           "fabricq-test-helper", "fabricq"]
+            dependencies: [
+                "FabricQueue", "FabricDiagnostics", "FabricTestSupport", "CFabricQueueABI", "CFabricSystem",
+                "fabricq-test-helper", "fabricq",
+            ]
         ),
-        .testTarget(
-            name: "FabricConsumerTests",
-            dependencies: ["FabricConsumer", "FabricProducer"]
-        ),
-        // Controller + daemon in separate processes: sessions, failures, observability.
         .testTarget(
             name: "FabricSessionTests",
+            dependencies: ["FabricSession", "CFabricSystem", "CFabricQueueABI", "FabricTestSupport", "fabricq-test-helper"]
+        ),
+        // Controller API against an in-process daemon (the TSan job runs these).
+        .testTarget(
+            name: "FabricProducerTests",
             dependencies: [
-                "FabricConsumer", "FabricProducer", "FabricDiagnostics", "FabricTestSupport",
-                "fabricq-test-helper", "fabricq",
+                "FabricProducer", "DaemonTestSupport", "FabricDiagnostics",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
+        // Validation, and controller + daemon in separate processes (kill -9, refusals).
+        .testTarget(
+            name: "FabricConsumerTests",
+            dependencies: [
+                "FabricConsumer", "FabricProducer", "DaemonTestSupport", "FabricDiagnostics", "FabricTestSupport",
+                "fabricq-test-helper", "fabricq",
+            ]
+        ),
+        .testTarget(name: "FabricDiagnosticsTests", dependencies: ["FabricDiagnostics"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Runs one model: the daemon calls it with batches of validated commands.
 ///
 /// A handler is registered under a model id (see ``FabricDaemon``). The
@@ -7,7 +9,7 @@
 /// session's slots and do not overlap. The handler reads each input, writes
 /// each output and reports, per command, ``CommandBatch/complete(_:outputSize:)``
 /// or ``CommandBatch/fail(_:code:)``. A command it leaves unreported fails with
-/// ``CompletionStatus/handlerFailed``; if it throws, every unreported command does.
+/// `CompletionStatus.handlerFailed`; if it throws, every unreported command does.
 ///
 /// ```swift
 /// final class Echo: CommandHandler {
@@ -28,7 +30,7 @@
 /// it is read. Copy what must not change before acting on it.
 public protocol CommandHandler: AnyObject, Sendable {
     /// The smallest output buffer a command must carry; smaller ones are
-    /// refused with ``CompletionStatus/invalidDescriptor`` before the handler runs.
+    /// refused with `CompletionStatus.invalidDescriptor` before the handler runs.
     var requiredOutputCapacity: UInt32 { get }
 
     /// Runs a batch of 1 to ``DaemonConfiguration/burstSize`` commands of this
@@ -89,7 +91,7 @@ public struct CommandBatch: ~Copyable {
     }
 
     /// Reports that the `index`th command failed; `code` reaches the
-    /// controller as ``Completion/detail``.
+    /// controller as `Completion.detail`.
     @inlinable
     public func fail(_ index: Int, code: UInt32 = 0) {
         precondition(index >= 0 && index < count, "command index out of the batch")

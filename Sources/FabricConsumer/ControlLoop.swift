@@ -1,3 +1,5 @@
+import FabricSession
+import FabricSystem
 import Glibc
 import Synchronization
 
@@ -9,23 +11,21 @@ extension DaemonCore {
     func runControlLoop(_ binding: Binding) {
         var sessions: [DaemonSession] = []
         var entries: [pollfd] = []
-        // POLLRDHUP (0x2000) is Linux-specific and not exported to Swift.
-        let hangUpEvents = Int16(POLLIN) | Int16(0x2000)
+        let hangUpEvents = Poll.readable | Poll.readHangUp
 
         // Relaxed: a stop request, re-read on every wake-up (stop also signals the eventfd).
         while !controlStopping.load(ordering: .relaxed) {
             entries.removeAll(keepingCapacity: true)
-            entries.append(pollfd(fd: binding.listener.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0))
-            entries.append(pollfd(fd: binding.controlDoorbell.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0))
+            entries.append(pollfd(fd: binding.listener.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
+            entries.append(pollfd(fd: binding.controlDoorbell.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             var watched: [DaemonSession] = []
             for session in sessions where !session.isEndRequested {
                 guard let fd = session.socket?.fileDescriptor.rawValue else { continue }
                 entries.append(pollfd(fd: fd, events: hangUpEvents, revents: 0))
                 watched.append(session)
             }
-            let ready = Glibc.poll(&entries, nfds_t(entries.count), 1000)
-            if ready < 0 && errno != EINTR {
-                logger.error("control poll failed", metadata: ["errno": "\(errno)"])
+            do { _ = try Poll.wait(&entries, timeoutNanoseconds: 1_000_000_000) } catch {
+                logger.error("control poll failed", metadata: ["error": "\(error)"])
             }
             if entries[1].revents != 0 { _ = try? binding.controlDoorbell.consume() }
 

@@ -1,3 +1,4 @@
+import FabricSystem
 import Logging
 import SystemPackage
 
@@ -16,7 +17,7 @@ public struct DaemonConfiguration: Sendable {
     public var peerPolicy: PeerPolicy = .sameUser
     /// What each session gets.
     public var session = SessionLimits()
-    /// At most this many sessions at once; more are refused with ``SessionRejection/busy``.
+    /// At most this many sessions at once; more are refused with `SessionRejection.busy`.
     public var maximumSessions = 64
     /// Descriptors taken from one session's ring per pass (also the largest
     /// batch a handler sees), 1...256.
@@ -64,7 +65,7 @@ public struct SessionLimits: Sendable, Equatable {
 /// What the daemon's poll thread does when no session has work.
 ///
 /// The daemon serves many rings from one thread, so when it blocks it sleeps
-/// on its own eventfd (``SessionDescriptorTag/daemonDoorbell``), which every
+/// on its own eventfd (`SessionDescriptorTag.daemonDoorbell`), which every
 /// session's producer signals (only when the daemon has announced that it
 /// sleeps: a busy daemon costs producers no system call). A futex would need
 /// one word for all sessions; an eventfd also lets the daemon wait in the

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FabricSystem
 import Logging
 import Synchronization
 
@@ -35,7 +36,7 @@ final class DaemonCore: Sendable {
 
     /// The listening socket and the two eventfds: made by ``bind()`` before
     /// the threads start, then shared by them.
-    final class Binding: @unchecked Sendable {
+    final class Binding: @unchecked Sendable {  // @unchecked: immutable after bind(); the socket and eventfds are used from their own threads
         let listener: UnixSocket
         /// Work for the poll thread: every session's producer signals it.
         let daemonDoorbell: EventFD

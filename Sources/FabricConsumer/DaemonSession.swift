@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 /// One controller's session as the daemon holds it: its control socket, its
@@ -11,7 +12,7 @@ import Synchronization
 /// from its list, so nothing touches its memory any more) and sets
 /// ``isRetired``; the control thread then closes the socket and drops the
 /// last reference, which unmaps the regions and closes their descriptors.
-final class DaemonSession: @unchecked Sendable {
+final class DaemonSession: @unchecked Sendable {  // @unchecked: ring endpoints poll-thread only, socket control-thread only, flags atomic (see above)
     let id: UInt64
     let peer: PeerCredentials
     /// The control socket; set by the control thread once the handshake is

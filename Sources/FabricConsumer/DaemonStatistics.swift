@@ -1,4 +1,5 @@
 import CoreMetrics
+import FabricSystem
 import Synchronization
 
 /// Counts of what a ``FabricDaemon`` has done since it started.

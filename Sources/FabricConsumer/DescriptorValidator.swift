@@ -1,4 +1,6 @@
-@_exported import FabricQueue
+import FabricQueue
+import FabricSession
+import FabricSystem
 
 /// Why the daemon refuses a descriptor. The daemon answers such a command with
 /// an error completion and keeps serving; it never reads or writes outside the
@@ -89,7 +91,7 @@ extension DescriptorViolation {
         return .invalidDescriptor
     }
 
-    /// The completion's ``Completion/detail``: an ``InvalidDescriptorReason``
+    /// The completion's `Completion.detail`: an `InvalidDescriptorReason`
     /// raw value (0 for an unknown model).
     public var completionDetail: UInt32 {
         switch self {

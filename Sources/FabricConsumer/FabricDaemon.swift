@@ -1,4 +1,6 @@
 import CoreMetrics
+import FabricSession
+import FabricSystem
 import Synchronization
 import SystemPackage
 
@@ -16,7 +18,7 @@ import SystemPackage
 /// ```
 ///
 /// Two threads: a control thread accepts connections, runs the handshake
-/// (``SessionHandshake``) and watches every session's socket, so a controller
+/// (`SessionHandshake`) and watches every session's socket, so a controller
 /// that exits or is killed is noticed at once (the kernel closes its socket)
 /// and its session is dropped and its memory released; a poll thread serves
 /// every session's submission ring in turn (bursts of up to
@@ -53,8 +55,8 @@ public final class FabricDaemon: Sendable {
             let binding = try core.bind()
             let core = self.core
             let poll: ServiceThread
-            do throws(Errno) { poll = try ServiceThread { core.runPollLoop(binding) } } catch { throw .thread(error) }
-            do throws(Errno) {
+            do throws(SystemCallError) { poll = try ServiceThread { core.runPollLoop(binding) } } catch { throw .thread(error) }
+            do throws(SystemCallError) {
                 threads = (poll, try ServiceThread { core.runControlLoop(binding) }, binding)
             } catch {
                 core.stopPolling()
@@ -94,7 +96,7 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     /// An eventfd could not be created.
     case doorbell(DoorbellError)
     /// A thread could not be started (`pthread_create`'s error).
-    case thread(Errno)
+    case thread(SystemCallError)
 
     public var description: String {
         switch self {

@@ -1,3 +1,4 @@
+import FabricSystem
 import Glibc
 import Synchronization
 
@@ -243,7 +244,7 @@ extension DaemonCore {
     }
 }
 
-/// ``Completion/detail`` of a ``CompletionStatus/handlerFailed`` completion
+/// `Completion.detail` of a `CompletionStatus.handlerFailed` completion
 /// that the handler did not report itself.
 public enum HandlerFailure: UInt32, Sendable {
     /// The handler returned without reporting this command.

@@ -1,4 +1,5 @@
 import FabricQueue
+import FabricSystem
 
 /// Descriptors that carry their own proof of integrity: a producer id, a
 /// per-producer sequence number, and a checksum over every other field.

@@ -1,4 +1,5 @@
 import FabricConsumer
+import FabricSystem
 import Glibc
 
 /// Handlers that need no model, for smoke tests, benchmarks and the C

@@ -1,4 +1,5 @@
 import FabricQueue
+import FabricSystem
 
 /// Checks a stream of ``CheckedTraffic`` descriptors from any number of
 /// producers: each producer's sequence must arrive complete, once, in order.

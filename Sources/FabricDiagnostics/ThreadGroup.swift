@@ -1,4 +1,5 @@
 import FabricQueue
+import FabricSystem
 
 /// Runs each body on its own POSIX thread and joins them all: explicit threads,
 /// as ThreadSanitizer and the ring protocols want (no thread pool in between).

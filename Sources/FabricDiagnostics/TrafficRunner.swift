@@ -1,4 +1,5 @@
 import FabricQueue
+import FabricSystem
 
 /// Why a traffic run stopped early.
 public enum TrafficError: Error, CustomStringConvertible {
@@ -28,7 +29,7 @@ public enum TrafficRunner {
     /// ``TrafficError/timedOut(done:)`` after `idleTimeout` nanoseconds
     /// without progress.
     @inlinable
-    public static func produce<P: RingProducer & ~Copyable>(
+    public static func produce<P: BlockingRingProducer & ~Copyable>(
         into producer: inout P, producerID: UInt32, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64,
         doorbell: Doorbell? = nil
     ) throws(TrafficError) where P.Element == Descriptor {
@@ -103,7 +104,7 @@ public enum TrafficRunner {
     /// blocking `receive`, which sleeps as the doorbell says. Throws on a ring
     /// fault or after `idleTimeout` nanoseconds with nothing received.
     @inlinable
-    public static func consume<C: RingConsumer & ~Copyable>(
+    public static func consume<C: BlockingRingConsumer & ~Copyable>(
         from consumer: inout C, count: Int, burst: Int, idleTimeoutNanoseconds: UInt64,
         verifier: inout StreamVerifier, doorbell: Doorbell? = nil
     ) throws(TrafficError) where C.Element == Descriptor {

@@ -1,6 +1,8 @@
+import FabricSystem
+
 /// One command to post: which model, which buffers.
 ///
-/// Buffers are slots of the session's ``BufferPool``: fill the input slot in
+/// Buffers are slots of the session's `BufferPool`: fill the input slot in
 /// place (``ControllerSession/buffers``), name it here with how many bytes
 /// you wrote, and give an output slot for the daemon to write into.
 public struct CommandRequest: Sendable, Equatable {
@@ -60,7 +62,7 @@ public struct CommandCompletion: Sendable, Equatable {
     public var status: CompletionStatus?
     /// The raw status code.
     public var statusCode: UInt32
-    /// Status detail (``InvalidDescriptorReason`` for an invalid descriptor,
+    /// Status detail (`InvalidDescriptorReason` for an invalid descriptor,
     /// the handler's code for a handler failure).
     public var detail: UInt32
     /// Bytes of output written to ``output``.
@@ -79,7 +81,7 @@ public struct CommandCompletion: Sendable, Equatable {
 }
 
 /// The moments a command passed through, `CLOCK_MONOTONIC` nanoseconds
-/// (``MonotonicClock``), the same clock in both processes. Submit and seen
+/// (`MonotonicClock`), the same clock in both processes. Submit and seen
 /// are the controller's; pickup and the handler's are the daemon's.
 public struct StageTimestamps: Sendable, Equatable {
     /// The controller posted the command.

@@ -1,4 +1,6 @@
 import CoreMetrics
+import FabricSession
+import FabricSystem
 
 /// How a controller waits for completions (and for room on a full ring).
 public enum WaitStrategy: Sendable, Equatable {
@@ -6,31 +8,11 @@ public enum WaitStrategy: Sendable, Equatable {
     case busyPoll
     /// Sleep on the completion ring's futex word.
     case futex
-    /// Sleep on the session's eventfd (``SessionDescriptorTag/sessionDoorbell``),
+    /// Sleep on the session's eventfd (`SessionDescriptorTag.sessionDoorbell`),
     /// which can also be watched with `poll`/`epoll` alongside other descriptors.
     case eventFD
     /// Spin for `spinFor`, then sleep on the futex (`eventFD: false`) or the eventfd.
     case adaptive(spinFor: Duration, eventFD: Bool = false)
-}
-
-/// Dynamic batching: requests are gathered and posted together (one ring
-/// publication, one doorbell) when `maximumBatchSize` have gathered or the
-/// oldest has waited `maximumWait`, whichever comes first. The daemon
-/// receives them in one burst, so one handler call runs them as a batch.
-public struct BatchingPolicy: Sendable, Equatable {
-    /// Requests per batch, 1...8.
-    public var maximumBatchSize: Int
-    /// How long the first request of a batch may wait for company.
-    public var maximumWait: Duration
-
-    /// No batching: every request is posted at once.
-    public static let immediate = BatchingPolicy(maximumBatchSize: 1, maximumWait: .zero)
-
-    /// A policy; the size is clamped to 1...8.
-    public init(maximumBatchSize: Int, maximumWait: Duration) {
-        self.maximumBatchSize = min(max(maximumBatchSize, 1), ControllerSession.maximumBatchSize)
-        self.maximumWait = maximumWait
-    }
 }
 
 /// How a controller connects and behaves.
@@ -47,7 +29,7 @@ public struct ControllerOptions: Sendable {
     public var batching: BatchingPolicy = .immediate
     /// Where counters go (nil: the process-wide `MetricsSystem` factory).
     public var metricsFactory: (any MetricsFactory)?
-    /// Stamped into every descriptor (``Descriptor/producerID``); defaults to this process's pid.
+    /// Stamped into every descriptor (`Descriptor.producerID`); defaults to this process's pid.
     public var producerID: UInt32?
 
     /// Default options.

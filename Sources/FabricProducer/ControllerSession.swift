@@ -1,4 +1,5 @@
-import Glibc
+import FabricSession
+import FabricSystem
 import SystemPackage
 
 /// A controller's session with the daemon, for one thread that submits and
@@ -20,8 +21,8 @@ import SystemPackage
 /// and reported as ``SubmitError/peerGone``; reconnect with a new session.
 /// For `async` callers see ``FabricClient``.
 public struct ControllerSession: ~Copyable {
-    /// The largest micro-batch ``submit(batch:)`` takes.
-    public static let maximumBatchSize = 8
+    /// The largest micro-batch ``submit(batch:)-(UnsafeBufferPointer<CommandRequest>)`` takes (`BatchingPolicy.largestBatch`).
+    public static let maximumBatchSize = BatchingPolicy.largestBatch
 
     let connection: SessionConnection
     @usableFromInline var submissions: SPSCProducer<Descriptor>
@@ -33,9 +34,8 @@ public struct ControllerSession: ~Copyable {
     private let producerID: UInt32
     private var nextCommandID: UInt64 = 1
     private var inFlight: InFlightTable
-    private var staged: UnsafeMutableBufferPointer<Descriptor>
-    private var stagedCount = 0  // gathered by stage(_:), not yet posted
-    private var oldestStaged: UInt64 = 0
+    /// Gathered by ``stage(_:)``, not yet posted.
+    private var gathered: BatchAccumulator
     private var recorder = LatencyRecorder()
     private var stats = ControllerStatistics()
     private let metrics: ControllerMetrics
@@ -43,8 +43,8 @@ public struct ControllerSession: ~Copyable {
     /// Connects to the daemon listening at `path`, runs the handshake and
     /// maps what it grants.
     ///
-    /// - Throws: ``SessionError``: the socket failed, the daemon refused
-    ///   (``SessionError/rejected(_:reason:)``, ``SessionError/versionMismatch(daemon:client:)``),
+    /// - Throws: `SessionError`: the socket failed, the daemon refused
+    ///   (`SessionError.rejected(_:reason:)`, `SessionError.versionMismatch(daemon:client:)`),
     ///   or granted something that does not validate.
     public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> ControllerSession {
         try ControllerSession(connection: SessionConnection(path: path, options: options), options: options)
@@ -60,20 +60,19 @@ public struct ControllerSession: ~Copyable {
         self.connection = connection
         self.options = options
         buffers = BufferPool(region: connection.data)
-        producerID = options.producerID ?? UInt32(truncatingIfNeeded: getpid())
+        producerID = options.producerID ?? UInt32(truncatingIfNeeded: currentProcessID)
         inFlight = InFlightTable(minimumCapacity: submissions.capacity + completions.capacity)
-        staged = .allocate(capacity: Self.maximumBatchSize)
+        gathered = BatchAccumulator(policy: options.batching)
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
 
     deinit {
-        staged.deallocate()
         inFlight.deallocate()
     }
 
     /// The daemon's id for this session.
     public var sessionID: UInt64 { connection.sessionID }
-    /// Commands posted and not yet completed (staged ones excluded).
+    /// Commands accepted (posted or gathered) and not yet completed.
     public var inFlightCount: Int { inFlight.count }
     /// Whether the daemon is known to be gone.
     public var isPeerGone: Bool { connection.isGone }
@@ -97,23 +96,34 @@ public struct ControllerSession: ~Copyable {
     /// publication (the daemon sees them in one burst) and at most one
     /// doorbell. Returns the first command's id; the others follow in order.
     /// Requests gathered by ``stage(_:)`` are posted first.
+    ///
+    /// - Throws: ``SubmitError/queueFull`` when the ring cannot take the
+    ///   gathered requests and the whole micro-batch; nothing of the
+    ///   micro-batch is registered or posted then, so retrying it is safe.
     @discardableResult
     public mutating func submit(batch requests: UnsafeBufferPointer<CommandRequest>) throws(SubmitError) -> UInt64 {
         guard (1...Self.maximumBatchSize).contains(requests.count) else {
             throw .invalidRequest("a batch holds 1...\(Self.maximumBatchSize) commands, not \(requests.count)")
         }
         for request in requests { try request.check() }
+        if connection.isGone { throw .peerGone }
         try flush()
         guard inFlight.count + requests.count <= inFlight.capacity else { throw .queueFull }
+        let reservation = submissions.reserve(upTo: requests.count)
+        guard reservation.count == requests.count else {
+            stats.ringFull &+= 1
+            throw .queueFull
+        }
         let first = nextCommandID
         let now = MonotonicClock.now()
         for (i, request) in requests.enumerated() {
-            staged[i] = request.descriptor(commandID: first &+ UInt64(i), producerID: producerID, now: now)
-        }
-        try post(requests.count)
-        for (i, request) in requests.enumerated() {
+            reservation.write(request.descriptor(commandID: first &+ UInt64(i), producerID: producerID, now: now), at: i)
             inFlight.add(first &+ UInt64(i), input: request.input, output: request.output)
         }
+        submissions.commit(reservation)
+        nextCommandID &+= UInt64(requests.count)
+        stats.submitted &+= UInt64(requests.count)
+        try ringDaemon()
         return first
     }
 
@@ -123,64 +133,78 @@ public struct ControllerSession: ~Copyable {
         try requests.withUnsafeBufferPointer { (buffer) throws(SubmitError) -> UInt64 in try submit(batch: buffer) }
     }
 
-    /// Dynamic batching: adds `request` to the batch being gathered and posts
-    /// the batch when it reaches ``BatchingPolicy/maximumBatchSize``. Call
-    /// ``flushIfDue()`` from the polling loop so a partial batch goes out when
-    /// its first request has waited ``BatchingPolicy/maximumWait``. Returns the
-    /// command's id. A full ring leaves the batch gathered (the error says so);
-    /// a later flush posts it.
+    /// Dynamic batching: adds `request` to the batch being gathered under
+    /// ``ControllerOptions/batching`` and posts the batch when the policy says
+    /// so (see `BatchingPolicy`). Call ``flushIfDue()`` from the polling loop
+    /// so a partial batch goes out when its first request has waited
+    /// `BatchingPolicy.maximumWait`. Returns the command's id.
+    ///
+    /// A request that returns an id is accepted: it is posted now or by a
+    /// later flush, even when this call found the ring full (the batch stays
+    /// gathered). A thrown error means the request was not taken.
+    ///
+    /// - Throws: ``SubmitError/queueFull`` when a full batch is still waiting
+    ///   for ring space, or as many commands are in flight as the rings hold;
+    ///   ``SubmitError/peerGone``; ``SubmitError/invalidRequest(_:)``.
     @discardableResult
     public mutating func stage(_ request: CommandRequest) throws(SubmitError) -> UInt64 {
         try request.check()
         if connection.isGone { throw .peerGone }
-        if stagedCount == Self.maximumBatchSize { try flush() }
+        if gathered.isFull && postGathered() == 0 { throw .queueFull }
         guard inFlight.count < inFlight.capacity else { throw .queueFull }
-        let id = nextCommandID &+ UInt64(stagedCount)
-        let now = MonotonicClock.now()
-        if stagedCount == 0 { oldestStaged = now }
-        staged[stagedCount] = request.descriptor(commandID: id, producerID: producerID, now: now)
-        stagedCount += 1
+        let id = nextCommandID
+        nextCommandID &+= 1
         inFlight.add(id, input: request.input, output: request.output)
-        if stagedCount >= options.batching.maximumBatchSize { try flush() }
+        let now = MonotonicClock.now()
+        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now) {
+            _ = postGathered()
+        }
         return id
     }
 
     /// Requests gathered by ``stage(_:)`` and not yet posted.
-    public var gatheredCount: Int { stagedCount }
+    public var gatheredCount: Int { gathered.count }
 
-    /// Posts the gathered batch if it is full or its oldest request has waited
-    /// long enough; returns how many commands went out.
+    /// Posts the gathered batch if the policy says it is due (full, or its
+    /// oldest request has waited long enough); returns how many commands went
+    /// out (0 also when the ring had no room: the batch stays gathered).
     @discardableResult
     public mutating func flushIfDue() throws(SubmitError) -> Int {
-        guard stagedCount > 0 else { return 0 }
-        let waited = MonotonicClock.now() &- oldestStaged
-        guard stagedCount >= options.batching.maximumBatchSize || waited >= options.batching.maximumWait.saturatingNanoseconds else { return 0 }
-        return try flush()
+        guard gathered.isDue(now: MonotonicClock.now()) else { return 0 }
+        if connection.isGone { throw .peerGone }
+        return postGathered()
     }
 
     /// Posts whatever has been gathered now; returns how many went out.
+    ///
+    /// - Throws: ``SubmitError/queueFull`` when the ring cannot take the whole
+    ///   gathered batch (it stays gathered); ``SubmitError/peerGone``.
     @discardableResult
     public mutating func flush() throws(SubmitError) -> Int {
-        guard stagedCount > 0 else { return 0 }
-        let n = stagedCount
-        try post(n)
-        return n
+        guard !gathered.isEmpty else { return 0 }
+        if connection.isGone { throw .peerGone }
+        let posted = postGathered()
+        guard posted > 0 else { throw .queueFull }
+        return posted
     }
 
-    /// Publishes the first `count` descriptors of `staged`, all or nothing,
-    /// with one release store, then rings the daemon (a syscall only if it sleeps).
-    private mutating func post(_ count: Int) throws(SubmitError) {
-        if connection.isGone { throw .peerGone }
-        let reservation = submissions.reserve(upTo: count)
-        guard reservation.count == count else {
+    /// Publishes the gathered batch all or nothing and rings the daemon (a
+    /// syscall only if it sleeps). Returns how many went out.
+    private mutating func postGathered() -> Int {
+        let posted = gathered.post(to: &submissions)
+        guard posted > 0 else {
             stats.ringFull &+= 1
-            throw .queueFull
+            return 0
         }
-        for i in 0..<count { reservation.write(staged[i], at: i) }
-        submissions.commit(reservation)
-        nextCommandID &+= UInt64(count)
-        stagedCount = 0
-        stats.submitted &+= UInt64(count)
+        stats.submitted &+= UInt64(posted)
+        // A doorbell failure here surfaces on the next wait (the daemon's
+        // socket tells whether it is gone).
+        try? ringDaemon()
+        return posted
+    }
+
+    /// Rings the daemon's doorbell: a syscall only if it sleeps.
+    private mutating func ringDaemon() throws(SubmitError) {
         do {
             if try submissions.ringConsumer(connection.submissionRing) { stats.doorbellRings &+= 1 }
         } catch {

@@ -1,4 +1,5 @@
 import CoreMetrics
+import FabricSystem
 
 /// Counts of what a controller has done.
 public struct ControllerStatistics: Sendable, Equatable {
@@ -20,7 +21,7 @@ public struct ControllerStatistics: Sendable, Equatable {
 /// ``ControllerStatistics``, pushed when a wait goes to sleep, every few
 /// thousand completions, and on request, so the hot path only bumps plain
 /// integers.
-final class ControllerMetrics: @unchecked Sendable {
+final class ControllerMetrics: @unchecked Sendable {  // @unchecked: `published` is touched only by the thread that owns the session (or under FabricClient's lock)
     private let counters: [Counter]
     private var published = ControllerStatistics()
 

@@ -1,2 +1,5 @@
-// Controllers see the core types (BufferSlot, Descriptor, Completion, …) through this module.
+// Controllers see the core types (Descriptor, Completion, SharedRegion, …)
+// and the session layer (BufferPool, BufferSlot, BatchingPolicy,
+// SessionError, …) through this module.
 @_exported import FabricQueue
+@_exported import FabricSession

@@ -1,4 +1,5 @@
-import Glibc
+import FabricSession
+import FabricSystem
 import Synchronization
 import SystemPackage
 
@@ -56,7 +57,7 @@ public final class FabricClient: Sendable {
     /// Connects to the daemon at `path` and starts the reaper thread.
     public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> FabricClient {
         let client = try FabricClient(connection: SessionConnection(path: path, options: options), options: options)
-        do throws(Errno) {
+        do throws(SystemCallError) {
             let thread = try ServiceThread { [client] in client.runReaper() }
             client.reaper.withLock { $0 = thread }
         } catch { throw .malformed("cannot start the reaper thread: \(error)") }
@@ -69,7 +70,8 @@ public final class FabricClient: Sendable {
         self.connection = connection
         self.options = options
         submitSide = LockedBox(SubmitSide(producer: producer, pool: BufferPool(region: connection.data),
-                                      producerID: options.producerID ?? UInt32(truncatingIfNeeded: getpid())))
+                                          batching: options.batching,
+                                          producerID: options.producerID ?? UInt32(truncatingIfNeeded: currentProcessID)))
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
 
@@ -100,7 +102,8 @@ public final class FabricClient: Sendable {
     /// - Parameters:
     ///   - modelID: the model to run.
     ///   - outputCapacity: bytes the output may take (at most a slot).
-    ///   - flags, userData: passed through to the handler and back.
+    ///   - flags: passed through to the handler (the descriptor's `flags`).
+    ///   - userData: passed through to the handler and back in the result.
     ///   - timeout: the deadline for the completion.
     ///   - fill: writes the input straight into the shared slot and returns
     ///     how many bytes it wrote.
@@ -128,7 +131,7 @@ public final class FabricClient: Sendable {
                 // Registered before it is posted, so its completion always finds it.
                 let posted: Result<UInt64, SubmitError> = pending.withLock { table in
                     let staged = submitSide.withLock { side in
-                        side.stage(request, batching: options.batching, ring: connection.submissionRing, reaper: connection.sessionDoorbellFD)
+                        side.stage(request, ring: connection.submissionRing, reaper: connection.sessionDoorbellFD)
                     }
                     if case .success(let id) = staged {
                         table[id] = PendingCommand(continuation: continuation, input: input, output: output, deadline: end)
@@ -200,7 +203,7 @@ public final class FabricClient: Sendable {
             }
             if got > 0 { _ = try? completions.ringProducers(connection.completionRing) }
             let now = MonotonicClock.now()
-            let due = submitSide.withLock { side in side.flushIfDue(now: now, batching: options.batching, ring: connection.submissionRing) }
+            let due = submitSide.withLock { side in side.flushIfDue(now: now, ring: connection.submissionRing) }
             let nearestDeadline = expireDeadlines(now: now)
             if got > 0 { lastWork = now; continue }
             if now &- lastPeerCheck >= slice || spin == 0 {
@@ -219,7 +222,7 @@ public final class FabricClient: Sendable {
             // Under the lock a submitter opening a batch checks `reaperSleeping`
             // and signals the eventfd, so the batch's due time is never missed.
             submitSide.withLock { side in
-                if let dueAt = side.dueTime(batching: options.batching) { wake = min(wake, dueAt) }
+                if let dueAt = side.gathered.dueTime { wake = min(wake, dueAt) }
                 side.reaperSleeping = true
             }
             // F1 of the doorbell protocol: announcement before the re-check.
@@ -305,20 +308,18 @@ final class CancellationToken: Sendable {
 struct SubmitSide: ~Copyable {
     var producer: SPSCProducer<Descriptor>
     var pool: BufferPool
+    /// Gathered requests (the same accumulator ``ControllerSession`` uses).
+    var gathered: BatchAccumulator
     let producerID: UInt32
     var nextCommandID: UInt64 = 1
-    var batch: [Descriptor] = []
-    var oldestGathered: UInt64 = 0
     var reaperSleeping = false
 
-    init(producer: consuming SPSCProducer<Descriptor>, pool: consuming BufferPool, producerID: UInt32) {
+    init(producer: consuming SPSCProducer<Descriptor>, pool: consuming BufferPool, batching: BatchingPolicy, producerID: UInt32) {
         self.producer = producer
         self.pool = pool
         self.producerID = producerID
-        batch.reserveCapacity(ControllerSession.maximumBatchSize)
+        gathered = BatchAccumulator(policy: batching)
     }
-
-    var gathered: Int { batch.count }
 
     mutating func acquirePair() throws(SubmitError) -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer) {
         guard let input = pool.acquire() else { throw .noFreeBuffer }
@@ -334,49 +335,36 @@ struct SubmitSide: ~Copyable {
         pool.release(output)
     }
 
-    /// Gathers (or, without batching, posts) one request; returns its id.
-    mutating func stage(_ request: CommandRequest, batching: BatchingPolicy, ring: Doorbell, reaper: EventFD) -> Result<UInt64, SubmitError> {
+    /// Gathers one request under the batching policy and posts the batch
+    /// when the policy says so; returns the request's id. An accepted request
+    /// stays gathered when the ring is full (the reaper posts it when due);
+    /// it is refused with ``SubmitError/queueFull`` only when a full batch is
+    /// still waiting for ring space.
+    mutating func stage(_ request: CommandRequest, ring: Doorbell, reaper: EventFD) -> Result<UInt64, SubmitError> {
+        if gathered.isFull && post(ring: ring) == 0 { return .failure(.queueFull) }
         let id = nextCommandID
-        let now = MonotonicClock.now()
-        if batch.isEmpty {
-            oldestGathered = now
-            // A sleeping reaper must wake to post this batch when it is due.
-            if reaperSleeping && batching.maximumWait > .zero && batching.maximumBatchSize > 1 { try? reaper.signal() }
-        }
-        batch.append(request.descriptor(commandID: id, producerID: producerID, now: now))
-        if batch.count >= batching.maximumBatchSize || batching.maximumWait == .zero {
-            if case .failure(let error) = post(ring: ring) {
-                batch.removeLast()
-                return .failure(error)
-            }
-        }
         nextCommandID &+= 1
+        let now = MonotonicClock.now()
+        // A sleeping reaper must wake to post a new partial batch when it is due.
+        if gathered.isEmpty && reaperSleeping && !gathered.policy.postsImmediately { try? reaper.signal() }
+        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now) {
+            _ = post(ring: ring)
+        }
         return .success(id)
     }
 
-    /// When the gathered batch is due, if there is one.
-    func dueTime(batching: BatchingPolicy) -> UInt64? {
-        batch.isEmpty ? nil : oldestGathered &+ batching.maximumWait.saturatingNanoseconds
+    /// Posts the gathered batch if it is due; returns when the rest is due
+    /// (nil when nothing is left gathered).
+    mutating func flushIfDue(now: UInt64, ring: Doorbell) -> UInt64? {
+        if gathered.isDue(now: now) { _ = post(ring: ring) }
+        return gathered.dueTime
     }
 
-    /// Posts the gathered batch if it is due; returns when the next one is due.
-    mutating func flushIfDue(now: UInt64, batching: BatchingPolicy, ring: Doorbell) -> UInt64? {
-        guard let due = dueTime(batching: batching) else { return nil }
-        if due <= now {
-            // A full ring keeps the batch for the next pass.
-            if case .success = post(ring: ring) { return nil }
-        }
-        return due
-    }
-
-    /// Publishes the gathered batch all or nothing and rings the daemon.
-    private mutating func post(ring: Doorbell) -> Result<Void, SubmitError> {
-        let reservation = producer.reserve(upTo: batch.count)
-        guard reservation.count == batch.count else { return .failure(.queueFull) }
-        for (i, descriptor) in batch.enumerated() { reservation.write(descriptor, at: i) }
-        producer.commit(reservation)
-        batch.removeAll(keepingCapacity: true)
-        _ = try? producer.ringConsumer(ring)
-        return .success(())
+    /// Publishes the gathered batch all or nothing and rings the daemon;
+    /// returns how many went out (0: the ring is full, the batch stays).
+    private mutating func post(ring: Doorbell) -> Int {
+        let posted = gathered.post(to: &producer)
+        if posted > 0 { _ = try? producer.ringConsumer(ring) }
+        return posted
     }
 }

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// The controller's record of commands in flight, indexed by command id
 /// modulo a power of two at least as large as the number that can be in
 /// flight at once (both rings full), so lookups need no hashing or allocation.

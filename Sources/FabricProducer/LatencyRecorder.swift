@@ -1,3 +1,4 @@
+import FabricSystem
 import Histogram
 
 /// The stages a command's latency is split into.

@@ -1,9 +1,11 @@
+import FabricSession
+import FabricSystem
 import Synchronization
 import SystemPackage
 
 /// A controller's connection to the daemon: the control socket and what the
 /// handshake granted (rings, data region, eventfds), validated and mapped.
-final class SessionConnection: @unchecked Sendable {
+final class SessionConnection: @unchecked Sendable {  // @unchecked: immutable after init but for `gone`, an atomic
     let socket: UnixSocket
     let sessionID: UInt64
     let submissionRegion: SharedRegion
@@ -53,8 +55,6 @@ final class SessionConnection: @unchecked Sendable {
             byTag[SessionDescriptorTag.sessionDoorbell.rawValue] = nil
         } catch let error as SessionError {
             throw error
-        } catch let error as DoorbellError {
-            throw .descriptorPassing(error)
         } catch {
             throw .malformed("granted eventfd: \(error)")
         }

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Why a submission or a wait for a completion did not succeed.
 public enum SubmitError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The submission ring is full: backpressure. Reap completions and retry.

@@ -1,4 +1,6 @@
 import FabricQueue
+import FabricSession
+import FabricSystem
 import Glibc
 import SystemPackage
 
@@ -72,7 +74,7 @@ func runPingPong(kind: String, count: Int, delays: Bool, cpu: Int?, echoCPU: Int
         (mine, theirs) = try FileDescriptorPassing.socketPair(inheritable: true)
         if kind == "eventfd" { eventFDs = try (0..<4).map { _ throws(DoorbellError) in try EventFD() } }
     } catch { fail("\(error)") }
-    _ = fcntl(mine.rawValue, F_SETFD, FD_CLOEXEC)
+    do { try mine.setCloseOnExec() } catch { fail("\(error)") }
 
     // Spawn the echo peer with the region descriptors and one socket inherited.
     let argv = [CommandLine.arguments[0], "echo", kind, "\(count)", delays ? "1" : "0",

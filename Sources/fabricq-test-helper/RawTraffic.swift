@@ -16,7 +16,7 @@ func rawProduce(region: SharedRegion, count: Int, burst: Int, producerID: UInt32
 }
 
 @inline(__always)
-func produceLoop<P: RingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int, producerID: UInt32) where P.Element == Descriptor {
+func produceLoop<P: BlockingRingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int, producerID: UInt32) where P.Element == Descriptor {
     var sent = 0
     if burst == 1 {
         while sent < count {
@@ -56,7 +56,7 @@ func rawConsume(region: SharedRegion, count: Int, burst: Int) throws -> Double {
 }
 
 @inline(__always)
-func consumeLoop<C: RingConsumer & ~Copyable>(
+func consumeLoop<C: BlockingRingConsumer & ~Copyable>(
     _ consumer: inout C, count: Int, buffer: UnsafeMutableBufferPointer<Descriptor>, producers: Int
 ) throws(RingError) -> UInt64 where C.Element == Descriptor {
     var got = 0

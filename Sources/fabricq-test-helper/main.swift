@@ -15,6 +15,8 @@
 
 import FabricDiagnostics
 import FabricQueue
+import FabricSession
+import FabricSystem
 import Glibc
 import Synchronization
 import SystemPackage
@@ -37,8 +39,10 @@ func int(_ i: Int) -> Int {
 }
 /// Drops to `uid`/`gid` (group first, while still permitted) to act as another user.
 func becomeUser(uid: UInt32, gid: UInt32) {
-    if getegid() != gid && setgid(gid) != 0 { fail("setgid: \(errno)") }
-    if geteuid() != uid && setuid(uid) != 0 { fail("setuid: \(errno)") }
+    do {
+        if getegid() != gid { _ = try systemCall("setgid") { setgid(gid) } }
+        if geteuid() != uid { _ = try systemCall("setuid") { setuid(uid) } }
+    } catch { fail("\(error)") }
 }
 
 func ready() {

@@ -1,22 +1,14 @@
 import CFabricQueueABI
 import FabricQueue
 import SystemPackage
+import FabricTestSupport
 import XCTest
 
 /// The C header (`Sources/CFabricQueueABI/include/fabricqueue.h`) and the
 /// Swift implementation are two definitions of one ABI; they must agree.
 final class CABITests: XCTestCase {
-    private func cOffsets() -> [String: Int] {
-        var table: [String: Int] = [:]
-        for i in 0..<fq_abi_entry_count() {
-            guard let entry = fq_abi_entry_at(i), let name = entry.pointee.name else { continue }
-            table[String(cString: name)] = entry.pointee.value
-        }
-        return table
-    }
-
     func testDescriptorLayoutMatchesSwift() {
-        let c = cOffsets()
+        let c = cABITable()
         XCTAssertEqual(c["sizeof.fq_descriptor"], MemoryLayout<Descriptor>.size)
         let swift: [(String, Int?)] = [
             ("command_id", MemoryLayout<Descriptor>.offset(of: \.commandID)),
@@ -34,36 +26,8 @@ final class CABITests: XCTestCase {
         for (field, offset) in swift { XCTAssertEqual(c["fq_descriptor.\(field)"], offset, field) }
     }
 
-    func testSessionProtocolConstantsMatchSwift() {
-        let c = cOffsets()
-        XCTAssertEqual(c["const.hello_magic"].map { UInt64($0) }, SessionHandshake.helloMagic)
-        XCTAssertEqual(c["const.reply_magic"].map { UInt64($0) }, SessionHandshake.replyMagic)
-        XCTAssertEqual(c["const.data_magic"].map { UInt64($0) }, DataRegion.magic)
-        XCTAssertEqual(c["const.session_version"].map { UInt32($0) }, SessionHandshake.protocolVersion)
-        XCTAssertEqual(c["sizeof.fq_hello"], SessionHandshake.helloSize)
-        XCTAssertEqual(c["sizeof.fq_reply"], SessionHandshake.replySize)
-        // Field offsets as SessionHandshake writes them.
-        XCTAssertEqual(c["fq_hello.protocol_version"], 8)
-        XCTAssertEqual(c["fq_hello.client_pid"], 16)
-        XCTAssertEqual(c["fq_reply.status"], 12)
-        XCTAssertEqual(c["fq_reply.session_id"], 16)
-        XCTAssertEqual(c["fq_reply.descriptor_count"], 24)
-        XCTAssertEqual(c["fq_reply.reason"], 32)
-        XCTAssertEqual(c["tag.submission_ring"].map { UInt8($0) }, SessionDescriptorTag.submissionRing.rawValue)
-        XCTAssertEqual(c["tag.completion_ring"].map { UInt8($0) }, SessionDescriptorTag.completionRing.rawValue)
-        XCTAssertEqual(c["tag.data_region"].map { UInt8($0) }, SessionDescriptorTag.dataRegion.rawValue)
-        XCTAssertEqual(c["tag.daemon_doorbell"].map { UInt8($0) }, SessionDescriptorTag.daemonDoorbell.rawValue)
-        XCTAssertEqual(c["tag.session_doorbell"].map { UInt8($0) }, SessionDescriptorTag.sessionDoorbell.rawValue)
-        XCTAssertEqual(c["const.data_header_page"], DataRegion.headerPage)
-        // DataRegion's header, as its doc comment gives it.
-        XCTAssertEqual(c["fq_data_header.slot_size"], 24)
-        XCTAssertEqual(c["fq_data_header.slot_count"], 32)
-        XCTAssertEqual(c["fq_data_header.epoch"], 40)
-        XCTAssertEqual(c["fq_data_header.checksum"], 48)
-    }
-
     func testCompletionLayoutMatchesSwift() {
-        let c = cOffsets()
+        let c = cABITable()
         XCTAssertEqual(c["sizeof.fq_completion"], MemoryLayout<Completion>.size)
         XCTAssertEqual(MemoryLayout<Completion>.stride, 64)
         let swift: [(String, Int?)] = [
@@ -104,7 +68,7 @@ final class CABITests: XCTestCase {
     }
 
     func testRegionHeaderAndControlMatchSwift() {
-        let c = cOffsets()
+        let c = cABITable()
         typealias H = RegionLayout.Header
         typealias C = RegionLayout.Control
         XCTAssertEqual(c["sizeof.fq_region_header"], RegionLayout.headerSize)

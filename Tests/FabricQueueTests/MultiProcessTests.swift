@@ -1,4 +1,4 @@
-import CFabricShims
+import CFabricSystem
 import FabricDiagnostics
 import FabricQueue
 import Foundation

@@ -69,7 +69,7 @@ final class NUMATests: XCTestCase {
     }
 
     func testPinningAThread() throws {
-        final class Box: @unchecked Sendable { var cpu = -1; var error: Error? }
+        final class Box: @unchecked Sendable { var cpu = -1; var error: Error? }  // @unchecked: written by the thread before join, read after
         let target = NUMA.cpuCount - 1
         let box = Box()
         runOnThreads([{

@@ -1,4 +1,4 @@
-import CFabricShims
+import CFabricSystem
 import FabricQueue
 import Foundation
 import Glibc
@@ -58,7 +58,7 @@ final class RegionTests: XCTestCase {
 
     func testAnonymousRegionIsSealedAndAttachableByDescriptor() throws {
         let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 32)
-        let seals = cfq_get_seals(region.fileDescriptor.rawValue)
+        let seals = cfq_fcntl_int(region.fileDescriptor.rawValue, CFQ_F_GET_SEALS, 0)
         XCTAssertNotEqual(seals & CFQ_F_SEAL_SHRINK, 0)
         XCTAssertNotEqual(seals & CFQ_F_SEAL_GROW, 0)
         XCTAssertNotEqual(fcntl(region.fileDescriptor.rawValue, F_GETFD) & FD_CLOEXEC, 0)
@@ -76,7 +76,7 @@ final class RegionTests: XCTestCase {
         XCTAssertNotEqual(access(path, F_OK), 0)
         XCTAssertTrue(producer.enqueue(Descriptor(commandID: 1)))
         XCTAssertThrowsError(try SharedRegion.unlink(at: FilePath(path))) {
-            XCTAssertEqual($0 as? RegionError, .system(operation: "unlink", errno: .noSuchFileOrDirectory))
+            XCTAssertEqual($0 as? RegionError, .system(SystemCallError("unlink", .noSuchFileOrDirectory)))
         }
     }
 
@@ -234,7 +234,7 @@ final class RegionTests: XCTestCase {
 
     func testMissingFile() {
         XCTAssertThrowsError(try SharedRegion.attach(at: "/dev/shm/fq-does-not-exist")) {
-            XCTAssertEqual($0 as? RegionError, .system(operation: "open", errno: .noSuchFileOrDirectory))
+            XCTAssertEqual($0 as? RegionError, .system(SystemCallError("open", .noSuchFileOrDirectory)))
         }
     }
 

@@ -9,7 +9,7 @@ import XCTest
 final class ThreadedRingTests: XCTestCase {
     private let idleTimeout: UInt64 = 20_000_000_000
 
-    private final class Outcome: @unchecked Sendable {
+    private final class Outcome: @unchecked Sendable {  // @unchecked: the only state is behind the Mutex
         let lock = Mutex<[String]>([])
         func fail(_ message: String) { lock.withLock { $0.append(message) } }
         var failures: [String] { lock.withLock { $0 } }

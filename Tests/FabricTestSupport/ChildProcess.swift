@@ -120,3 +120,16 @@ public func temporaryRegionPath(_ test: XCTestCase, _ name: String = "ring") -> 
 public func openDescriptorCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
+
+/// Waits up to `timeout` seconds for this process to hold `expected` open
+/// descriptors (another thread may still be releasing some); returns the
+/// last count seen.
+public func waitForDescriptorCount(_ expected: Int, timeout: Double) -> Int {
+    let end = Date().addingTimeInterval(timeout)
+    var count = openDescriptorCount()
+    while count != expected && Date() < end {
+        usleep(2_000)
+        count = openDescriptorCount()
+    }
+    return count
+}

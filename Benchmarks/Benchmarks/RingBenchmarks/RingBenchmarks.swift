@@ -18,7 +18,7 @@ import SystemPackage
 let descriptorsPerIteration = 1_000_000
 
 /// A producer thread started before measurement begins, released by `go`.
-final class ProducerThread: @unchecked Sendable {
+final class ProducerThread: @unchecked Sendable {  // @unchecked: `thread` is set before start and read at join; `go` is atomic
     let go = Atomic<Bool>(false)
     var thread = pthread_t()
     let body: @Sendable () -> Void

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// How a command ended, in a ``Completion``.
 public enum CompletionStatus: UInt32, Sendable, CaseIterable {
     /// The handler ran and wrote ``Completion/outputSize`` bytes of output.

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// A 64-byte command descriptor: what the controller posts and the daemon runs.
 ///
 /// Its layout is part of the ABI (see `Docs/RingLayout.md`): fixed-width

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// A type that can live in a ring slot: plain bits, no references, with a tag
 /// recorded in the region header so a ring of one element type is never read
 /// as another.

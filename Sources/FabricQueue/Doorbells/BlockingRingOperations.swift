@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 // Blocking send/receive on every ring end: wait on the "space available" or
@@ -7,6 +8,37 @@ import Synchronization
 // A sleeping peer is woken only by these calls or by the explicit `ring…`
 // methods. Code that enqueues with the non-blocking API (say, a burst) and
 // has a peer that may sleep must call `ringConsumer(_:)` afterwards.
+
+/// A producing end that also waits for space and wakes its consumer through
+/// a ``Doorbell`` (every ring producer in this module is one), so code such as
+/// `fabricq produce` can be written once for SPSC and MPSC rings.
+public protocol BlockingRingProducer: RingProducer, ~Copyable {
+    /// Appends one element, waiting for space on `doorbell` up to `timeout`; rings the consumer.
+    @discardableResult
+    mutating func send(_ element: Element, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> DoorbellWait
+    /// Appends as many as fit once there is space; rings the consumer; returns how many.
+    mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    /// Wakes a sleeping consumer (no syscall when none sleeps).
+    @discardableResult
+    func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
+}
+
+/// A consuming end that also waits for data and wakes its producers through
+/// a ``Doorbell``.
+public protocol BlockingRingConsumer: RingConsumer, ~Copyable {
+    /// Removes the oldest element, waiting on `doorbell` up to `timeout`; rings producers.
+    mutating func receive(doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Element
+    /// Copies out up to `buffer.count` once at least one is there; rings producers.
+    mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    /// Wakes producers sleeping for space (no syscall when none sleeps).
+    @discardableResult
+    func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
+}
+
+extension SPSCProducer: BlockingRingProducer {}
+extension MPSCProducer: BlockingRingProducer {}
+extension SPSCConsumer: BlockingRingConsumer {}
+extension MPSCConsumer: BlockingRingConsumer {}
 
 extension RingView {
     /// Rings the "data available" (`data: true`) or "space available" line.

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// How a ring end waits for its peer and how it wakes it: busy polling, a
 /// futex word in the shared region, an eventfd pair, or spinning for a while
 /// before blocking (adaptive).
@@ -64,7 +66,7 @@ public struct Doorbell: Sendable {
 
     /// Sleep on eventfds: `dataAvailable` is signalled when data is posted,
     /// `spaceAvailable` when space is freed. Both processes need both
-    /// descriptors (inherit them, or pass them with ``EventFD/send(over:tag:)``).
+    /// descriptors (inherit them, or pass them with `EventFD.send(over:tag:)`).
     public static func eventFD(dataAvailable: EventFD, spaceAvailable: EventFD) -> Doorbell {
         Doorbell(kind: .eventFD, spinNanoseconds: 0, sleeper: .eventFD(dataAvailable: dataAvailable, spaceAvailable: spaceAvailable))
     }

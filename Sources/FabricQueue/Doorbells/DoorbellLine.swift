@@ -1,7 +1,5 @@
-import CFabricShims
-import Glibc
+import FabricSystem
 import Synchronization
-import SystemPackage
 
 /// One direction of a ring's doorbell ("data available" or "space
 /// available"): the count of waiters and the futex word, both in the
@@ -77,7 +75,9 @@ struct DoorbellLine {
         // ticket. Release: a waiter that sees the new word also sees the condition.
         futexWord.pointee.add(1, ordering: .releasing)
         if sleeping & 0xFFFF != 0 {
-            _ = cfq_futex_wake(UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self), Int32.max)
+            // A failed wake (only EFAULT or EINVAL, impossible on a mapped,
+            // aligned word) leaves sleepers to their timeout: nothing to report.
+            _ = try? Futex.wake(UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self), count: Int32.max)
         }
         if sleeping >> 16 != 0, let eventFD = eventFD(doorbell) { try eventFD.signal() }
         return true
@@ -101,7 +101,7 @@ struct DoorbellLine {
             if try check() { result.isReady = true; return result }
             spins &+= 1
             SpinWait.pause()
-            if doorbell.yieldEverySpins > 0 && spins % doorbell.yieldEverySpins == 0 { sched_yield() }
+            if doorbell.yieldEverySpins > 0 && spins % doorbell.yieldEverySpins == 0 { CurrentThread.yield() }
             if spins & 63 == 0 && MonotonicClock.now() >= spinEnd { break }
         }
         guard doorbell.sleeper != nil else { return result }  // busy poll: deadline passed
@@ -140,14 +140,13 @@ struct DoorbellLine {
                     throw .doorbell(error)
                 }
             } else {
-                let rc = cfq_futex_wait(UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self), ticket, remaining)
-                if rc != 0 {
-                    let e = Errno(rawValue: errno)
-                    if e == .timedOut { woke = false }
-                    else if e != .resourceTemporarilyUnavailable && e != .interrupted {
-                        waiters.pointee.subtract(announcement, ordering: .relaxed)
-                        throw .doorbell(.futex(errno: e))
-                    }
+                do {
+                    let word = UnsafeMutableRawPointer(futexWord).assumingMemoryBound(to: UInt32.self)
+                    let outcome = try Futex.wait(on: word, expecting: ticket, timeoutNanoseconds: remaining)
+                    woke = outcome != .timedOut
+                } catch {
+                    waiters.pointee.subtract(announcement, ordering: .relaxed)
+                    throw .doorbell(.system(error))
                 }
             }
             // Relaxed: only a hint for notifiers.

@@ -1,11 +1,10 @@
-import CFabricShims
-import Glibc
+import FabricSystem
 import Synchronization
 import SystemPackage
 
 /// An `eventfd(2)` counter: a kernel object another process can wait on with
 /// `poll(2)`, shared by inheriting its descriptor or passing it over a Unix
-/// socket (see ``EventFD/send(over:tag:)`` and ``EventFD/receive(over:)``).
+/// socket (the session layer's `EventFD.send(over:tag:)` and `EventFD.receive(over:)`).
 ///
 /// **Counter semantics** (the default, and what ``Doorbell`` uses): each
 /// ``signal(_:)`` adds to a 64-bit counter; a read returns the whole count and
@@ -15,7 +14,7 @@ import SystemPackage
 ///
 /// The descriptor is non-blocking; ``wait(timeoutNanoseconds:)`` blocks in
 /// `poll(2)` with a timeout. It is closed when the object is released.
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: @unchecked Sendable {  // @unchecked: the descriptor is immutable, the closed flag atomic
     /// The eventfd descriptor, owned by this object.
     public let fileDescriptor: FileDescriptor
     /// Whether reads follow semaphore semantics.
@@ -25,12 +24,9 @@ public final class EventFD: @unchecked Sendable {
     /// Creates an eventfd with `eventfd(2)` (`EFD_NONBLOCK`, plus `EFD_CLOEXEC`
     /// unless `inheritable`, plus `EFD_SEMAPHORE` if `semaphore`).
     public init(initialValue: UInt32 = 0, semaphore: Bool = false, inheritable: Bool = false) throws(DoorbellError) {
-        var flags = CFQ_EFD_NONBLOCK
-        if !inheritable { flags |= CFQ_EFD_CLOEXEC }
-        if semaphore { flags |= CFQ_EFD_SEMAPHORE }
-        let fd = cfq_eventfd(initialValue, flags)
-        guard fd >= 0 else { throw .eventFD(operation: "eventfd", errno: Errno(rawValue: errno)) }
-        fileDescriptor = FileDescriptor(rawValue: fd)
+        do {
+            fileDescriptor = try EventCounter.create(initialValue: initialValue, semaphore: semaphore, inheritable: inheritable)
+        } catch { throw .system(error) }
         isSemaphore = semaphore
     }
 
@@ -38,17 +34,13 @@ public final class EventFD: @unchecked Sendable {
     /// or over a socket). The object takes ownership and closes it. It is
     /// made non-blocking. Throws if `fileDescriptor` is not an open eventfd.
     public init(adopting fileDescriptor: FileDescriptor, semaphore: Bool = false) throws(DoorbellError) {
-        guard fcntl(fileDescriptor.rawValue, F_GETFD) >= 0 else {
-            throw .eventFD(operation: "fcntl", errno: Errno(rawValue: errno))
-        }
-        guard let target = MappedFile.procLink(fileDescriptor) else {
-            throw .eventFD(operation: "readlink", errno: Errno(rawValue: errno))
-        }
+        let target: String
+        do {
+            try fileDescriptor.checkOpen()
+            target = try fileDescriptor.procLink()
+        } catch { throw .system(error) }
         guard target == "anon_inode:[eventfd]" else { throw .notAnEventFD(target) }
-        let flags = fcntl(fileDescriptor.rawValue, F_GETFL)
-        guard flags >= 0, fcntl(fileDescriptor.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
-            throw .eventFD(operation: "fcntl", errno: Errno(rawValue: errno))
-        }
+        do { try fileDescriptor.setNonBlocking() } catch { throw .system(error) }
         self.fileDescriptor = fileDescriptor
         isSemaphore = semaphore
     }
@@ -66,21 +58,14 @@ public final class EventFD: @unchecked Sendable {
 
     private func checkOpen(_ operation: String) throws(DoorbellError) {
         // Acquire: pairs with `close`.
-        if closed.load(ordering: .acquiring) { throw .eventFD(operation: operation, errno: .badFileDescriptor) }
+        if closed.load(ordering: .acquiring) { throw .system(SystemCallError(operation, .badFileDescriptor)) }
     }
 
-    /// Adds `value` to the counter with `write(2)`, waking pollers.
+    /// Adds `value` to the counter with `write(2)`, waking pollers. A counter
+    /// already at its maximum is left as it is (a waiter is due to wake).
     public func signal(_ value: UInt64 = 1) throws(DoorbellError) {
         try checkOpen("write")
-        var v = value
-        while true {
-            if write(fileDescriptor.rawValue, &v, 8) == 8 { return }
-            let e = Errno(rawValue: errno)
-            if e == .interrupted { continue }
-            // EAGAIN: the counter is at its maximum; a waiter is already due to wake.
-            if e == .resourceTemporarilyUnavailable { return }
-            throw .eventFD(operation: "write", errno: e)
-        }
+        do { try EventCounter.add(value, to: fileDescriptor) } catch { throw .system(error) }
     }
 
     /// Reads and resets the counter (or takes one, for a semaphore) with
@@ -88,39 +73,16 @@ public final class EventFD: @unchecked Sendable {
     @discardableResult
     public func consume() throws(DoorbellError) -> UInt64 {
         try checkOpen("read")
-        var v: UInt64 = 0
-        while true {
-            if read(fileDescriptor.rawValue, &v, 8) == 8 { return v }
-            let e = Errno(rawValue: errno)
-            if e == .interrupted { continue }
-            if e == .resourceTemporarilyUnavailable { return 0 }
-            throw .eventFD(operation: "read", errno: e)
-        }
+        do { return try EventCounter.take(from: fileDescriptor) } catch { throw .system(error) }
     }
 
-    /// Blocks in `poll(2)` until the counter is non-zero or the timeout passes
-    /// (negative: forever). Does not consume. Returns whether it is readable.
+    /// Blocks in `ppoll(2)` until the counter is non-zero or the timeout passes
+    /// (negative: forever). Does not consume. Returns whether it is readable
+    /// (false also when a signal interrupted the wait: callers re-check).
     public func wait(timeoutNanoseconds: Int64) throws(DoorbellError) -> Bool {
         try checkOpen("ppoll")
-        let r = cfq_poll_readable(fileDescriptor.rawValue, timeoutNanoseconds)
-        guard r >= 0 else { throw .eventFD(operation: "ppoll", errno: Errno(rawValue: errno)) }
-        return r > 0
-    }
-
-    /// Sends this eventfd's descriptor over a connected Unix socket as
-    /// `SCM_RIGHTS`, with a one-byte `tag` the receiver gets back.
-    public func send(over socket: FileDescriptor, tag: UInt8 = 0) throws(DoorbellError) {
-        try FileDescriptorPassing.send(fileDescriptor, over: socket, tag: tag)
-    }
-
-    /// Receives an eventfd sent with ``send(over:tag:)``.
-    public static func receive(over socket: FileDescriptor, semaphore: Bool = false) throws(DoorbellError) -> (EventFD, tag: UInt8) {
-        let (fd, tag) = try FileDescriptorPassing.receive(over: socket)
-        do {
-            return (try EventFD(adopting: fd, semaphore: semaphore), tag)
-        } catch {
-            try? fd.close()
-            throw error
+        do { return try Poll.waitReadable(fileDescriptor, timeoutNanoseconds: timeoutNanoseconds) } catch {
+            throw .system(error)
         }
     }
 }

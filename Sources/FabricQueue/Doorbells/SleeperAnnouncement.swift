@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 // For a thread that serves many rings and sleeps on one eventfd (the daemon's

@@ -1,7 +1,6 @@
-import CFabricShims
 import CNuma
+import FabricSystem
 import Glibc
-import SystemPackage
 
 /// Where a region's pages should live.
 public enum MemoryPlacement: Equatable, Sendable, CustomStringConvertible {
@@ -43,14 +42,14 @@ public enum NUMAError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSuchNode(Int, nodeCount: Int)
     /// No such CPU on this machine.
     case noSuchCPU(Int)
-    /// A system call failed.
-    case system(operation: String, errno: Errno)
+    /// A system call or libnuma call failed.
+    case system(SystemCallError)
 
     public var description: String {
         switch self {
         case .noSuchNode(let n, let count): "NUMA node \(n) does not exist (this machine has \(count), numbered 0...\(max(count - 1, 0)))"
         case .noSuchCPU(let cpu): "CPU \(cpu) does not exist"
-        case .system(let op, let e): "\(op) failed: \(e)"
+        case .system(let error): "\(error)"
         }
     }
 }
@@ -70,15 +69,13 @@ public enum NUMA {
     public static var nodeCount: Int { isAvailable ? Int(max(numa_num_configured_nodes(), 1)) : 1 }
 
     /// CPUs configured on this machine.
-    public static var cpuCount: Int { Int(sysconf(Int32(_SC_NPROCESSORS_CONF))) }
+    public static var cpuCount: Int { CurrentThread.configuredCPUCount }
 
     /// The node of `cpu` (`numa_node_of_cpu`).
     public static func node(ofCPU cpu: Int) throws(NUMAError) -> Int {
         guard cpu >= 0, cpu < cpuCount else { throw .noSuchCPU(cpu) }
         guard isAvailable else { return 0 }
-        let node = numa_node_of_cpu(Int32(cpu))
-        guard node >= 0 else { throw .system(operation: "numa_node_of_cpu", errno: Errno(rawValue: errno)) }
-        return Int(node)
+        do { return Int(try systemCall("numa_node_of_cpu") { numa_node_of_cpu(Int32(cpu)) }) } catch { throw .system(error) }
     }
 
     /// The CPUs of `node`.
@@ -90,7 +87,7 @@ public enum NUMA {
     }
 
     /// The CPU the calling thread runs on now (`sched_getcpu`).
-    public static var currentCPU: Int { Int(cfq_current_cpu()) }
+    public static var currentCPU: Int { CurrentThread.cpu }
 
     static func validate(node: Int) throws(NUMAError) {
         guard node >= 0, node < nodeCount else { throw .noSuchNode(node, nodeCount: nodeCount) }
@@ -118,10 +115,13 @@ public enum NUMA {
         }
         let maxNode = UInt(mask.count * UInt.bitWidth)
         let flags = UInt32(MPOL_MF_STRICT | MPOL_MF_MOVE)
-        let rc = placement == .local
-            ? mbind(base, UInt(memory.count), mode, nil, 0, flags)
-            : mbind(base, UInt(memory.count), mode, mask, maxNode, flags)
-        guard rc == 0 else { throw .system(operation: "mbind", errno: Errno(rawValue: errno)) }
+        do {
+            _ = try systemCall("mbind") {
+                placement == .local
+                    ? mbind(base, UInt(memory.count), mode, nil, 0, flags)
+                    : mbind(base, UInt(memory.count), mode, mask, maxNode, flags)
+            }
+        } catch { throw .system(error) }
         return .applied(placement)
     }
 
@@ -130,29 +130,27 @@ public enum NUMA {
     /// present (`-ENOENT`: never touched).
     public static func nodesOfPages(_ memory: UnsafeRawBufferPointer) throws(NUMAError) -> [Int32] {
         guard let base = memory.baseAddress else { return [] }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = Memory.pageSize
         let count = (memory.count + page - 1) / page
         guard isAvailable else { return [Int32](repeating: 0, count: count) }
         var pages: [UnsafeMutableRawPointer?] = (0..<count).map { UnsafeMutableRawPointer(mutating: base + $0 * page) }
         var status = [Int32](repeating: 0, count: count)
-        let rc = move_pages(0, UInt(count), &pages, nil, &status, 0)
-        guard rc == 0 else { throw .system(operation: "move_pages", errno: Errno(rawValue: errno)) }
+        do { _ = try systemCall("move_pages") { move_pages(0, UInt(count), &pages, nil, &status, 0) } } catch {
+            throw .system(error)
+        }
         return status
     }
 
     /// Pins the calling thread to `cpu` (`pthread_setaffinity_np`).
     public static func pinCurrentThread(toCPU cpu: Int) throws(NUMAError) {
         guard cpu >= 0, cpu < cpuCount else { throw .noSuchCPU(cpu) }
-        let rc = cfq_pin_current_thread(Int32(cpu))
-        guard rc == 0 else { throw .system(operation: "pthread_setaffinity_np", errno: Errno(rawValue: rc)) }
+        do { try CurrentThread.pin(toCPU: cpu) } catch { throw .system(error) }
     }
 
     /// Pins the calling thread to the CPUs of `node` (`numa_run_on_node`).
     public static func pinCurrentThread(toNode node: Int) throws(NUMAError) {
         try validate(node: node)
         guard isAvailable else { return }
-        guard numa_run_on_node(Int32(node)) == 0 else {
-            throw .system(operation: "numa_run_on_node", errno: Errno(rawValue: errno))
-        }
+        do { _ = try systemCall("numa_run_on_node") { numa_run_on_node(Int32(node)) } } catch { throw .system(error) }
     }
 }

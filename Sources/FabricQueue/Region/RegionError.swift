@@ -1,4 +1,4 @@
-import SystemPackage
+import FabricSystem
 
 /// Why a region could not be created, attached or validated.
 ///
@@ -6,8 +6,8 @@ import SystemPackage
 /// anything else, and each kind of damage has its own case, so an operator
 /// reads what is wrong rather than a crash.
 public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// A system call failed; `operation` names it (`"open"`, `"mmap"`, …).
-    case system(operation: String, errno: Errno)
+    /// A system call failed; the error names it (`"open"`, `"mmap"`, …) and keeps its errno.
+    case system(SystemCallError)
     /// The path already exists and the region was created exclusively.
     case alreadyExists(path: String)
     /// The path or descriptor is not a regular file (a directory, FIFO, device…).
@@ -53,8 +53,8 @@ public enum RegionError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .system(let operation, let errno):
-            "\(operation) failed: \(errno) (errno \(errno.rawValue))"
+        case .system(let error):
+            "\(error)"
         case .alreadyExists(let path):
             "region \(path) already exists"
         case .notARegularFile(let type):

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// The validated, immutable facts of a region's header.
 public struct RegionInfo: Equatable, Sendable {
     /// Ring protocol held by the region.

@@ -1,3 +1,5 @@
+import FabricSystem
+
 #if _endian(big)
 #error("The FabricQueue ABI is little-endian; big-endian hosts are not supported.")
 #endif

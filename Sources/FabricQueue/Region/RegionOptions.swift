@@ -1,3 +1,4 @@
+import FabricSystem
 import SystemPackage
 
 /// How a region is created.

@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Where each part of a ring lives inside a region: a pure function of the ring
 /// kind, capacity and slot size, so an attaching process recomputes it and
 /// compares it with what the header claims.

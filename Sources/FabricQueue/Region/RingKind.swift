@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Which ring protocol a region holds. Stored as a `UInt32` in the region header.
 public enum RingKind: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// One producer, one consumer: the producer publishes a shared head index.

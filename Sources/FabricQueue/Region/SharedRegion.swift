@@ -1,5 +1,4 @@
-import CFabricShims
-import Glibc
+import FabricSystem
 import Synchronization
 import SystemPackage
 
@@ -16,7 +15,7 @@ import SystemPackage
 /// The mapping is unmapped and its descriptor closed when the last reference
 /// goes away. Ring endpoints keep a reference, so memory they use cannot be
 /// unmapped under them.
-public final class SharedRegion: @unchecked Sendable {
+public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable after init; its memory is shared by design
     /// The path of a named region, `nil` for an anonymous one.
     public let path: FilePath?
     /// The region's file descriptor, owned by the region (closed on deinit).
@@ -46,8 +45,8 @@ public final class SharedRegion: @unchecked Sendable {
     }
 
     deinit {
-        if locked { munlock(base, mappedSize) }
-        munmap(base, mappedSize)
+        if locked { Memory.unlock(base, size: mappedSize) }
+        Memory.unmap(base, size: mappedSize)
         try? fileDescriptor.close()
     }
 
@@ -74,33 +73,28 @@ public final class SharedRegion: @unchecked Sendable {
         if !options.exclusive {
             // Replace by unlink + exclusive create: truncating a file someone
             // still maps would fault them with SIGBUS.
-            if Glibc.unlink(path.string) != 0 && errno != ENOENT {
-                throw .system(operation: "unlink", errno: Errno(rawValue: errno))
-            }
+            do { try FileSystem.unlinkIfPresent(path) } catch { throw .system(error) }
         }
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(path, .readWrite,
-                                         options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
-                                         permissions: options.permissions)
+            fd = try FileDescriptor.openFile(path, .readWrite,
+                                             options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
+                                             permissions: options.permissions)
         } catch {
-            let e = error as? Errno ?? Errno(rawValue: errno)
-            if e == .fileExists { throw .alreadyExists(path: path.string) }
-            throw .system(operation: "open", errno: e)
+            if error.errno == .fileExists { throw .alreadyExists(path: path.string) }
+            throw .system(error)
         }
         do throws(RegionError) {
             // umask may have narrowed the mode; set exactly what was asked.
-            if fchmod(fd.rawValue, mode_t(options.permissions.rawValue)) != 0 {
-                throw RegionError.system(operation: "fchmod", errno: Errno(rawValue: errno))
-            }
-            if options.hugePages && cfq_fs_type(fd.rawValue) != CFQ_HUGETLBFS_MAGIC {
+            do { try fd.changeMode(to: options.permissions) } catch { throw RegionError.system(error) }
+            if options.hugePages && !fd.isOnHugetlbfs {
                 throw RegionError.hugePagesUnavailable(
                     reason: "\(path) is not on a hugetlbfs mount (mount one, e.g. /dev/hugepages, and reserve pages in /proc/sys/vm/nr_hugepages)")
             }
             return try initialize(path: path, fd: fd, geometry: geometry,
                                   elementTag: Element.ringElementTag, flags: 0, options: options)
         } catch {
-            _ = Glibc.unlink(path.string)
+            try? FileSystem.unlink(path)
             try? fd.close()
             throw error
         }
@@ -117,18 +111,14 @@ public final class SharedRegion: @unchecked Sendable {
         of element: Element.Type = Descriptor.self, options: RegionOptions = RegionOptions()
     ) throws(RegionError) -> SharedRegion {
         let geometry = try RingGeometry(kind: kind, capacity: capacity, slotSize: MemoryLayout<Element>.stride)
-        var flags = CFQ_MFD_ALLOW_SEALING
-        if !options.inheritable { flags |= CFQ_MFD_CLOEXEC }
-        if options.hugePages { flags |= CFQ_MFD_HUGETLB }
-        let raw = cfq_memfd_create(name, flags)
-        guard raw >= 0 else {
-            let e = Errno(rawValue: errno)
-            if options.hugePages {
-                throw .hugePagesUnavailable(reason: "memfd_create(MFD_HUGETLB) failed: \(e)")
-            }
-            throw .system(operation: "memfd_create", errno: e)
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.memfd(name: name, allowSealing: true, closeOnExec: !options.inheritable,
+                                          hugePages: options.hugePages)
+        } catch {
+            if options.hugePages { throw .hugePagesUnavailable(reason: "memfd_create(MFD_HUGETLB) failed: \(error.errno)") }
+            throw .system(error)
         }
-        let fd = FileDescriptor(rawValue: raw)
         do throws(RegionError) {
             return try initialize(path: nil, fd: fd, geometry: geometry, elementTag: Element.ringElementTag,
                                   flags: RegionLayout.Flags.anonymous, options: options)
@@ -142,18 +132,14 @@ public final class SharedRegion: @unchecked Sendable {
         path: FilePath?, fd: FileDescriptor, geometry: RingGeometry, elementTag: UInt32,
         flags: UInt32, options: RegionOptions
     ) throws(RegionError) -> SharedRegion {
-        let page = options.hugePages ? 2 << 20 : Int(sysconf(Int32(_SC_PAGESIZE)))
+        let page = options.hugePages ? 2 << 20 : Memory.pageSize
         let size = (geometry.requiredSize + page - 1) / page * page
-        if ftruncate(fd.rawValue, off_t(size)) != 0 {
-            let e = Errno(rawValue: errno)
-            if options.hugePages { throw .hugePagesUnavailable(reason: "ftruncate to \(size) bytes failed: \(e)") }
-            throw .system(operation: "ftruncate", errno: e)
+        do { try fd.truncate(toSize: size) } catch {
+            if options.hugePages { throw .hugePagesUnavailable(reason: "ftruncate to \(size) bytes failed: \(error.errno)") }
+            throw .system(error)
         }
         if path == nil {
-            let seals = CFQ_F_SEAL_SHRINK | CFQ_F_SEAL_GROW | CFQ_F_SEAL_SEAL
-            if cfq_add_seals(fd.rawValue, seals) != 0 {
-                throw .system(operation: "fcntl(F_ADD_SEALS)", errno: Errno(rawValue: errno))
-            }
+            do { try fd.addSeals(FileDescriptor.sealsAgainstResizing) } catch { throw .system(error) }
         }
         // With a placement, set the policy before the first touch, then prefault.
         let base = try MappedFile.map(fd: fd, size: size, prefault: options.prefault && options.placement == nil,
@@ -163,21 +149,19 @@ public final class SharedRegion: @unchecked Sendable {
             do {
                 placement = try NUMA.place(UnsafeMutableRawBufferPointer(start: base, count: size), requested)
             } catch {
-                munmap(base, size)
+                Memory.unmap(base, size: size)
                 throw .placement(error)
             }
             if options.prefault {
-                let page = options.hugePages ? 2 << 20 : Int(sysconf(Int32(_SC_PAGESIZE)))
                 // Not shared with anyone yet (no magic): plain stores fault the pages in.
                 for offset in stride(from: 0, to: size, by: page) { (base + offset).storeBytes(of: 0, as: UInt8.self) }
             }
         }
         var locked = false
         if options.lockInMemory {
-            if mlock(base, size) != 0 {
-                let e = Errno(rawValue: errno)
-                munmap(base, size)
-                throw .system(operation: "mlock", errno: e)
+            do { try Memory.lock(base, size: size) } catch {
+                Memory.unmap(base, size: size)
+                throw .system(error)
             }
             locked = true
         }
@@ -185,7 +169,7 @@ public final class SharedRegion: @unchecked Sendable {
         // MPSC slot sequence at 0, which means "not published" for every slot.
         let info = RegionInfo(
             kind: geometry.kind, elementTag: elementTag, geometry: geometry, regionSize: size,
-            creatorPID: getpid(), epoch: UInt64.random(in: 1...UInt64.max),
+            creatorPID: currentProcessID, epoch: UInt64.random(in: 1...UInt64.max),
             createdAt: realtimeNanoseconds(),
             flags: flags | (options.hugePages ? RegionLayout.Flags.hugePages : 0))
         writeHeader(info, to: base)
@@ -224,15 +208,16 @@ public final class SharedRegion: @unchecked Sendable {
     /// mapping, so a truncated file yields ``RegionError/truncated(fileSize:required:)``
     /// instead of `SIGBUS`), then `mmap(2)` and header validation.
     ///
-    /// - Parameter expectedEpoch: when given, the region must be that incarnation.
+    /// - Parameters:
+    ///   - path: the region's file, e.g. `/dev/shm/NAME`.
+    ///   - expectedEpoch: when given, the region must be that incarnation.
     public static func attach(at path: FilePath, expectedEpoch: UInt64? = nil) throws(RegionError) -> SharedRegion {
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.open(path, .readWrite, options: [.closeOnExec, .nonBlocking])
+            fd = try FileDescriptor.openFile(path, .readWrite, options: [.closeOnExec, .nonBlocking])
         } catch {
-            let e = error as? Errno ?? Errno(rawValue: errno)
-            if e == .isDirectory { throw .notARegularFile(fileType: "directory") }
-            throw .system(operation: "open", errno: e)
+            if error.errno == .isDirectory { throw .notARegularFile(fileType: "directory") }
+            throw .system(error)
         }
         do throws(RegionError) {
             return try validateAndMap(path: path, fd: fd, expectedEpoch: expectedEpoch)
@@ -246,9 +231,8 @@ public final class SharedRegion: @unchecked Sendable {
     /// received over a socket). The descriptor is duplicated
     /// (`F_DUPFD_CLOEXEC`); the caller keeps ownership of the one it passed.
     public static func attach(fileDescriptor: FileDescriptor, expectedEpoch: UInt64? = nil) throws(RegionError) -> SharedRegion {
-        let dup = fcntl(fileDescriptor.rawValue, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0 else { throw .system(operation: "fcntl(F_DUPFD_CLOEXEC)", errno: Errno(rawValue: errno)) }
-        let fd = FileDescriptor(rawValue: dup)
+        let fd: FileDescriptor
+        do { fd = try fileDescriptor.duplicateCloseOnExec() } catch { throw .system(error) }
         do throws(RegionError) {
             return try validateAndMap(path: nil, fd: fd, expectedEpoch: expectedEpoch)
         } catch {
@@ -267,7 +251,7 @@ public final class SharedRegion: @unchecked Sendable {
             }
             return SharedRegion(path: path, fd: fd, base: base, mappedSize: fileSize, info: info, locked: false)
         } catch {
-            munmap(base, fileSize)
+            Memory.unmap(base, size: fileSize)
             throw error
         }
     }
@@ -324,7 +308,7 @@ public final class SharedRegion: @unchecked Sendable {
     /// Removes the name of a named region with `unlink(2)`. Processes that have
     /// it mapped keep using it; the memory is freed when the last one unmaps.
     public static func unlink(at path: FilePath) throws(RegionError) {
-        if Glibc.unlink(path.string) != 0 { throw .system(operation: "unlink", errno: Errno(rawValue: errno)) }
+        do { try FileSystem.unlink(path) } catch { throw .system(error) }
     }
 
     /// Removes this region's name (see ``unlink(at:)``). Does nothing for an
@@ -351,7 +335,7 @@ public final class SharedRegion: @unchecked Sendable {
     public func nodesOfPages(faultingIn: Bool = false) throws(NUMAError) -> [Int32] {
         try withExtendedLifetime(self) { () throws(NUMAError) -> [Int32] in
             if faultingIn {
-                let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+                let page = Memory.pageSize
                 for offset in stride(from: 0, to: mappedSize, by: page) {
                     // Relaxed atomic load: a read the compiler cannot drop, racing with nobody.
                     _ = (base + offset).assumingMemoryBound(to: Atomic<UInt8>.self).pointee.load(ordering: .relaxed)
@@ -362,19 +346,7 @@ public final class SharedRegion: @unchecked Sendable {
     }
 
     /// Whether the process that created this region is still alive (`kill(pid, 0)`).
-    public var isCreatorAlive: Bool { processIsAlive(info.creatorPID) }
-}
-
-/// `kill(pid, 0)`: alive unless the kernel says there is no such process.
-func processIsAlive(_ pid: Int32) -> Bool {
-    guard pid > 0 else { return false }
-    return kill(pid, 0) == 0 || errno == EPERM
-}
-
-func realtimeNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    public var isCreatorAlive: Bool { processExists(info.creatorPID) }
 }
 
 extension SharedRegion {

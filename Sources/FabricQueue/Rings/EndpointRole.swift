@@ -1,4 +1,4 @@
-import Glibc
+import FabricSystem
 import Synchronization
 
 /// Exclusive roles recorded in the ring's administrative cache line: the pid of
@@ -18,7 +18,7 @@ enum EndpointRole: String {
     /// Claims the role for this process. Returns the pid of a dead owner it
     /// took over from, or nil.
     static func claim(_ role: EndpointRole, word: UnsafeMutablePointer<Atomic<UInt32>>) throws(RegionError) -> Int32? {
-        let me = UInt32(bitPattern: getpid())
+        let me = UInt32(bitPattern: currentProcessID)
         var expected: UInt32 = 0
         while true {
             // Acquiring-and-releasing: we see everything the previous owner wrote
@@ -28,7 +28,7 @@ enum EndpointRole: String {
             if exchanged { return expected == 0 ? nil : Int32(bitPattern: expected) }
             if found == 0 { expected = 0; continue }
             let owner = Int32(bitPattern: found)
-            if found == me || processIsAlive(owner) {
+            if found == me || processExists(owner) {
                 throw .endpointInUse(role: role.rawValue, ownerPID: owner)
             }
             expected = found  // dead owner: take over
@@ -39,6 +39,6 @@ enum EndpointRole: String {
     static func release(word: UnsafeMutablePointer<Atomic<UInt32>>) {
         // Release: our last index stores are visible to whoever claims next.
         _ = word.pointee.compareExchange(
-            expected: UInt32(bitPattern: getpid()), desired: 0, ordering: .releasing)
+            expected: UInt32(bitPattern: currentProcessID), desired: 0, ordering: .releasing)
     }
 }

@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 /// The consuming end of a multi-producer single-consumer ring.
@@ -15,7 +16,7 @@ import Synchronization
 /// died mid-write, and `dequeue` throws
 /// ``RingError/slotStalled(position:stalledForNanoseconds:)`` every time it is
 /// called until the slot is published or ``skipStalledSlot()`` is called.
-public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var localTail: UInt64
@@ -29,8 +30,11 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
 
     /// Attaches the consumer end of the MPSC ring in `region`.
     ///
-    /// - Parameter stallTimeout: how long a reserved-but-unpublished slot is
-    ///   waited for before `dequeue` reports it. Default 500 ms.
+    /// - Parameters:
+    ///   - region: a validated region holding an MPSC ring of `Element`.
+    ///   - element: the slot type (inferred from the context by default).
+    ///   - stallTimeout: how long a reserved-but-unpublished slot is waited
+    ///     for before `dequeue` reports it. Default 500 ms.
     public init(region: SharedRegion, of element: Element.Type = Element.self,
                 stallTimeout: Duration = .milliseconds(500)) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .mpsc)

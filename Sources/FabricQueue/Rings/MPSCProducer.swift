@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 /// A producing end of a multi-producer single-consumer ring. Any number of
@@ -18,7 +19,7 @@ import Synchronization
 /// spinning (see ``MPSCConsumer/skipStalledSlot()``). This is the difference
 /// from a ring that publishes a shared tail in reservation order, where one
 /// stuck producer stalls every other producer too.
-public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var cachedTail: UInt64

@@ -1,5 +1,8 @@
-/// What every producing end offers, so code (such as `fabricq produce`) can be
-/// written once for SPSC and MPSC rings.
+import FabricSystem
+
+/// What every producing end offers, so code can be written once for SPSC and
+/// MPSC rings. The non-blocking operations only: waiting and waking through
+/// a doorbell is ``BlockingRingProducer``, one layer up.
 public protocol RingProducer: ~Copyable {
     /// The slot type.
     associatedtype Element: RingElement
@@ -15,17 +18,9 @@ public protocol RingProducer: ~Copyable {
     mutating func reserve(upTo count: Int) -> SlotReservation<Element>
     /// Publishes a reservation.
     mutating func commit(_ reservation: consuming SlotReservation<Element>)
-    /// Appends one element, waiting for space on `doorbell` up to `timeout`; rings the consumer.
-    @discardableResult
-    mutating func send(_ element: Element, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> DoorbellWait
-    /// Appends as many as fit once there is space; rings the consumer; returns how many.
-    mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
-    /// Wakes a sleeping consumer (no syscall when none sleeps).
-    @discardableResult
-    func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
 }
 
-/// What every consuming end offers.
+/// What every consuming end offers (non-blocking; see ``BlockingRingConsumer``).
 public protocol RingConsumer: ~Copyable {
     /// The slot type.
     associatedtype Element: RingElement
@@ -39,13 +34,6 @@ public protocol RingConsumer: ~Copyable {
     mutating func dequeue() throws(RingError) -> Element?
     /// Copies out up to `buffer.count` elements; returns how many.
     mutating func dequeue(into buffer: UnsafeMutableBufferPointer<Element>) throws(RingError) -> Int
-    /// Removes the oldest element, waiting on `doorbell` up to `timeout`; rings producers.
-    mutating func receive(doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Element
-    /// Copies out up to `buffer.count` once at least one is there; rings producers.
-    mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
-    /// Wakes producers sleeping for space (no syscall when none sleeps).
-    @discardableResult
-    func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
 }
 
 extension SPSCProducer: RingProducer {}

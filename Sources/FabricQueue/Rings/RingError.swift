@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Something a consumer found wrong with a ring, which only a misbehaving or
 /// dead peer can cause. Full and empty are not errors; they are normal results.
 public enum RingError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 /// A point-in-time view of a ring's shared state, for operators and monitoring

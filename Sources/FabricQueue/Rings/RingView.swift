@@ -1,3 +1,4 @@
+import FabricSystem
 import Synchronization
 
 /// The raw pointers an endpoint works with, taken once at attach time from a

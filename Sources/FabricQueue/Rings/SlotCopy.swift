@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Copies one ring element between a slot and private memory in explicit
 /// 16-byte (or, for odd sizes, 8-byte) chunks.
 ///

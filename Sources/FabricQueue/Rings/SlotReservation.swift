@@ -1,3 +1,5 @@
+import FabricSystem
+
 /// Slots reserved by a producer for writing in place (zero copy).
 ///
 /// Obtained from `reserve(upTo:)` on a producer; write each slot through

@@ -1,0 +1,214 @@
+import FabricQueue
+import FabricSystem
+import SystemPackage
+
+/// The session handshake on the control socket, version 1. All integers are
+/// little-endian; both messages have a fixed size.
+///
+/// ```
+/// client → daemon  Hello, 32 bytes:  magic "FQHELLO1" (u64) | protocolVersion u32 | reserved u32 (0)
+///                                     | clientPID i32 | reserved 12 bytes
+/// daemon → client  Reply, 64 bytes:  magic "FQREPLY1" (u64) | protocolVersion u32 (the daemon's)
+///                                     | status u32 (0 accepted, else SessionRejection) | sessionID u64
+///                                     | descriptorCount u32 | reserved u32 | reason, 32 bytes UTF-8, NUL-padded
+/// then, if accepted, descriptorCount messages of one byte (a tag) carrying one SCM_RIGHTS descriptor each.
+/// ```
+///
+/// A rejected client gets a reply saying why before the daemon closes the
+/// socket, so both sides report a clear error.
+public enum SessionHandshake {
+    /// The protocol version this build speaks.
+    public static let protocolVersion: UInt32 = 1
+    /// "FQHELLO1" read as a little-endian `UInt64`.
+    public static let helloMagic: UInt64 = 0x314F_4C4C_4548_5146
+    /// "FQREPLY1" read as a little-endian `UInt64`.
+    public static let replyMagic: UInt64 = 0x3159_4C50_4552_5146
+    /// Size of the hello message.
+    public static let helloSize = 32
+    /// Size of the reply message.
+    public static let replySize = 64
+    /// At most this many descriptors are passed in one grant.
+    public static let maximumDescriptors = 16
+
+    /// The hello a client sends.
+    public static func hello(version: UInt32 = protocolVersion) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: helloSize)
+        bytes.withUnsafeMutableBytes { b in
+            b.storeBytes(of: helloMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
+            b.storeBytes(of: version.littleEndian, toByteOffset: 8, as: UInt32.self)
+            b.storeBytes(of: currentProcessID.littleEndian, toByteOffset: 16, as: Int32.self)
+        }
+        return bytes
+    }
+
+    static func reply(status: UInt32, sessionID: UInt64, descriptorCount: Int, reason: String) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: replySize)
+        bytes.withUnsafeMutableBytes { b in
+            b.storeBytes(of: replyMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
+            b.storeBytes(of: protocolVersion.littleEndian, toByteOffset: 8, as: UInt32.self)
+            b.storeBytes(of: status.littleEndian, toByteOffset: 12, as: UInt32.self)
+            b.storeBytes(of: sessionID.littleEndian, toByteOffset: 16, as: UInt64.self)
+            b.storeBytes(of: UInt32(descriptorCount).littleEndian, toByteOffset: 24, as: UInt32.self)
+        }
+        let text = Array(reason.utf8.prefix(32))
+        bytes.replaceSubrange(32..<32 + text.count, with: text)
+        return bytes
+    }
+}
+
+/// Why the daemon refused a session (the reply's status field).
+public enum SessionRejection: UInt32, Sendable, CustomStringConvertible {
+    /// The client speaks another protocol version.
+    case versionMismatch = 1
+    /// The client's uid/gid is not in the daemon's allow-list.
+    case notAllowed = 2
+    /// The hello was not a FabricQueue hello.
+    case malformed = 3
+    /// The daemon cannot take another session now.
+    case busy = 4
+
+    public var description: String {
+        switch self {
+        case .versionMismatch: "protocol version mismatch"
+        case .notAllowed: "peer not allowed"
+        case .malformed: "malformed hello"
+        case .busy: "daemon busy"
+        }
+    }
+}
+
+/// Why a handshake failed, on either side.
+public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The control socket failed (closed, timed out, system error).
+    case socket(SocketError)
+    /// The two sides speak different protocol versions.
+    case versionMismatch(daemon: UInt32, client: UInt32)
+    /// The daemon refused the peer (`reason` is the daemon's text).
+    case rejected(SessionRejection, reason: String)
+    /// The other side sent something that is not this protocol.
+    case malformed(String)
+    /// A descriptor could not be passed.
+    case descriptorPassing(SocketError)
+
+    public var description: String {
+        switch self {
+        case .socket(let e): "session socket: \(e)"
+        case .versionMismatch(let daemon, let client): "protocol version mismatch (daemon speaks \(daemon), client \(client))"
+        case .rejected(let why, let reason): "session rejected: \(why)\(reason.isEmpty ? "" : " (\(reason))")"
+        case .malformed(let what): "malformed handshake: \(what)"
+        case .descriptorPassing(let e): "passing descriptors: \(e)"
+        }
+    }
+}
+
+/// What a daemon hands an accepted client: a session id and tagged
+/// descriptors (the session's regions and doorbells).
+public struct SessionGrant: Sendable {
+    /// The session's id.
+    public var sessionID: UInt64
+    /// Descriptors with the tag the daemon gave each. The receiver owns them.
+    public var descriptors: [(tag: UInt8, descriptor: FileDescriptor)]
+
+    /// A grant.
+    public init(sessionID: UInt64, descriptors: [(tag: UInt8, descriptor: FileDescriptor)]) {
+        self.sessionID = sessionID
+        self.descriptors = descriptors
+    }
+}
+
+extension UnixSocket {
+    /// Daemon side: reads the client's hello (within `timeout`), checks its
+    /// version and the peer's kernel credentials against `policy`, and either
+    /// sends a rejection and throws, or calls `grant` and sends the reply with
+    /// its descriptors (the daemon keeps its own copies).
+    public func serveHandshake(policy: PeerPolicy, timeout: Duration,
+                               grant: (PeerCredentials) throws(SessionError) -> SessionGrant) throws(SessionError) -> (PeerCredentials, SessionGrant) {
+        let credentials: PeerCredentials
+        let hello: [UInt8]
+        do {
+            credentials = try peerCredentials()
+            hello = try receive(exactly: SessionHandshake.helloSize, timeout: timeout)
+        } catch { throw .socket(error) }
+        let magic = UInt64(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self) })
+        let version = UInt32(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self) })
+        func refuse(_ why: SessionRejection, _ reason: String, _ error: SessionError) throws(SessionError) -> Never {
+            try? send(SessionHandshake.reply(status: why.rawValue, sessionID: 0, descriptorCount: 0, reason: reason))
+            throw error
+        }
+        guard magic == SessionHandshake.helloMagic else {
+            try refuse(.malformed, "bad magic", .malformed("hello magic 0x\(String(magic, radix: 16))"))
+        }
+        guard version == SessionHandshake.protocolVersion else {
+            try refuse(.versionMismatch, "daemon speaks \(SessionHandshake.protocolVersion)",
+                       .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version))
+        }
+        guard policy.admits(credentials) else {
+            try refuse(.notAllowed, "uid \(credentials.uid) gid \(credentials.gid)",
+                       .rejected(.notAllowed, reason: "\(credentials)"))
+        }
+        // A grant that fails still answers the client: with its own rejection
+        // (say, busy), or "busy" with the reason when resources ran out.
+        let granted: SessionGrant
+        do { granted = try grant(credentials) } catch {
+            if case .rejected(let why, let reason) = error { try refuse(why, reason, error) }
+            try refuse(.busy, "\(error)", error)
+        }
+        guard granted.descriptors.count <= SessionHandshake.maximumDescriptors else {
+            throw .malformed("grant of \(granted.descriptors.count) descriptors exceeds \(SessionHandshake.maximumDescriptors)")
+        }
+        do {
+            try send(SessionHandshake.reply(status: 0, sessionID: granted.sessionID,
+                                            descriptorCount: granted.descriptors.count, reason: ""))
+        } catch { throw .socket(error) }
+        for (tag, descriptor) in granted.descriptors {
+            do { try FileDescriptorPassing.send(descriptor, over: fileDescriptor, tag: tag) } catch { throw .descriptorPassing(error) }
+        }
+        return (credentials, granted)
+    }
+
+    /// Client side: sends the hello and waits (within `timeout`) for the
+    /// daemon's verdict; returns the grant with its descriptors (now owned by
+    /// the caller) or throws the daemon's reason.
+    public func requestSession(timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion) throws(SessionError) -> SessionGrant {
+        let reply: [UInt8]
+        do {
+            try send(SessionHandshake.hello(version: version))
+            reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout)
+        } catch { throw .socket(error) }
+        func field<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T {
+            T(littleEndian: reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
+        }
+        guard field(0, UInt64.self) == SessionHandshake.replyMagic else {
+            throw .malformed("reply magic 0x\(String(field(0, UInt64.self), radix: 16))")
+        }
+        let status = field(12, UInt32.self)
+        let reason = String(decoding: reply[32..<64].prefix { $0 != 0 }, as: UTF8.self)
+        if status != 0 {
+            guard let why = SessionRejection(rawValue: status) else { throw .malformed("unknown status \(status)") }
+            if why == .versionMismatch { throw .versionMismatch(daemon: field(8, UInt32.self), client: version) }
+            throw .rejected(why, reason: reason)
+        }
+        let count = Int(field(24, UInt32.self))
+        guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
+        var descriptors: [(tag: UInt8, descriptor: FileDescriptor)] = []
+        for _ in 0..<count {
+            let readable: Bool
+            do { readable = try waitReadable(timeout: timeout) } catch {
+                descriptors.forEach { try? $0.descriptor.close() }
+                throw .socket(error)
+            }
+            guard readable else {
+                descriptors.forEach { try? $0.descriptor.close() }
+                throw .socket(.timedOut)
+            }
+            do {
+                let (fd, tag) = try FileDescriptorPassing.receive(over: fileDescriptor)
+                descriptors.append((tag, fd))
+            } catch {
+                descriptors.forEach { try? $0.descriptor.close() }
+                throw .descriptorPassing(error)
+            }
+        }
+        return SessionGrant(sessionID: field(16, UInt64.self), descriptors: descriptors)
+    }
+}

@@ -1,0 +1,166 @@
+import FabricQueue
+import FabricSystem
+import Glibc
+import SystemPackage
+
+/// Why a socket operation failed.
+public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A system call failed; the error names it and keeps its errno.
+    case system(SystemCallError)
+    /// The peer closed the connection (end of stream, or `ECONNRESET`/`EPIPE`).
+    case peerClosed
+    /// Nothing arrived before the deadline.
+    case timedOut
+
+    public var description: String {
+        switch self {
+        case .system(let error): "\(error)"
+        case .peerClosed: "peer closed the connection"
+        case .timedOut: "timed out"
+        }
+    }
+}
+
+/// A Unix domain stream socket: the session control channel between a
+/// controller and the daemon. It carries the handshake and the region and
+/// doorbell descriptors (`SCM_RIGHTS`), nothing on the hot path. A closed
+/// socket is how each side learns that the other died: the kernel closes it
+/// when the process exits, however it exits.
+///
+/// Noncopyable: one owner, closed exactly once (on deinit).
+public struct UnixSocket: ~Copyable {
+    /// The socket's descriptor, owned by this value.
+    public let fileDescriptor: FileDescriptor
+    /// The path a listening socket is bound to (removed on deinit), or nil.
+    public let boundPath: FilePath?
+
+    init(_ fd: FileDescriptor, boundPath: FilePath? = nil) {
+        fileDescriptor = fd
+        self.boundPath = boundPath
+    }
+
+    deinit {
+        try? fileDescriptor.close()
+        if let boundPath { try? FileSystem.unlink(boundPath) }
+    }
+
+    /// Binds a listening socket at `path` (`socket`, `bind`, `listen`) and sets
+    /// its file mode with `chmod(2)` (default 0600: only the owner may connect;
+    /// `SO_PEERCRED` checks are a second line). A stale socket file at `path`
+    /// is replaced only when `replaceExisting` is set.
+    public static func listen(at path: FilePath, permissions: FilePermissions = [.ownerReadWrite],
+                              replaceExisting: Bool = false, backlog: Int32 = 64) throws(SocketError) -> UnixSocket {
+        if replaceExisting { try? FileSystem.unlinkIfPresent(path) }
+        let fd: FileDescriptor
+        do { fd = try UnixDomainSocket.listen(at: path, backlog: backlog) } catch { throw .system(error) }
+        let socket = UnixSocket(fd, boundPath: path)
+        do { try FileSystem.changeMode(of: path, to: permissions) } catch { throw .system(error) }
+        return socket
+    }
+
+    /// Connects to the listening socket at `path` (`connect(2)`).
+    public static func connect(to path: FilePath) throws(SocketError) -> UnixSocket {
+        do { return UnixSocket(try UnixDomainSocket.connect(to: path)) } catch { throw .system(error) }
+    }
+
+    /// Waits up to `timeout` for a connection and accepts it (`accept4`,
+    /// close-on-exec); nil when none arrived.
+    public func accept(timeout: Duration) throws(SocketError) -> UnixSocket? {
+        guard try waitReadable(timeout: timeout) else { return nil }
+        do { return UnixSocket(try UnixDomainSocket.accept(fileDescriptor)) } catch { throw .system(error) }
+    }
+
+    /// The connected peer's credentials (`getsockopt(SO_PEERCRED)`).
+    public func peerCredentials() throws(SocketError) -> PeerCredentials {
+        do {
+            let (pid, uid, gid) = try UnixDomainSocket.peerCredentials(fileDescriptor)
+            return PeerCredentials(pid: pid, uid: uid, gid: gid)
+        } catch { throw .system(error) }
+    }
+
+    /// Whether data (or end of stream) can be read within `timeout` (`ppoll`).
+    public func waitReadable(timeout: Duration) throws(SocketError) -> Bool {
+        do {
+            return try Poll.waitReadable(fileDescriptor, timeoutNanoseconds: Int64(clamping: timeout.saturatingNanoseconds))
+        } catch { throw .system(error) }
+    }
+
+    /// Whether the peer has closed its end or died (`poll(2)` with a zero
+    /// timeout for `POLLHUP`/`POLLRDHUP`/`POLLERR`, then a `MSG_PEEK` read for
+    /// end of stream). Never blocks. Bytes waiting to be read do not count as
+    /// a hang-up.
+    public func peerHasClosed() -> Bool {
+        var entry = pollfd(fd: fileDescriptor.rawValue, events: Poll.readable | Poll.readHangUp, revents: 0)
+        let ready: Int
+        do {
+            ready = try withUnsafeMutablePointer(to: &entry) { (pointer) throws(SystemCallError) -> Int in
+                try Poll.wait(UnsafeMutableBufferPointer(start: pointer, count: 1), timeoutNanoseconds: 0)
+            }
+        } catch { return true }
+        if ready == 0 { return false }
+        if entry.revents & Poll.hangUpOrError != 0 { return true }
+        var byte: UInt8 = 0
+        let peeked = withUnsafeMutableBytes(of: &byte) { buffer in
+            Result { () throws(SystemCallError) -> Int in
+                try UnixDomainSocket.receive(fileDescriptor, into: buffer, peek: true, dontWait: true)
+            }
+        }
+        switch peeked {
+        case .success(let n): return n == 0
+        case .failure(let error): return error.errno != .resourceTemporarilyUnavailable
+        }
+    }
+
+    /// Reads and drops whatever bytes are waiting (non-blocking), at most 64 KiB.
+    public func discardPendingBytes() {
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { scratch in
+            for _ in 0..<16 {
+                guard let n = try? UnixDomainSocket.receive(fileDescriptor, into: scratch, dontWait: true), n > 0 else { return }
+            }
+        }
+    }
+
+    /// Writes all of `bytes` (`send(2)` with `MSG_NOSIGNAL`: a dead peer is an
+    /// error, never a SIGPIPE).
+    public func send(_ bytes: [UInt8]) throws(SocketError) {
+        var sent = 0
+        while sent < bytes.count {
+            let result = bytes.withUnsafeBytes { buffer in
+                Result { () throws(SystemCallError) -> Int in
+                    try UnixDomainSocket.send(fileDescriptor, UnsafeRawBufferPointer(rebasing: buffer[sent...]))
+                }
+            }
+            switch result {
+            case .success(let n): sent += n
+            case .failure(let error):
+                if error.errno == .brokenPipe || error.errno == .connectionReset { throw .peerClosed }
+                throw .system(error)
+            }
+        }
+    }
+
+    /// Reads exactly `count` bytes, waiting at most `timeout` in all.
+    public func receive(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
+        let end = deadline(after: timeout)
+        var bytes = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let now = MonotonicClock.now()
+            guard now < end, try waitReadable(timeout: .nanoseconds(Int64(clamping: end - now))) else { throw .timedOut }
+            let result = bytes.withUnsafeMutableBytes { buffer in
+                Result { () throws(SystemCallError) -> Int in
+                    try UnixDomainSocket.receive(fileDescriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
+                }
+            }
+            switch result {
+            case .success(0): throw .peerClosed
+            case .success(let n): got += n
+            case .failure(let error):
+                if error.errno == .resourceTemporarilyUnavailable { continue }
+                if error.errno == .connectionReset { throw .peerClosed }
+                throw .system(error)
+            }
+        }
+        return bytes
+    }
+}

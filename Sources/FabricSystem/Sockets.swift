@@ -1,0 +1,105 @@
+import CFabricSystem
+import Glibc
+import SystemPackage
+
+/// Unix domain stream sockets: `socket(2)`, `bind(2)`, `listen(2)`,
+/// `connect(2)`, `accept4(2)`, `send(2)`, `recv(2)`, `socketpair(2)`,
+/// `getsockopt(SO_PEERCRED)`. Descriptors are close-on-exec.
+package enum UnixDomainSocket {
+    /// A listening socket bound to `path`. `ENAMETOOLONG` for a path that does
+    /// not fit `sun_path`.
+    package static func listen(at path: FilePath, backlog: Int32) throws(SystemCallError) -> FileDescriptor {
+        let fd = try newSocket()
+        do throws(SystemCallError) {
+            try withAddress(path, operation: "bind") { (address, length) throws(SystemCallError) in
+                _ = try systemCall("bind") { bind(fd.rawValue, address, length) }
+            }
+            _ = try systemCall("listen") { Glibc.listen(fd.rawValue, backlog) }
+            return fd
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// A socket connected to the listener at `path`.
+    package static func connect(to path: FilePath) throws(SystemCallError) -> FileDescriptor {
+        let fd = try newSocket()
+        do throws(SystemCallError) {
+            try withAddress(path, operation: "connect") { (address, length) throws(SystemCallError) in
+                _ = try systemCall("connect") { Glibc.connect(fd.rawValue, address, length) }
+            }
+            return fd
+        } catch {
+            try? fd.close()
+            throw error
+        }
+    }
+
+    /// `accept4(2)` with `SOCK_CLOEXEC`.
+    package static func accept(_ listener: FileDescriptor) throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(rawValue: try systemCall("accept4") { cfq_accept4(listener.rawValue, Int32(SOCK_CLOEXEC.rawValue)) })
+    }
+
+    /// A connected pair (`socketpair(2)`), close-on-exec unless `inheritable`.
+    package static func pair(inheritable: Bool) throws(SystemCallError) -> (FileDescriptor, FileDescriptor) {
+        var fds: [Int32] = [-1, -1]
+        let type = Int32(SOCK_STREAM.rawValue) | (inheritable ? 0 : Int32(SOCK_CLOEXEC.rawValue))
+        _ = try systemCall("socketpair") { socketpair(AF_UNIX, type, 0, &fds) }
+        return (FileDescriptor(rawValue: fds[0]), FileDescriptor(rawValue: fds[1]))
+    }
+
+    /// The connected peer's pid, uid and gid as the kernel recorded them.
+    package static func peerCredentials(_ fd: FileDescriptor) throws(SystemCallError) -> (pid: Int32, uid: UInt32, gid: UInt32) {
+        var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0
+        _ = try systemCall("getsockopt(SO_PEERCRED)") { cfq_getsockopt_peercred(fd.rawValue, &pid, &uid, &gid) }
+        return (pid, uid, gid)
+    }
+
+    /// `send(2)` with `MSG_NOSIGNAL` (a dead peer is `EPIPE`, never SIGPIPE);
+    /// returns the bytes sent.
+    package static func send(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer) throws(SystemCallError) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        return try systemCall("send") { Glibc.send(fd.rawValue, base, bytes.count, CFQ_MSG_NOSIGNAL) }
+    }
+
+    /// `recv(2)`: the bytes read, 0 at end of stream. With `dontWait`
+    /// (`MSG_DONTWAIT`) and nothing waiting it fails with `EAGAIN`.
+    package static func receive(
+        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, peek: Bool = false, dontWait: Bool = false
+    ) throws(SystemCallError) -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        var flags: Int32 = 0
+        if peek { flags |= Int32(MSG_PEEK) }
+        if dontWait { flags |= Int32(MSG_DONTWAIT) }
+        return try systemCall("recv") { recv(fd.rawValue, base, buffer.count, flags) }
+    }
+
+    private static func newSocket() throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(rawValue: try systemCall("socket") {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        })
+    }
+
+    /// Calls `body` with a `sockaddr_un` for `path`.
+    private static func withAddress(
+        _ path: FilePath, operation: String,
+        _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemCallError) -> Void
+    ) throws(SystemCallError) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.string.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        // One byte stays for the terminating NUL.
+        guard !bytes.contains(0) else { throw SystemCallError(operation, .invalidArgument) }
+        guard bytes.count < capacity else { throw SystemCallError(operation, .fileNameTooLong) }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+        }
+        try withUnsafePointer(to: &address) { (pointer) throws(SystemCallError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemCallError) in
+                try body(raw, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import FabricConsumer
+import DaemonTestSupport
+import FabricDiagnostics
+import FabricProducer
+import Foundation
+import MetricsTestKit
+import Synchronization
+import SystemPackage
+import FabricSystem
+import XCTest
+
+/// Records the size of every batch it is handed; echoes.
+final class BatchRecorder: CommandHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    let sizes = LockedBox<[Int]>([])
+    func handle(_ batch: borrowing CommandBatch) throws {
+        sizes.withLock { $0.append(batch.count) }
+        for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
+    }
+}
+
+/// Fails odd commands with a code, throws when asked to by flags, leaves
+/// commands with flags 2 unreported.
+final class PickyHandler: CommandHandler {
+    struct Refusal: Error {}
+    let requiredOutputCapacity: UInt32 = 0
+    func handle(_ batch: borrowing CommandBatch) throws {
+        for i in 0..<batch.count {
+            switch batch.descriptor(i).flags {
+            case 1: batch.fail(i, code: 77)
+            case 2: continue
+            case 3: throw Refusal()
+            default: batch.complete(i, outputSize: 0)
+            }
+        }
+    }
+}
+
+/// The controller API against an in-process daemon (real sockets, memfds
+/// and eventfds; the failure cases with real processes are in SessionFailureTests).
+final class ControllerAPITests: XCTestCase {
+    func testAsyncSubmitReturnsOutputAndStageTimings() async throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog())
+        let client = try FabricClient.connect(to: FilePath(socket))
+        defer { client.close() }
+        let full = client.availableBuffers
+        let result = try await client.submit(modelID: DiagnosticModel.checksum.rawValue, outputCapacity: 8, timeout: .seconds(5)) { input in
+            input.copyBytes(from: Array("fabric".utf8))
+            return 6
+        }
+        XCTAssertTrue(result.succeeded)
+        let expected = Array("fabric".utf8).withUnsafeBytes { DiagnosticModel.fnv1a($0) }
+        XCTAssertEqual(result.output.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, expected.littleEndian)
+        let t = result.timings
+        XCTAssertTrue(t.submitted <= t.pickedUp && t.pickedUp <= t.handlerStarted && t.handlerStarted <= t.handlerFinished
+                      && t.handlerFinished <= t.seen, "\(t)")
+        XCTAssertEqual(client.availableBuffers, full, "slots go back to the pool")
+    }
+
+    func testDeadlineAndCancellationReclaimSlotsWhenTheCompletionArrives() async throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog())
+        let client = try FabricClient.connect(to: FilePath(socket))
+        defer { client.close() }
+        let full = client.availableBuffers
+        let delay = DiagnosticModel.delay.rawValue
+        do {
+            _ = try await client.submit(modelID: delay, outputCapacity: 8, flags: 300_000, timeout: .milliseconds(50)) { _ in 1 }
+            XCTFail("should time out")
+        } catch { XCTAssertEqual(error, .timedOut) }
+
+        let task = Task { try await client.submit(modelID: delay, outputCapacity: 8, flags: 300_000, timeout: .seconds(10)) { _ in 1 } }
+        try await Task.sleep(for: .milliseconds(50))
+        let cancelledAt = MonotonicClock.now()
+        task.cancel()
+        do {
+            _ = try await task.value
+            XCTFail("should be cancelled")
+        } catch { XCTAssertEqual(error as? SubmitError, .cancelled) }
+        XCTAssertLessThan(MonotonicClock.now() - cancelledAt, 100_000_000, "cancellation resumes at once")
+        XCTAssertLessThan(client.availableBuffers, full, "the abandoned commands still own their slots")
+        // Both delayed commands complete within ~0.6 s; their slots come back.
+        let end = Date().addingTimeInterval(5)
+        while client.availableBuffers < full && Date() < end { try await Task.sleep(for: .milliseconds(10)) }
+        XCTAssertEqual(client.availableBuffers, full)
+    }
+
+    func testDynamicBatchingGathersUpToNOrUntilMaxWait() async throws {
+        let socket = temporarySocketPath(self), recorder = BatchRecorder()
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [50: recorder])
+        var options = ControllerOptions()
+        options.batching = BatchingPolicy(maximumBatchSize: 4, maximumWait: .milliseconds(200))
+        let client = try FabricClient.connect(to: FilePath(socket), options: options)
+        defer { client.close() }
+        // Four concurrent requests fill a batch: one handler call of 4, long before the max wait.
+        let start = MonotonicClock.now()
+        try await withThrowingTaskGroup(of: CommandResult.self) { group in
+            for _ in 0..<4 {
+                group.addTask { try await client.submit(modelID: 50, outputCapacity: 0, timeout: .seconds(5)) { _ in 0 } }
+            }
+            for try await result in group { XCTAssertTrue(result.succeeded) }
+        }
+        XCTAssertLessThan(MonotonicClock.now() - start, 150_000_000)
+        XCTAssertEqual(recorder.sizes.withLock { $0 }, [4])
+        // A lone request waits for company until the max wait, then goes alone.
+        let lone = MonotonicClock.now()
+        _ = try await client.submit(modelID: 50, outputCapacity: 0, timeout: .seconds(5)) { _ in 0 }
+        let waited = Double(MonotonicClock.now() - lone) / 1e6
+        XCTAssertGreaterThanOrEqual(waited, 190, "posted before the max wait")
+        XCTAssertLessThan(waited, 1000)
+        XCTAssertEqual(recorder.sizes.withLock { $0 }, [4, 1])
+    }
+
+    func testMicroBatchIsOneHandlerCallAndPollingPathBackpressure() throws {
+        let socket = temporarySocketPath(self), recorder = BatchRecorder()
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [50: recorder])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        var requests: [CommandRequest] = []
+        for _ in 0..<8 {
+            let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+            requests.append(CommandRequest(modelID: 50, input: input, inputSize: 0, output: output))
+        }
+        let first = try session.submit(batch: requests)
+        for i in 0..<8 {
+            let done = try session.waitForCompletion(timeout: .seconds(5))
+            XCTAssertEqual(done.commandID, first + UInt64(i), "completions in submission order")
+            XCTAssertEqual(done.input, requests[i].input)
+        }
+        XCTAssertEqual(recorder.sizes.withLock { $0 }, [8])
+        XCTAssertThrowsError(try session.submit(batch: requests + [requests[0]])) {
+            guard case .invalidRequest = $0 as? SubmitError else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try session.submit(CommandRequest(modelID: 50, input: requests[0].input, inputSize: 5000, output: requests[0].output))) {
+            guard case .invalidRequest = $0 as? SubmitError else { return XCTFail("\($0)") }
+        }
+        // The pool runs dry: backpressure, not an allocation.
+        while session.buffers.acquire() != nil {}
+        XCTAssertEqual(session.buffers.availableCount, 0)
+        XCTAssertNil(session.buffers.acquire())
+        XCTAssertNil(try session.pollCompletion())
+        XCTAssertThrowsError(try session.waitForCompletion(timeout: .milliseconds(30))) { XCTAssertEqual($0 as? SubmitError, .timedOut) }
+    }
+
+    func testPollingPathGathersBatchesUntilFullOrDue() throws {
+        let socket = temporarySocketPath(self), recorder = BatchRecorder()
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [50: recorder])
+        var options = ControllerOptions()
+        options.batching = BatchingPolicy(maximumBatchSize: 3, maximumWait: .milliseconds(100))
+        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        let request = CommandRequest(modelID: 50, input: input, inputSize: 0, output: output)
+        // Three staged requests make a full batch: posted by the third stage().
+        for _ in 0..<3 { try session.stage(request) }
+        XCTAssertEqual(session.gatheredCount, 0)
+        for _ in 0..<3 { _ = try session.waitForCompletion(timeout: .seconds(5)) }
+        // Two staged requests wait until the first has waited 100 ms.
+        let start = MonotonicClock.now()
+        try session.stage(request)
+        try session.stage(request)
+        XCTAssertEqual(try session.flushIfDue(), 0, "not due yet")
+        while try session.flushIfDue() == 0 { usleep(1_000) }
+        XCTAssertGreaterThanOrEqual(MonotonicClock.now() - start, 100_000_000)
+        for _ in 0..<2 { _ = try session.waitForCompletion(timeout: .seconds(5)) }
+        XCTAssertEqual(recorder.sizes.withLock { $0 }, [3, 2])
+        XCTAssertEqual(session.inFlightCount, 0)
+    }
+
+    func testFullSubmissionRingIsQueueFull() throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog()) { $0.session = SessionLimits(submissionCapacity: 4, completionCapacity: 4, slotSize: 64, slotCount: 64) }
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        // Slow commands: the daemon holds at most 4 (completion ring), the ring 4 more.
+        let slow = CommandRequest(modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 0, output: output, flags: 100_000)
+        var accepted = 0
+        var sawFull = false
+        for _ in 0..<20 {
+            do { try session.submit(slow); accepted += 1 } catch {
+                XCTAssertEqual(error, .queueFull)
+                sawFull = true
+                break
+            }
+        }
+        XCTAssertTrue(sawFull)
+        XCTAssertLessThanOrEqual(accepted, 8)
+        XCTAssertEqual(session.statistics.ringFull, 1)
+    }
+
+    func testHandlerFailuresBecomeErrorCompletions() throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [60: PickyHandler()])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        var results: [CommandCompletion] = []
+        for flags: UInt32 in [0, 1, 2, 3] {
+            try session.submit(CommandRequest(modelID: 60, input: input, inputSize: 0, output: output, flags: flags))
+            results.append(try session.waitForCompletion(timeout: .seconds(5)))
+        }
+        XCTAssertEqual(results.map(\.status), [.succeeded, .handlerFailed, .handlerFailed, .handlerFailed])
+        XCTAssertEqual(results.map(\.detail), [0, 77, HandlerFailure.unreported.rawValue, HandlerFailure.threw.rawValue])
+        XCTAssertEqual(session.statistics.failed, 3)
+    }
+
+    func testLatencySnapshotAndMetricsCountEveryCommand() throws {
+        let socket = temporarySocketPath(self)
+        let metrics = TestMetrics()
+        let daemonMetrics = TestMetrics()
+        let daemon = FabricDaemon(configuration: {
+            var c = DaemonConfiguration(socketPath: FilePath(socket))
+            c.idle = .sleep
+            return c
+        }(), handlers: DiagnosticModel.allHandlers, metricsFactory: daemonMetrics)
+        try daemon.start()
+        defer { daemon.stop() }
+        var options = ControllerOptions()
+        options.metricsFactory = metrics
+        options.wait = .futex
+        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        for _ in 0..<500 {
+            try session.submit(CommandRequest(modelID: DiagnosticModel.empty.rawValue, input: input, inputSize: 0, output: output))
+            _ = try session.waitForCompletion(timeout: .seconds(5))
+        }
+        let latency = session.latency
+        for stage in Stage.allCases {
+            let s = latency.summary(stage)
+            XCTAssertEqual(s.count, 500, "\(stage)")
+            XCTAssertTrue(s.p50 <= s.p99 && s.p99 <= s.p999 && s.p999 <= s.max, "\(stage): \(s)")
+        }
+        XCTAssertGreaterThan(latency.summary(.total).p50, 0)
+        session.publishMetrics()
+        XCTAssertEqual(try metrics.expectCounter("fabricqueue_controller_submitted_total").totalValue, 500)
+        XCTAssertEqual(try metrics.expectCounter("fabricqueue_controller_completed_total").totalValue, 500)
+        XCTAssertGreaterThan(session.statistics.sleeps, 0, "the futex wait slept: the daemon rang")
+        XCTAssertGreaterThan(daemon.statistics.doorbellRings, 0)
+        daemon.stop()
+        XCTAssertEqual(try daemonMetrics.expectCounter("fabricqueue_daemon_commands_received_total").totalValue, 500)
+        XCTAssertGreaterThan(try daemonMetrics.expectCounter("fabricqueue_daemon_sleeps_total").totalValue, 0)
+    }
+}

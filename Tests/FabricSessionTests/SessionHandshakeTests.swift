@@ -1,0 +1,109 @@
+import FabricQueue
+import FabricSession
+import Glibc
+import SystemPackage
+import FabricTestSupport
+import XCTest
+
+/// The versioned session handshake between a daemon (this process) and a
+/// client (a real child process): every refusal is a clear error on both sides.
+final class SessionHandshakeTests: XCTestCase {
+    private func socketPath() -> String {
+        let path = NSTemporaryDirectory() + "fq-session-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        addTeardownBlock { unlink(path) }
+        return path
+    }
+
+    private func client(_ path: String, version: UInt32 = SessionHandshake.protocolVersion,
+                        uid: UInt32 = UInt32(geteuid()), gid: UInt32 = UInt32(getegid())) throws -> ChildProcess {
+        try ChildProcess("fabricq-test-helper", ["session-client", path, "\(version)", "\(uid)", "\(gid)"])
+    }
+
+    /// Accepts one connection and runs the daemon side of the handshake.
+    private func serve(_ listener: borrowing UnixSocket, policy: PeerPolicy = .sameUser,
+                       grant: (PeerCredentials) throws(SessionError) -> SessionGrant = { _ in SessionGrant(sessionID: 1, descriptors: []) })
+    throws -> Result<(PeerCredentials, SessionGrant), SessionError> {
+        guard let connection = try listener.accept(timeout: .seconds(10)) else { throw SocketError.timedOut }
+        do throws(SessionError) {
+            let result = try connection.serveHandshake(policy: policy, timeout: .seconds(5), grant: grant)
+            _ = try? connection.receive(exactly: 1, timeout: .seconds(5))  // until the client hangs up
+            return .success(result)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func testAcceptedClientGetsWorkingDescriptors() throws {
+        let path = socketPath()
+        let listener = try UnixSocket.listen(at: FilePath(path))
+        let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 128)
+        let bell = try EventFD()
+        let peer = try client(path)
+        let result = try serve(listener) { credentials in
+            SessionGrant(sessionID: 42, descriptors: [(0, region.fileDescriptor), (1, bell.fileDescriptor)])
+        }
+        guard case .success(let (credentials, grant)) = result else { return XCTFail("\(result)") }
+        XCTAssertEqual(credentials.pid, peer.pid)
+        XCTAssertEqual(grant.sessionID, 42)
+        peer.assertSuccess(timeout: 30)
+        XCTAssertTrue(peer.standardOutput.contains("granted session 42 with 2 descriptors; region capacity 128; eventfd signalled"),
+                      peer.standardOutput + peer.standardError)
+        XCTAssertEqual(try bell.consume(), 7, "the client signalled the very eventfd the daemon holds")
+    }
+
+    func testVersionMismatchIsClearOnBothSides() throws {
+        let path = socketPath()
+        let listener = try UnixSocket.listen(at: FilePath(path))
+        let peer = try client(path, version: 99)
+        let result = try serve(listener)
+        guard case .failure(let error) = result else { return XCTFail("accepted a version-99 client") }
+        XCTAssertEqual(error, .versionMismatch(daemon: 1, client: 99))
+        XCTAssertEqual(peer.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(peer.standardError.contains("protocol version mismatch (daemon speaks 1, client 99)"), peer.standardError)
+    }
+
+    func testPeerOutsideTheAllowListIsRejectedOnBothSides() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to run the client as another user (CI runs as root)") }
+        let path = socketPath()
+        let listener = try UnixSocket.listen(at: FilePath(path), permissions: [.ownerReadWrite, .groupReadWrite, .otherReadWrite])
+        let peer = try client(path, uid: 65534, gid: 65534)
+        let result = try serve(listener)
+        guard case .failure(.rejected(.notAllowed, let reason)) = result else { return XCTFail("\(result)") }
+        XCTAssertTrue(reason.contains("uid 65534"), reason)
+        XCTAssertEqual(peer.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(peer.standardError.contains("session rejected: peer not allowed (uid 65534 gid 65534)"), peer.standardError)
+    }
+
+    func testMalformedHelloEarlyHangUpAndSilenceAreTypedErrors() throws {
+        let path = socketPath()
+        let listener = try UnixSocket.listen(at: FilePath(path))
+        // Garbage instead of a hello: the daemon refuses, and says so to the client.
+        do {
+            let garbage = try UnixSocket.connect(to: FilePath(path))
+            try garbage.send([UInt8](repeating: 0xAB, count: SessionHandshake.helloSize))
+            guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
+            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
+                SessionGrant(sessionID: 1, descriptors: [])
+            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .malformed("hello magic 0xabababababababab")) }
+            let reply = try garbage.receive(exactly: SessionHandshake.replySize, timeout: .seconds(5))
+            XCTAssertEqual(reply[12], UInt8(SessionRejection.malformed.rawValue))
+        }
+        // A client that connects and hangs up before its hello.
+        do {
+            _ = try UnixSocket.connect(to: FilePath(path))
+            guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
+            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
+                SessionGrant(sessionID: 1, descriptors: [])
+            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .socket(.peerClosed)) }
+        }
+        // A client that says nothing: the daemon gives up at its deadline.
+        do {
+            let silent = try UnixSocket.connect(to: FilePath(path))
+            guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
+            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .milliseconds(50)) { _ in
+                SessionGrant(sessionID: 1, descriptors: [])
+            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .socket(.timedOut)) }
+            _ = consume silent
+        }
+    }
+}
