@@ -29,7 +29,9 @@ def sh(cmd, **kw):
 
 def build():
     os.makedirs(BIN, exist_ok=True)
-    sh("swift build -c release --product fabricq --product fabricq-test-helper")
+    # One --product per invocation: SwiftPM builds only the last one named.
+    for product in ("fabricq", "fabricq-test-helper"):
+        sh(f"swift build -c release --product {product}")
     have = {"dpdk": False, "boost": False}
     try:
         flags = sh("pkg-config --cflags libdpdk").strip()

@@ -79,9 +79,11 @@ let package = Package(
 
         .testTarget(
             name: "ResNetTests",
-            dependencies: ["InferenceEngine", "ImagePipeline", "ResNetService",
-                           "resnet-daemon", "resnet-engine", "resnet-pipeline", "resnet-controller",
-                           .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: [
+                "InferenceEngine", "ImagePipeline", "ResNetService",
+                "resnet-daemon", "resnet-engine", "resnet-pipeline", "resnet-controller",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -52,8 +52,10 @@ public struct CommandBatch: ~Copyable {
     public let count: Int
 
     @usableFromInline
-    init(descriptors: UnsafePointer<Descriptor>, inputs: UnsafePointer<UnsafeMutableRawBufferPointer>,
-         outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int) {
+    init(
+        descriptors: UnsafePointer<Descriptor>, inputs: UnsafePointer<UnsafeMutableRawBufferPointer>,
+        outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int
+    ) {
         self.descriptors = descriptors
         self.inputs = inputs
         self.outputs = outputs

@@ -72,15 +72,18 @@ extension DaemonCore {
         var created: DaemonSession?
         let outcome: Result<PeerCredentials, SessionError>
         do {
-            let (peer, _) = try connection.serveHandshake(policy: configuration.peerPolicy,
-                                                          timeout: configuration.handshakeTimeout) {
+            let (peer, _) = try connection.serveHandshake(
+                policy: configuration.peerPolicy,
+                timeout: configuration.handshakeTimeout
+            ) {
                 (peer) throws(SessionError) -> SessionGrant in
                 // Relaxed: only the control thread changes the count.
                 guard activeSessions.load(ordering: .relaxed) < configuration.maximumSessions else {
                     throw .rejected(.busy, reason: "\(configuration.maximumSessions) sessions open")
                 }
-                let session = try DaemonSession(id: makeSessionID(), peer: peer, limits: configuration.session,
-                                                daemonDoorbell: binding.daemonDoorbell, requiredOutput: requiredOutput)
+                let session = try DaemonSession(
+                    id: makeSessionID(), peer: peer, limits: configuration.session,
+                    daemonDoorbell: binding.daemonDoorbell, requiredOutput: requiredOutput)
                 created = session
                 return session.grant(daemonDoorbell: binding.daemonDoorbell)
             }

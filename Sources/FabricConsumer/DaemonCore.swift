@@ -23,8 +23,10 @@ final class DaemonCore: Sendable {
     let activeSessions = Atomic<Int>(0)
     private let nextSessionID = Atomic<UInt64>(1)
 
-    init(configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
-         metricsFactory: (any MetricsFactory)?, onEvent: (@Sendable (DaemonEvent) -> Void)?) {
+    init(
+        configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
+        metricsFactory: (any MetricsFactory)?, onEvent: (@Sendable (DaemonEvent) -> Void)?
+    ) {
         self.configuration = configuration
         self.handlers = handlers
         requiredOutput = handlers.mapValues { $0.requiredOutputCapacity }
@@ -36,7 +38,8 @@ final class DaemonCore: Sendable {
 
     /// The listening socket and the two eventfds: made by ``bind()`` before
     /// the threads start, then shared by them.
-    final class Binding: @unchecked Sendable {  // @unchecked: immutable after bind(); the socket and eventfds are used from their own threads
+    final class Binding: @unchecked Sendable {
+        // @unchecked: immutable after bind(); the socket and eventfds are used from their own threads
         let listener: UnixSocket
         /// Work for the poll thread: every session's producer signals it.
         let daemonDoorbell: EventFD
@@ -57,8 +60,9 @@ final class DaemonCore: Sendable {
             controlDoorbell = try EventFD()
         } catch { throw .doorbell(error) }
         do {
-            let listener = try UnixSocket.listen(at: configuration.socketPath, permissions: configuration.socketPermissions,
-                                                 replaceExisting: configuration.replaceStaleSocket)
+            let listener = try UnixSocket.listen(
+                at: configuration.socketPath, permissions: configuration.socketPermissions,
+                replaceExisting: configuration.replaceStaleSocket)
             return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
         } catch { throw .socket(error) }
     }

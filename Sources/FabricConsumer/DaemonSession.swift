@@ -12,7 +12,8 @@ import Synchronization
 /// from its list, so nothing touches its memory any more) and sets
 /// ``isRetired``; the control thread then closes the socket and drops the
 /// last reference, which unmaps the regions and closes their descriptors.
-final class DaemonSession: @unchecked Sendable {  // @unchecked: ring endpoints poll-thread only, socket control-thread only, flags atomic (see above)
+final class DaemonSession: @unchecked Sendable {
+    // @unchecked: ring endpoints poll-thread only, socket control-thread only, flags atomic (see above)
     let id: UInt64
     let peer: PeerCredentials
     /// The control socket; set by the control thread once the handshake is
@@ -39,13 +40,17 @@ final class DaemonSession: @unchecked Sendable {  // @unchecked: ring endpoints 
     /// Creates the session's rings, data region and doorbell; the daemon
     /// takes the consumer end of the submission ring and the producer end of
     /// the completion ring.
-    init(id: UInt64, peer: PeerCredentials, limits: SessionLimits,
-         daemonDoorbell: EventFD, requiredOutput: [UInt32: UInt32]) throws(SessionError) {
+    init(
+        id: UInt64, peer: PeerCredentials, limits: SessionLimits,
+        daemonDoorbell: EventFD, requiredOutput: [UInt32: UInt32]
+    ) throws(SessionError) {
         do {
-            submissionRegion = try SharedRegion.createAnonymous(name: "fabricqueue-submissions", kind: .spsc,
-                                                                capacity: limits.submissionCapacity, of: Descriptor.self)
-            completionRegion = try SharedRegion.createAnonymous(name: "fabricqueue-completions", kind: .spsc,
-                                                                capacity: limits.completionCapacity, of: Completion.self)
+            submissionRegion = try SharedRegion.createAnonymous(
+                name: "fabricqueue-submissions", kind: .spsc,
+                capacity: limits.submissionCapacity, of: Descriptor.self)
+            completionRegion = try SharedRegion.createAnonymous(
+                name: "fabricqueue-completions", kind: .spsc,
+                capacity: limits.completionCapacity, of: Completion.self)
             data = try DataRegion.createAnonymous(slotSize: limits.slotSize, slotCount: limits.slotCount)
             submissions = try SPSCConsumer(region: submissionRegion)
             completions = try SPSCProducer(region: completionRegion)
@@ -63,13 +68,15 @@ final class DaemonSession: @unchecked Sendable {  // @unchecked: ring endpoints 
 
     /// The descriptors the controller gets, tagged (``SessionDescriptorTag``).
     func grant(daemonDoorbell: EventFD) -> SessionGrant {
-        SessionGrant(sessionID: id, descriptors: [
-            (SessionDescriptorTag.submissionRing.rawValue, submissionRegion.fileDescriptor),
-            (SessionDescriptorTag.completionRing.rawValue, completionRegion.fileDescriptor),
-            (SessionDescriptorTag.dataRegion.rawValue, data.fileDescriptor),
-            (SessionDescriptorTag.daemonDoorbell.rawValue, daemonDoorbell.fileDescriptor),
-            (SessionDescriptorTag.sessionDoorbell.rawValue, sessionDoorbellFD.fileDescriptor),
-        ])
+        SessionGrant(
+            sessionID: id,
+            descriptors: [
+                (SessionDescriptorTag.submissionRing.rawValue, submissionRegion.fileDescriptor),
+                (SessionDescriptorTag.completionRing.rawValue, completionRegion.fileDescriptor),
+                (SessionDescriptorTag.dataRegion.rawValue, data.fileDescriptor),
+                (SessionDescriptorTag.daemonDoorbell.rawValue, daemonDoorbell.fileDescriptor),
+                (SessionDescriptorTag.sessionDoorbell.rawValue, sessionDoorbellFD.fileDescriptor),
+            ])
     }
 
     /// Asks the poll thread to retire the session; the first reason given wins.

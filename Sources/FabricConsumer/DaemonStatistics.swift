@@ -44,8 +44,10 @@ final class DaemonCounters: Sendable {
     private let published = LockedBox(DaemonStatistics())
 
     init(factory: (any MetricsFactory)?) {
-        let labels = ["sessions_opened", "sessions_closed", "connections_refused", "commands_received",
-                      "commands_succeeded", "commands_failed", "invalid_descriptors", "doorbell_rings", "sleeps"]
+        let labels = [
+            "sessions_opened", "sessions_closed", "connections_refused", "commands_received",
+            "commands_succeeded", "commands_failed", "invalid_descriptors", "doorbell_rings", "sleeps",
+        ]
         metrics = labels.map { name in
             let label = "fabricqueue_daemon_\(name)_total"
             if let factory { return Counter(label: label, dimensions: [], factory: factory) }

@@ -65,17 +65,24 @@ public struct DescriptorValidator: Sendable {
             throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
         }
         if let slots {
-            guard descriptor.inputSize == 0 || slots.slot(containing: descriptor.inputOffset, length: UInt64(descriptor.inputSize)) != nil else {
+            guard
+                descriptor.inputSize == 0
+                    || slots.slot(containing: descriptor.inputOffset, length: UInt64(descriptor.inputSize)) != nil
+            else {
                 throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
             }
-            guard descriptor.outputCapacity == 0 || slots.slot(containing: descriptor.outputOffset, length: UInt64(descriptor.outputCapacity)) != nil else {
+            guard
+                descriptor.outputCapacity == 0
+                    || slots.slot(containing: descriptor.outputOffset, length: UInt64(descriptor.outputCapacity)) != nil
+            else {
                 throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
             }
         }
         let inputEnd = descriptor.inputOffset + UInt64(descriptor.inputSize)
         let outputEnd = descriptor.outputOffset + UInt64(descriptor.outputCapacity)
         if descriptor.inputSize > 0 && descriptor.outputCapacity > 0
-            && descriptor.inputOffset < outputEnd && descriptor.outputOffset < inputEnd {
+            && descriptor.inputOffset < outputEnd && descriptor.outputOffset < inputEnd
+        {
             throw .overlappingBuffers
         }
         guard descriptor.outputCapacity >= required else {

@@ -36,11 +36,14 @@ public final class FabricDaemon: Sendable {
 
     /// A daemon with `handlers` keyed by model id; `onEvent` hears about
     /// sessions opening, closing and being refused (on the control thread).
-    public init(configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
-                metricsFactory: (any MetricsFactory)? = nil,
-                onEvent: (@Sendable (DaemonEvent) -> Void)? = nil) {
-        core = DaemonCore(configuration: configuration, handlers: handlers,
-                          metricsFactory: metricsFactory, onEvent: onEvent)
+    public init(
+        configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
+        metricsFactory: (any MetricsFactory)? = nil,
+        onEvent: (@Sendable (DaemonEvent) -> Void)? = nil
+    ) {
+        core = DaemonCore(
+            configuration: configuration, handlers: handlers,
+            metricsFactory: metricsFactory, onEvent: onEvent)
     }
 
     deinit { stop() }
@@ -70,7 +73,12 @@ public final class FabricDaemon: Sendable {
     /// Stops serving: every session ends (``SessionEndReason/daemonStopping``),
     /// the threads exit and the socket file is removed. Idempotent.
     public func stop() {
-        guard let (poll, control, binding) = threads.withLock({ t in defer { t = nil }; return t }) else { return }
+        guard
+            let (poll, control, binding) = threads.withLock({ t in
+                defer { t = nil }
+                return t
+            })
+        else { return }
         core.stopPolling()
         try? binding.daemonDoorbell.signal()
         poll.join()

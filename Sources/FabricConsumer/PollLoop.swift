@@ -51,11 +51,12 @@ extension DaemonCore {
         var sessions: [DaemonSession] = []
         sessions.reserveCapacity(configuration.maximumSessions)
         var lastWork = MonotonicClock.now()
-        let spinBudget: UInt64 = switch configuration.idle {
-        case .busyPoll: .max
-        case .adaptive(let spin): spin.saturatingNanoseconds
-        case .sleep: 0
-        }
+        let spinBudget: UInt64 =
+            switch configuration.idle {
+            case .busyPoll: .max
+            case .adaptive(let spin): spin.saturatingNanoseconds
+            case .sleep: 0
+            }
         var passesSincePublish = 0
 
         // Relaxed: the flag is a request to stop; nothing is read on the strength of it.
@@ -90,7 +91,10 @@ extension DaemonCore {
             if served > 0 {
                 lastWork = MonotonicClock.now()
                 passesSincePublish += 1
-                if passesSincePublish >= 4096 { counters.publish(); passesSincePublish = 0 }
+                if passesSincePublish >= 4096 {
+                    counters.publish()
+                    passesSincePublish = 0
+                }
                 continue
             }
             if spinBudget == .max || MonotonicClock.now() &- lastWork < spinBudget {
@@ -103,7 +107,10 @@ extension DaemonCore {
             lastWork = MonotonicClock.now()
         }
         // Stopping: retire everything, including sessions not yet picked up.
-        let pending = inbox.withLock { arrived in defer { arrived = [] }; return arrived }
+        let pending = inbox.withLock { arrived in
+            defer { arrived = [] }
+            return arrived
+        }
         for session in sessions + pending {
             session.requestEnd(.daemonStopping)
             retire(session, binding)
@@ -117,7 +124,8 @@ extension DaemonCore {
         // Take only what the completion ring can answer, so posting never waits.
         let room = session.completions.freeSlotCount(wanting: burst)
         guard room > 0 else { return 0 }
-        let n = try session.submissions.dequeue(into: UnsafeMutableBufferPointer(rebasing: scratch.descriptors[0..<min(burst, room)]))
+        let n = try session.submissions.dequeue(
+            into: UnsafeMutableBufferPointer(rebasing: scratch.descriptors[0..<min(burst, room)]))
         guard n > 0 else { return 0 }
         let pickup = MonotonicClock.now()
         var invalid: UInt64 = 0
@@ -129,7 +137,8 @@ extension DaemonCore {
             do throws(DescriptorViolation) {
                 try session.validator.validate(descriptor)
                 guard let input = bytes(session.data, descriptor.inputOffset, descriptor.inputSize),
-                      let output = bytes(session.data, descriptor.outputOffset, descriptor.outputCapacity) else {
+                    let output = bytes(session.data, descriptor.outputOffset, descriptor.outputCapacity)
+                else {
                     throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
                 }
                 scratch.inputs[k] = input
@@ -148,7 +157,10 @@ extension DaemonCore {
         // as one batch; completions keep submission order.
         var k = 0
         while k < n {
-            guard scratch.valid[k] else { k += 1; continue }
+            guard scratch.valid[k] else {
+                k += 1
+                continue
+            }
             let model = scratch.descriptors[k].modelID
             var end = k + 1
             while end < n && scratch.valid[end] && scratch.descriptors[end].modelID == model { end += 1 }
@@ -185,11 +197,12 @@ extension DaemonCore {
         let start = MonotonicClock.now()
         var threw = false
         if let handler = handlers[model] {
-            let batch = CommandBatch(descriptors: scratch.descriptors.baseAddress! + range.lowerBound,
-                                     inputs: scratch.inputs.baseAddress! + range.lowerBound,
-                                     outputs: scratch.outputs.baseAddress! + range.lowerBound,
-                                     results: scratch.results.baseAddress! + range.lowerBound,
-                                     count: range.count)
+            let batch = CommandBatch(
+                descriptors: scratch.descriptors.baseAddress! + range.lowerBound,
+                inputs: scratch.inputs.baseAddress! + range.lowerBound,
+                outputs: scratch.outputs.baseAddress! + range.lowerBound,
+                results: scratch.results.baseAddress! + range.lowerBound,
+                count: range.count)
             do { try handler.handle(batch) } catch { threw = true }
         }
         let end = MonotonicClock.now()
@@ -221,7 +234,8 @@ extension DaemonCore {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         var ready = pollStopping.load(ordering: .relaxed) || inboxPending.load(ordering: .relaxed)
         for session in sessions where !ready {
-            ready = session.isEndRequested
+            ready =
+                session.isEndRequested
                 || (session.submissions.hasElements() && session.completions.freeSlotCount(wanting: 1) > 0)
         }
         if !ready {

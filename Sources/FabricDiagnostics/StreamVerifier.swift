@@ -21,7 +21,10 @@ public struct StreamVerifier: Sendable {
     /// Checks one descriptor.
     public mutating func record(_ d: Descriptor) {
         received += 1
-        guard CheckedTraffic.isIntact(d) else { corrupt += 1; return }
+        guard CheckedTraffic.isIntact(d) else {
+            corrupt += 1
+            return
+        }
         let expected = nextSequence[d.producerID, default: 0]
         if d.commandID == expected {
             nextSequence[d.producerID] = expected &+ 1

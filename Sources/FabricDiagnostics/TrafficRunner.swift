@@ -45,8 +45,9 @@ public enum TrafficRunner {
                 var done = 0
                 while done < n {
                     do {
-                        done += try producer.send(contentsOf: UnsafeBufferPointer(rebasing: buffer[done..<n]),
-                                                  doorbell: doorbell, timeout: timeout)
+                        done += try producer.send(
+                            contentsOf: UnsafeBufferPointer(rebasing: buffer[done..<n]),
+                            doorbell: doorbell, timeout: timeout)
                     } catch {
                         switch error {
                         case .timedOut: throw .timedOut(done: sent + done)
@@ -119,8 +120,9 @@ public enum TrafficRunner {
             while received < count {
                 let n: Int
                 do {
-                    n = try consumer.receive(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(burst, count - received)]),
-                                             doorbell: doorbell, timeout: timeout)
+                    n = try consumer.receive(
+                        into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(burst, count - received)]),
+                        doorbell: doorbell, timeout: timeout)
                 } catch {
                     switch error {
                     case .timedOut: throw .timedOut(done: received)

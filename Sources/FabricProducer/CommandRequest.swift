@@ -22,8 +22,10 @@ public struct CommandRequest: Sendable, Equatable {
     public var userData: UInt64
 
     /// A request; `outputCapacity` defaults to the whole output slot.
-    public init(modelID: UInt32, input: BufferSlot, inputSize: Int, output: BufferSlot,
-                outputCapacity: Int? = nil, flags: UInt32 = 0, userData: UInt64 = 0) {
+    public init(
+        modelID: UInt32, input: BufferSlot, inputSize: Int, output: BufferSlot,
+        outputCapacity: Int? = nil, flags: UInt32 = 0, userData: UInt64 = 0
+    ) {
         self.modelID = modelID
         self.input = input
         self.inputSize = inputSize
@@ -47,10 +49,11 @@ public struct CommandRequest: Sendable, Equatable {
     }
 
     func descriptor(commandID: UInt64, producerID: UInt32, now: UInt64) -> Descriptor {
-        Descriptor(commandID: commandID, modelID: modelID, flags: flags,
-                   inputOffset: input.offset, inputSize: UInt32(inputSize),
-                   outputOffset: output.offset, outputCapacity: UInt32(outputCapacity),
-                   submitTimestamp: now, producerID: producerID, userData: userData)
+        Descriptor(
+            commandID: commandID, modelID: modelID, flags: flags,
+            inputOffset: input.offset, inputSize: UInt32(inputSize),
+            outputOffset: output.offset, outputCapacity: UInt32(outputCapacity),
+            submitTimestamp: now, producerID: producerID, userData: userData)
     }
 }
 

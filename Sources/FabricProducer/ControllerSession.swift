@@ -46,15 +46,21 @@ public struct ControllerSession: ~Copyable {
     /// - Throws: `SessionError`: the socket failed, the daemon refused
     ///   (`SessionError.rejected(_:reason:)`, `SessionError.versionMismatch(daemon:client:)`),
     ///   or granted something that does not validate.
-    public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> ControllerSession {
+    public static func connect(
+        to path: FilePath, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> ControllerSession {
         try ControllerSession(connection: SessionConnection(path: path, options: options), options: options)
     }
 
     init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
         let producer: SPSCProducer<Descriptor>
-        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch { throw .malformed("granted submission ring: \(error)") }
+        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch {
+            throw .malformed("granted submission ring: \(error)")
+        }
         let consumer: SPSCConsumer<Completion>
-        do { consumer = try SPSCConsumer(region: connection.completionRegion) } catch { throw .malformed("granted completion ring: \(error)") }
+        do { consumer = try SPSCConsumer(region: connection.completionRegion) } catch {
+            throw .malformed("granted completion ring: \(error)")
+        }
         submissions = producer
         completions = consumer
         self.connection = connection
@@ -240,8 +246,9 @@ public struct ControllerSession: ~Copyable {
             guard now < end else { throw .timedOut }
             let wait: DoorbellWait
             do {
-                wait = try completions.waitUntilReadable(doorbell: connection.completionWait,
-                                                         timeout: .nanoseconds(Int64(clamping: min(slice, end - now))))
+                wait = try completions.waitUntilReadable(
+                    doorbell: connection.completionWait,
+                    timeout: .nanoseconds(Int64(clamping: min(slice, end - now))))
             } catch {
                 if case .ring(let e) = error { throw .ring(e) }
                 if case .doorbell(let e) = error { throw .doorbell(e) }
@@ -260,17 +267,19 @@ public struct ControllerSession: ~Copyable {
         guard let (input, output) = inFlight.complete(completion.commandID) else {
             throw .protocolViolation("completion for command \(completion.commandID), which is not in flight")
         }
-        let timings = StageTimestamps(submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
-                                      handlerStarted: completion.handlerStartTimestamp,
-                                      handlerFinished: completion.handlerEndTimestamp, seen: seen)
+        let timings = StageTimestamps(
+            submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
+            handlerStarted: completion.handlerStartTimestamp,
+            handlerFinished: completion.handlerEndTimestamp, seen: seen)
         recorder.record(timings)
         stats.completed &+= 1
         let status = completion.status
         if status != .succeeded { stats.failed &+= 1 }
         if stats.completed & 4095 == 0 { metrics.publish(stats) }
-        return CommandCompletion(commandID: completion.commandID, status: status, statusCode: completion.statusCode,
-                                 detail: completion.detail, outputSize: min(Int(completion.outputSize), output.size),
-                                 userData: completion.userData, input: input, output: output, timings: timings)
+        return CommandCompletion(
+            commandID: completion.commandID, status: status, statusCode: completion.statusCode,
+            detail: completion.detail, outputSize: min(Int(completion.outputSize), output.size),
+            userData: completion.userData, input: input, output: output, timings: timings)
     }
 
     // MARK: Observability

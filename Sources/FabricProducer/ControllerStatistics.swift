@@ -21,7 +21,8 @@ public struct ControllerStatistics: Sendable, Equatable {
 /// ``ControllerStatistics``, pushed when a wait goes to sleep, every few
 /// thousand completions, and on request, so the hot path only bumps plain
 /// integers.
-final class ControllerMetrics: @unchecked Sendable {  // @unchecked: `published` is touched only by the thread that owns the session (or under FabricClient's lock)
+final class ControllerMetrics: @unchecked Sendable {
+    // @unchecked: `published` is touched by one thread at a time (the session's owner, or FabricClient's reaper)
     private let counters: [Counter]
     private var published = ControllerStatistics()
 

@@ -55,7 +55,9 @@ public final class FabricClient: Sendable {
     private let reaper = LockedBox<ServiceThread?>(nil)
 
     /// Connects to the daemon at `path` and starts the reaper thread.
-    public static func connect(to path: FilePath, options: ControllerOptions = ControllerOptions()) throws(SessionError) -> FabricClient {
+    public static func connect(
+        to path: FilePath, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> FabricClient {
         let client = try FabricClient(connection: SessionConnection(path: path, options: options), options: options)
         do throws(SystemCallError) {
             let thread = try ServiceThread { [client] in client.runReaper() }
@@ -66,12 +68,16 @@ public final class FabricClient: Sendable {
 
     private init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
         let producer: SPSCProducer<Descriptor>
-        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch { throw .malformed("granted submission ring: \(error)") }
+        do { producer = try SPSCProducer(region: connection.submissionRegion) } catch {
+            throw .malformed("granted submission ring: \(error)")
+        }
         self.connection = connection
         self.options = options
-        submitSide = LockedBox(SubmitSide(producer: producer, pool: BufferPool(region: connection.data),
-                                          batching: options.batching,
-                                          producerID: options.producerID ?? UInt32(truncatingIfNeeded: currentProcessID)))
+        submitSide = LockedBox(
+            SubmitSide(
+                producer: producer, pool: BufferPool(region: connection.data),
+                batching: options.batching,
+                producerID: options.producerID ?? UInt32(truncatingIfNeeded: currentProcessID)))
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
 
@@ -80,7 +86,10 @@ public final class FabricClient: Sendable {
         // Relaxed: the reaper re-reads it on every pass; the eventfd wakes it.
         stopping.store(true, ordering: .relaxed)
         try? connection.sessionDoorbellFD.signal()
-        reaper.withLock { thread in thread?.join(); thread = nil }
+        reaper.withLock { thread in
+            thread?.join()
+            thread = nil
+        }
         failAll(.cancelled)
     }
 
@@ -109,8 +118,10 @@ public final class FabricClient: Sendable {
     ///     how many bytes it wrote.
     /// - Throws: ``SubmitError``: `.noFreeBuffer` / `.queueFull` (backpressure),
     ///   `.timedOut`, `.cancelled`, `.peerGone`, `.invalidRequest`.
-    public func submit(modelID: UInt32, outputCapacity: Int, flags: UInt32 = 0, userData: UInt64 = 0,
-                       timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int) async throws(SubmitError) -> CommandResult {
+    public func submit(
+        modelID: UInt32, outputCapacity: Int, flags: UInt32 = 0, userData: UInt64 = 0,
+        timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int
+    ) async throws(SubmitError) -> CommandResult {
         if connection.isGone { throw .peerGone }
         let (input, output, memory) = try submitSide.withLock { (side) throws(SubmitError) in try side.acquirePair() }
         let size: Int
@@ -118,8 +129,9 @@ public final class FabricClient: Sendable {
             submitSide.withLock { $0.release(input, output) }
             throw .invalidRequest("fill threw: \(error)")
         }
-        let request = CommandRequest(modelID: modelID, input: input, inputSize: size, output: output,
-                                     outputCapacity: outputCapacity, flags: flags, userData: userData)
+        let request = CommandRequest(
+            modelID: modelID, input: input, inputSize: size, output: output,
+            outputCapacity: outputCapacity, flags: flags, userData: userData)
         do { try request.check() } catch {
             submitSide.withLock { $0.release(input, output) }
             throw error
@@ -182,11 +194,12 @@ public final class FabricClient: Sendable {
         }
         var completions = consumer
         let slice = max(options.livenessCheckInterval.saturatingNanoseconds, 1_000_000)
-        let spin: UInt64 = switch options.wait {
-        case .busyPoll: .max
-        case .adaptive(let d, _): d.saturatingNanoseconds
-        case .futex, .eventFD: 0
-        }
+        let spin: UInt64 =
+            switch options.wait {
+            case .busyPoll: .max
+            case .adaptive(let d, _): d.saturatingNanoseconds
+            case .futex, .eventFD: 0
+            }
         var lastWork = MonotonicClock.now()
         var lastPeerCheck = lastWork
         // Relaxed: a stop request; close() also signals the eventfd.
@@ -205,7 +218,10 @@ public final class FabricClient: Sendable {
             let now = MonotonicClock.now()
             let due = submitSide.withLock { side in side.flushIfDue(now: now, ring: connection.submissionRing) }
             let nearestDeadline = expireDeadlines(now: now)
-            if got > 0 { lastWork = now; continue }
+            if got > 0 {
+                lastWork = now
+                continue
+            }
             if now &- lastPeerCheck >= slice || spin == 0 {
                 lastPeerCheck = now
                 if !connection.checkPeer() {
@@ -213,7 +229,10 @@ public final class FabricClient: Sendable {
                     return
                 }
             }
-            if now &- lastWork < spin { SpinWait.pause(); continue }
+            if now &- lastWork < spin {
+                SpinWait.pause()
+                continue
+            }
 
             // Sleep on the session eventfd until a completion, a batch due,
             // a deadline, or the next liveness check.
@@ -244,9 +263,10 @@ public final class FabricClient: Sendable {
             counters.withLock { $0.failed &+= 1 }
             return  // not ours (a broken daemon): nothing to resume, no slot to free
         }
-        let timings = StageTimestamps(submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
-                                      handlerStarted: completion.handlerStartTimestamp,
-                                      handlerFinished: completion.handlerEndTimestamp, seen: seen)
+        let timings = StageTimestamps(
+            submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
+            handlerStarted: completion.handlerStartTimestamp,
+            handlerFinished: completion.handlerEndTimestamp, seen: seen)
         let bytes = submitSide.withLock { side -> [UInt8] in
             let size = min(Int(completion.outputSize), entry.output.size)
             let out = [UInt8](UnsafeRawBufferPointer(rebasing: side.pool.buffer(entry.output)[0..<size]))
@@ -258,9 +278,11 @@ public final class FabricClient: Sendable {
             stats.completed &+= 1
             if completion.status != .succeeded { stats.failed &+= 1 }
         }
-        entry.continuation?.resume(returning: .success(CommandResult(
-            commandID: completion.commandID, status: completion.status, statusCode: completion.statusCode,
-            detail: completion.detail, output: bytes, userData: completion.userData, timings: timings)))
+        entry.continuation?.resume(
+            returning: .success(
+                CommandResult(
+                    commandID: completion.commandID, status: completion.status, statusCode: completion.statusCode,
+                    detail: completion.detail, output: bytes, userData: completion.userData, timings: timings)))
     }
 
     /// Fails waiting tasks whose deadline passed; returns the nearest deadline left.
@@ -298,10 +320,20 @@ final class CancellationToken: Sendable {
     private let state = LockedBox<(id: UInt64?, cancelled: Bool)>((nil, false))
 
     /// Records the id; returns true if the task was already cancelled.
-    func assign(_ id: UInt64) -> Bool { state.withLock { $0.id = id; return $0.cancelled } }
+    func assign(_ id: UInt64) -> Bool {
+        state.withLock {
+            $0.id = id
+            return $0.cancelled
+        }
+    }
 
     /// Records the cancellation; returns the id if it was already assigned.
-    func cancel() -> UInt64? { state.withLock { $0.cancelled = true; return $0.id } }
+    func cancel() -> UInt64? {
+        state.withLock {
+            $0.cancelled = true
+            return $0.id
+        }
+    }
 }
 
 /// The submitting half of a ``FabricClient``, behind its mutex.

@@ -38,8 +38,9 @@ public struct LatencySnapshot: Sendable {
     /// p50/p99/p99.9/max of `stage`.
     public func summary(_ stage: Stage) -> StageSummary {
         guard let h = histograms[stage], h.totalCount > 0 else { return StageSummary(count: 0, p50: 0, p99: 0, p999: 0, max: 0) }
-        return StageSummary(count: h.totalCount, p50: h.valueAtPercentile(50), p99: h.valueAtPercentile(99),
-                            p999: h.valueAtPercentile(99.9), max: h.max)
+        return StageSummary(
+            count: h.totalCount, p50: h.valueAtPercentile(50), p99: h.valueAtPercentile(99),
+            p999: h.valueAtPercentile(99.9), max: h.max)
     }
 
     /// Every stage's summary.
@@ -72,8 +73,10 @@ struct LatencyRecorder {
     }
 
     var snapshot: LatencySnapshot {
-        LatencySnapshot(histograms: [.queue: queue, .dispatch: dispatch, .handler: handler,
-                                     .completion: completion, .total: total])
+        LatencySnapshot(histograms: [
+            .queue: queue, .dispatch: dispatch, .handler: handler,
+            .completion: completion, .total: total,
+        ])
     }
 
     mutating func reset() { self = LatencyRecorder() }

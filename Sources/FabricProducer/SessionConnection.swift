@@ -5,7 +5,8 @@ import SystemPackage
 
 /// A controller's connection to the daemon: the control socket and what the
 /// handshake granted (rings, data region, eventfds), validated and mapped.
-final class SessionConnection: @unchecked Sendable {  // @unchecked: immutable after init but for `gone`, an atomic
+final class SessionConnection: @unchecked Sendable {
+    // @unchecked: immutable after init but for `gone`, an atomic
     let socket: UnixSocket
     let sessionID: UInt64
     let submissionRegion: SharedRegion

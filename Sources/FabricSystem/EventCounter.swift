@@ -6,7 +6,8 @@ import SystemPackage
 package enum EventCounter {
     /// `eventfd(2)` with `EFD_NONBLOCK`, plus `EFD_CLOEXEC` unless
     /// `inheritable`, plus `EFD_SEMAPHORE` when `semaphore`.
-    package static func create(initialValue: UInt32, semaphore: Bool, inheritable: Bool) throws(SystemCallError) -> FileDescriptor {
+    package static func create(initialValue: UInt32, semaphore: Bool, inheritable: Bool) throws(SystemCallError) -> FileDescriptor
+    {
         var flags = CFQ_EFD_NONBLOCK
         if !inheritable { flags |= CFQ_EFD_CLOEXEC }
         if semaphore { flags |= CFQ_EFD_SEMAPHORE }

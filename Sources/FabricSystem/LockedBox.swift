@@ -8,7 +8,8 @@ import Glibc
 /// happens-before edge it creates and reports false races on everything it
 /// protects. TSan intercepts `pthread_mutex_lock`/`unlock`, so with this box
 /// the threaded tests under `--sanitize=thread` check the real protocol.
-package final class LockedBox<Value: ~Copyable>: @unchecked Sendable {  // @unchecked: every access to `value` holds the mutex
+package final class LockedBox<Value: ~Copyable>: @unchecked Sendable {
+    // @unchecked: every access to `value` holds the mutex
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 

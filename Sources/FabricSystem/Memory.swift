@@ -8,7 +8,9 @@ package enum Memory {
 
     /// Maps `size` bytes of `fd` read-write and shared (`MAP_SHARED`, plus
     /// `MAP_POPULATE` when `populate`).
-    package static func mapShared(_ fd: FileDescriptor, size: Int, populate: Bool) throws(SystemCallError) -> UnsafeMutableRawPointer {
+    package static func mapShared(
+        _ fd: FileDescriptor, size: Int, populate: Bool
+    ) throws(SystemCallError) -> UnsafeMutableRawPointer {
         let flags = MAP_SHARED | (populate ? MAP_POPULATE : 0)
         return try systemCall("mmap", failingWith: MAP_FAILED) {
             mmap(nil, size, PROT_READ | PROT_WRITE, flags, fd.rawValue, 0)

@@ -14,7 +14,9 @@ package enum Poll {
     /// `ppoll(2)` over `entries` for at most `timeoutNanoseconds` (negative:
     /// forever). Returns how many entries have events; an interrupted wait
     /// (`EINTR`, not retried: see the funnel's policy) returns 0, like a timeout.
-    package static func wait(_ entries: UnsafeMutableBufferPointer<pollfd>, timeoutNanoseconds: Int64) throws(SystemCallError) -> Int {
+    package static func wait(
+        _ entries: UnsafeMutableBufferPointer<pollfd>, timeoutNanoseconds: Int64
+    ) throws(SystemCallError) -> Int {
         var timeout = timespec(nanoseconds: timeoutNanoseconds)
         let result = valueOrErrno(retryOnInterrupt: false) {
             timeoutNanoseconds < 0

@@ -16,11 +16,13 @@ package struct ServiceThread: Sendable {
     package init(_ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
         var thread = pthread_t()
         let job = Unmanaged.passRetained(Job(body)).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().body()
-            return nil
-        }, job)
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                guard let raw else { return nil }
+                Unmanaged<Job>.fromOpaque(raw).takeRetainedValue().body()
+                return nil
+            }, job)
         guard rc == 0 else {
             Unmanaged<Job>.fromOpaque(job).release()
             throw SystemCallError("pthread_create", Errno(rawValue: rc))

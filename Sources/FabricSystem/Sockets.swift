@@ -76,9 +76,10 @@ package enum UnixDomainSocket {
     }
 
     private static func newSocket() throws(SystemCallError) -> FileDescriptor {
-        FileDescriptor(rawValue: try systemCall("socket") {
-            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        })
+        FileDescriptor(
+            rawValue: try systemCall("socket") {
+                socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            })
     }
 
     /// Calls `body` with a `sockaddr_un` for `path`.

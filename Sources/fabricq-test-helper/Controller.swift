@@ -20,8 +20,10 @@ func runController(socket: String, count: Int, model: UInt32, payload: Int) {
             let seed = UInt64(submitted) &* 0x9E37_79B9_7F4A_7C15
             for k in 0..<payload { bytes[k] = UInt8(truncatingIfNeeded: (seed >> UInt64((k % 8) * 8)) &+ UInt64(k)) }
             do {
-                try session.submit(CommandRequest(modelID: model, input: input, inputSize: payload, output: output,
-                                                  userData: UInt64(submitted)))
+                try session.submit(
+                    CommandRequest(
+                        modelID: model, input: input, inputSize: payload, output: output,
+                        userData: UInt64(submitted)))
             } catch { fail("submit \(submitted): \(error)") }
             submitted += 1
         }
@@ -42,7 +44,10 @@ func runController(socket: String, count: Int, model: UInt32, payload: Int) {
         session.buffers.release(done.input)
         session.buffers.release(done.output)
         completed += 1
-        if !printedFirst { printedFirst = true; line("first") }
+        if !printedFirst {
+            printedFirst = true
+            line("first")
+        }
     }
     let total = session.latency.summary(.total)
     line("ok \(completed) p50=\(total.p50) p99=\(total.p99)")
@@ -58,8 +63,10 @@ func runGarbage(socket path: String) {
         let grant = try socket.requestSession(timeout: .seconds(5))
         var fds: [UInt8: FileDescriptor] = [:]
         for (tag, fd) in grant.descriptors { fds[tag] = fd }
-        guard let s = fds[SessionDescriptorTag.submissionRing.rawValue], let c = fds[SessionDescriptorTag.completionRing.rawValue],
-              let d = fds[SessionDescriptorTag.dataRegion.rawValue], let e = fds[SessionDescriptorTag.daemonDoorbell.rawValue] else {
+        guard let s = fds[SessionDescriptorTag.submissionRing.rawValue],
+            let c = fds[SessionDescriptorTag.completionRing.rawValue],
+            let d = fds[SessionDescriptorTag.dataRegion.rawValue], let e = fds[SessionDescriptorTag.daemonDoorbell.rawValue]
+        else {
             fail("grant lacks a descriptor")
         }
         let submissions = try SharedRegion.attach(fileDescriptor: s)
@@ -72,23 +79,55 @@ func runGarbage(socket path: String) {
         let slot0 = g.offset(ofSlot: 0), slot1 = g.offset(ofSlot: 1)
         let last = g.offset(ofSlot: g.slotCount - 1)
         let bad: [(String, Descriptor)] = [
-            ("unknown-model", Descriptor(commandID: 1, modelID: 999, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)),
-            ("input-past-end", Descriptor(commandID: 2, modelID: 1, inputOffset: UInt64.max - 3, inputSize: 64, outputOffset: slot1, outputCapacity: 8)),
-            ("output-in-header", Descriptor(commandID: 3, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: 0, outputCapacity: 64)),
-            ("straddles-slots", Descriptor(commandID: 4, modelID: 1, inputOffset: slot0 + 8, inputSize: UInt32(g.slotSize), outputOffset: slot1, outputCapacity: 8)),
-            ("overlap", Descriptor(commandID: 5, modelID: 1, inputOffset: slot0, inputSize: 64, outputOffset: slot0 + 32, outputCapacity: 64)),
-            ("past-last-slot", Descriptor(commandID: 6, modelID: 1, inputOffset: last + g.slotSize, inputSize: 1, outputOffset: slot1, outputCapacity: 8)),
-            ("small-output", Descriptor(commandID: 7, modelID: 2, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 4)),
-            ("valid", Descriptor(commandID: 8, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)),
+            (
+                "unknown-model",
+                Descriptor(commandID: 1, modelID: 999, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
+            ),
+            (
+                "input-past-end",
+                Descriptor(
+                    commandID: 2, modelID: 1, inputOffset: UInt64.max - 3, inputSize: 64, outputOffset: slot1, outputCapacity: 8)
+            ),
+            (
+                "output-in-header",
+                Descriptor(commandID: 3, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: 0, outputCapacity: 64)
+            ),
+            (
+                "straddles-slots",
+                Descriptor(
+                    commandID: 4, modelID: 1, inputOffset: slot0 + 8, inputSize: UInt32(g.slotSize), outputOffset: slot1,
+                    outputCapacity: 8)
+            ),
+            (
+                "overlap",
+                Descriptor(
+                    commandID: 5, modelID: 1, inputOffset: slot0, inputSize: 64, outputOffset: slot0 + 32, outputCapacity: 64)
+            ),
+            (
+                "past-last-slot",
+                Descriptor(
+                    commandID: 6, modelID: 1, inputOffset: last + g.slotSize, inputSize: 1, outputOffset: slot1, outputCapacity: 8
+                )
+            ),
+            (
+                "small-output",
+                Descriptor(commandID: 7, modelID: 2, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 4)
+            ),
+            (
+                "valid",
+                Descriptor(commandID: 8, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
+            ),
         ]
-        var reserved = Descriptor(commandID: 9, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
+        var reserved = Descriptor(
+            commandID: 9, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
         reserved.reserved = 1
         let doorbell = Doorbell.eventFD(dataAvailable: daemonDoorbell, spaceAvailable: daemonDoorbell)
         for (_, descriptor) in bad + [("reserved", reserved)] {
             try producer.send(descriptor, doorbell: doorbell, timeout: .seconds(5))
         }
         for (name, _) in bad + [("reserved", reserved)] {
-            let completion = try consumer.receive(doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), timeout: .seconds(5))
+            let completion = try consumer.receive(
+                doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), timeout: .seconds(5))
             line("\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)")
         }
         // Now break the ring itself: a head far beyond the tail.

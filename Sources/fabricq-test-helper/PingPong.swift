@@ -47,8 +47,10 @@ func doorbells(_ kind: String, _ fds: [EventFD]) -> (request: Doorbell, response
         let d = Doorbell.adaptive(spinFor: .microseconds(20), then: .futex)
         return (d, d)
     case "eventfd":
-        return (.eventFD(dataAvailable: fds[0], spaceAvailable: fds[1]),
-                .eventFD(dataAvailable: fds[2], spaceAvailable: fds[3]))
+        return (
+            .eventFD(dataAvailable: fds[0], spaceAvailable: fds[1]),
+            .eventFD(dataAvailable: fds[2], spaceAvailable: fds[3])
+        )
     default: fail("unknown doorbell kind \(kind)")
     }
 }
@@ -77,8 +79,11 @@ func runPingPong(kind: String, count: Int, delays: Bool, cpu: Int?, echoCPU: Int
     do { try mine.setCloseOnExec() } catch { fail("\(error)") }
 
     // Spawn the echo peer with the region descriptors and one socket inherited.
-    let argv = [CommandLine.arguments[0], "echo", kind, "\(count)", delays ? "1" : "0",
-                "\(request.fileDescriptor.rawValue)", "\(response.fileDescriptor.rawValue)", "\(theirs.rawValue)"]
+    let argv =
+        [
+            CommandLine.arguments[0], "echo", kind, "\(count)", delays ? "1" : "0",
+            "\(request.fileDescriptor.rawValue)", "\(response.fileDescriptor.rawValue)", "\(theirs.rawValue)",
+        ]
         + (echoCPU.map { ["\($0)"] } ?? [])
     var cargs = argv.map { strdup($0) } + [nil]
     defer { cargs.forEach { free($0) } }
@@ -103,12 +108,16 @@ func runPingPong(kind: String, count: Int, delays: Bool, cpu: Int?, echoCPU: Int
             let start = MonotonicClock.now()
             try producer.send(Descriptor(commandID: UInt64(i)), doorbell: requestBell, timeout: roundTripTimeout)
             let wait = try consumer.waitUntilReadable(doorbell: responseBell, timeout: roundTripTimeout)
-            guard wait.isReady, let reply = try consumer.dequeue() else { fail("round trip \(i): no reply within 10 s (lost wake-up?)") }
+            guard wait.isReady, let reply = try consumer.dequeue() else {
+                fail("round trip \(i): no reply within 10 s (lost wake-up?)")
+            }
             try consumer.ringProducers(responseBell)
             latencies[i] = MonotonicClock.now() - start
             sleeps += wait.sleeps
             spurious += wait.spuriousWakeups
-            guard reply.commandID == UInt64(i), reply.userData == ~UInt64(i) else { fail("round trip \(i): wrong reply \(reply.commandID)") }
+            guard reply.commandID == UInt64(i), reply.userData == ~UInt64(i) else {
+                fail("round trip \(i): wrong reply \(reply.commandID)")
+            }
         }
     } catch { fail("\(error)") }
     var status: Int32 = 0

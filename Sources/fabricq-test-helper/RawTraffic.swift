@@ -16,11 +16,14 @@ func rawProduce(region: SharedRegion, count: Int, burst: Int, producerID: UInt32
 }
 
 @inline(__always)
-func produceLoop<P: BlockingRingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int, producerID: UInt32) where P.Element == Descriptor {
+func produceLoop<P: BlockingRingProducer & ~Copyable>(_ producer: inout P, count: Int, burst: Int, producerID: UInt32)
+where P.Element == Descriptor {
     var sent = 0
     if burst == 1 {
         while sent < count {
-            if producer.enqueue(Descriptor(commandID: UInt64(sent), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID)) {
+            if producer.enqueue(
+                Descriptor(commandID: UInt64(sent), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID))
+            {
                 sent += 1
             } else {
                 SpinWait.pause()
@@ -31,7 +34,9 @@ func produceLoop<P: BlockingRingProducer & ~Copyable>(_ producer: inout P, count
     while sent < count {
         let r = producer.reserve(upTo: min(burst, count - sent))
         for i in 0..<r.count {
-            r.write(Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID), at: i)
+            r.write(
+                Descriptor(commandID: UInt64(sent + i), modelID: 1, inputSize: 64, outputCapacity: 64, producerID: producerID),
+                at: i)
         }
         if r.isEmpty { SpinWait.pause() }
         sent += r.count
@@ -65,7 +70,10 @@ func consumeLoop<C: BlockingRingConsumer & ~Copyable>(
     var expected: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     while got < count {
         let n = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<min(buffer.count, count - got)]))
-        if n == 0 { SpinWait.pause(); continue }
+        if n == 0 {
+            SpinWait.pause()
+            continue
+        }
         if got == 0 { start = MonotonicClock.now() }
         if producers == 1 {
             // One producer: one sequence, checked exactly as the C reference does.
@@ -77,10 +85,18 @@ func consumeLoop<C: BlockingRingConsumer & ~Copyable>(
         for i in 0..<n {
             let ok: Bool
             switch buffer[i].producerID & 3 {
-            case 0: ok = buffer[i].commandID == expected.0; expected.0 &+= 1
-            case 1: ok = buffer[i].commandID == expected.1; expected.1 &+= 1
-            case 2: ok = buffer[i].commandID == expected.2; expected.2 &+= 1
-            default: ok = buffer[i].commandID == expected.3; expected.3 &+= 1
+            case 0:
+                ok = buffer[i].commandID == expected.0
+                expected.0 &+= 1
+            case 1:
+                ok = buffer[i].commandID == expected.1
+                expected.1 &+= 1
+            case 2:
+                ok = buffer[i].commandID == expected.2
+                expected.2 &+= 1
+            default:
+                ok = buffer[i].commandID == expected.3
+                expected.3 &+= 1
             }
             if !ok { fail("out of order at \(got + i)") }
         }

@@ -55,7 +55,9 @@ func attach(_ path: String) -> SharedRegion {
     do { return try SharedRegion.attach(at: FilePath(path)) } catch { fail("\(path): \(error)") }
 }
 func attachFD(_ fd: Int) -> SharedRegion {
-    do { return try SharedRegion.attach(fileDescriptor: FileDescriptor(rawValue: Int32(fd))) } catch { fail("fd \(fd): \(error)") }
+    do { return try SharedRegion.attach(fileDescriptor: FileDescriptor(rawValue: Int32(fd))) } catch {
+        fail("fd \(fd): \(error)")
+    }
 }
 
 switch arg(1) {
@@ -64,18 +66,20 @@ case "threads-produce":
     let threads = int(3), count = int(4), burst = int(5), firstID = int(6)
     final class Failures: Sendable { let count = Atomic<Int>(0) }
     let failures = Failures()
-    runOnThreads((0..<threads).map { t in
-        { @Sendable in
-            do {
-                var producer = try MPSCProducer<Descriptor>(region: region)
-                try TrafficRunner.produce(into: &producer, producerID: UInt32(firstID + t), count: count,
-                                          burst: burst, idleTimeoutNanoseconds: timeout)
-            } catch {
-                // Relaxed: a counter read after the threads are joined.
-                failures.count.add(1, ordering: .relaxed)
+    runOnThreads(
+        (0..<threads).map { t in
+            { @Sendable in
+                do {
+                    var producer = try MPSCProducer<Descriptor>(region: region)
+                    try TrafficRunner.produce(
+                        into: &producer, producerID: UInt32(firstID + t), count: count,
+                        burst: burst, idleTimeoutNanoseconds: timeout)
+                } catch {
+                    // Relaxed: a counter read after the threads are joined.
+                    failures.count.add(1, ordering: .relaxed)
+                }
             }
-        }
-    })
+        })
     // Relaxed: the threads have been joined.
     if failures.count.load(ordering: .relaxed) != 0 { fail("a producer thread timed out") }
 
@@ -91,7 +95,8 @@ case "fd-consume":
     var verifier = StreamVerifier()
     do {
         var consumer = try SPSCConsumer<Descriptor>(region: region)
-        try TrafficRunner.consume(from: &consumer, count: int(3), burst: int(4), idleTimeoutNanoseconds: timeout, verifier: &verifier)
+        try TrafficRunner.consume(
+            from: &consumer, count: int(3), burst: int(4), idleTimeoutNanoseconds: timeout, verifier: &verifier)
     } catch { fail("\(error)") }
     if !verifier.isClean { fail("lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt)") }
     print("received \(verifier.received)")
@@ -134,8 +139,9 @@ case "corrupt-head":
 
 case "raw-produce":
     do {
-        try rawProduce(region: attach(arg(2)), count: int(3), burst: max(1, int(4)),
-                       producerID: args.count > 5 ? UInt32(int(5)) : 0)
+        try rawProduce(
+            region: attach(arg(2)), count: int(3), burst: max(1, int(4)),
+            producerID: args.count > 5 ? UInt32(int(5)) : 0)
     } catch { fail("\(error)") }
 
 case "raw-consume":
@@ -180,13 +186,15 @@ case "session-client":
     } catch { fail("\(error)") }
 
 case "pingpong":
-    runPingPong(kind: arg(2), count: int(3), delays: int(4) != 0,
-                cpu: args.count > 6 ? int(5) : nil, echoCPU: args.count > 6 ? int(6) : nil)
+    runPingPong(
+        kind: arg(2), count: int(3), delays: int(4) != 0,
+        cpu: args.count > 6 ? int(5) : nil, echoCPU: args.count > 6 ? int(6) : nil)
 
 case "echo":
-    runEcho(kind: arg(2), count: int(3), delays: int(4) != 0,
-            requestFD: Int32(int(5)), responseFD: Int32(int(6)), socketFD: Int32(int(7)),
-            cpu: args.count > 8 ? int(8) : nil)
+    runEcho(
+        kind: arg(2), count: int(3), delays: int(4) != 0,
+        requestFD: Int32(int(5)), responseFD: Int32(int(6)), socketFD: Int32(int(7)),
+        cpu: args.count > 8 ? int(8) : nil)
 
 case "controller":
     // controller SOCKET COUNT MODEL PAYLOAD [UID GID] (Controller.swift)

@@ -46,7 +46,9 @@ struct Create: ParsableCommand {
         options.placement = numaNode.map { .node($0) } ?? (interleave ? .interleave : nil)
         do {
             let region = try SharedRegion.create(at: FilePath(path), kind: kind, capacity: capacity, options: options)
-            print("created \(path): \(kind) ring, capacity \(region.info.capacity), \(region.info.regionSize) bytes, epoch 0x\(String(region.info.epoch, radix: 16))")
+            print(
+                "created \(path): \(kind) ring, capacity \(region.info.capacity), \(region.info.regionSize) bytes, epoch 0x\(String(region.info.epoch, radix: 16))"
+            )
             if let placement = region.placement { print("placement: \(placement)") }
         } catch {
             report("\(path): \(error)")

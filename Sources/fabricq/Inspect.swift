@@ -14,7 +14,11 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    @Flag(inversion: .prefixedNo, help: "Read every page before asking where it is (pages this process never touched are otherwise reported as not yet touched).")
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Read every page before asking where it is (pages this process never touched are otherwise reported as not yet touched)."
+    )
     var touchPages = true
 
     struct Report: Codable {
@@ -78,7 +82,8 @@ struct Inspect: ParsableCommand {
             print(String(decoding: try encoder.encode(r), as: UTF8.self))
         } else {
             func owner(_ pid: Int32) -> String { pid == 0 ? "none" : "pid \(pid)" }
-            print("""
+            print(
+                """
                 region       \(r.path)
                 magic        \(r.magic)  abi version \(r.abiVersion)
                 kind         \(r.kind)

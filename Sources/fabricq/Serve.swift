@@ -43,8 +43,9 @@ struct Serve: ParsableCommand {
         }
         configuration.idle = idleStrategy
         configuration.pollThreadPlacement = cpu.map { .cpu($0) }
-        configuration.session = SessionLimits(submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
-                                              slotSize: slotSize, slotCount: slots)
+        configuration.session = SessionLimits(
+            submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
+            slotSize: slotSize, slotCount: slots)
         configuration.burstSize = burst
         // Block the stop signals before threads start, so only sigwait sees them.
         var stopSignals = sigset_t()

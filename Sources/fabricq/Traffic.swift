@@ -59,19 +59,23 @@ struct Produce: ParsableCommand {
             switch region.info.kind {
             case .spsc:
                 var producer = try SPSCProducer<Descriptor>(region: region)
-                try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
+                try TrafficRunner.produce(
+                    into: &producer, producerID: producerId, count: count, burst: burst,
+                    idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
             case .mpsc:
                 var producer = try MPSCProducer<Descriptor>(region: region)
-                try TrafficRunner.produce(into: &producer, producerID: producerId, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
+                try TrafficRunner.produce(
+                    into: &producer, producerID: producerId, count: count, burst: burst,
+                    idleTimeoutNanoseconds: timeoutNs, doorbell: bell)
             }
         } catch {
             report("\(path): \(error)")
             throw ExitCode.failure
         }
         let seconds = Double(MonotonicClock.now() - start) / 1e9
-        print("produced \(count) descriptors as producer \(producerId) in \(format(seconds)) s (\(format(Double(count) / seconds / 1e6)) M/s)")
+        print(
+            "produced \(count) descriptors as producer \(producerId) in \(format(seconds)) s (\(format(Double(count) / seconds / 1e6)) M/s)"
+        )
     }
 }
 
@@ -89,7 +93,8 @@ struct Consume: ParsableCommand {
     @Option(help: "Descriptors per burst.")
     var burst = 32
 
-    @Option(help: "Give up after this many seconds with nothing received (with a futex or adaptive doorbell, sleeping meanwhile).")
+    @Option(
+        help: "Give up after this many seconds with nothing received (with a futex or adaptive doorbell, sleeping meanwhile).")
     var timeout: Double = 10
 
     @OptionGroup var wake: DoorbellOptions
@@ -108,12 +113,14 @@ struct Consume: ParsableCommand {
             switch region.info.kind {
             case .spsc:
                 var consumer = try SPSCConsumer<Descriptor>(region: region)
-                try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
+                try TrafficRunner.consume(
+                    from: &consumer, count: count, burst: burst,
+                    idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
             case .mpsc:
                 var consumer = try MPSCConsumer<Descriptor>(region: region)
-                try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
-                                          idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
+                try TrafficRunner.consume(
+                    from: &consumer, count: count, burst: burst,
+                    idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
             }
         } catch let error as TrafficError {
             failure = error
@@ -132,7 +139,9 @@ struct Consume: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("received \(verifier.received) lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt) from \(verifier.nextSequence.count) producer(s) in \(format(seconds)) s (\(format(rate)) M/s)")
+            print(
+                "received \(verifier.received) lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt) from \(verifier.nextSequence.count) producer(s) in \(format(seconds)) s (\(format(rate)) M/s)"
+            )
         }
         if let failure { report("\(path): \(failure)") }
         if failure != nil || !verifier.isClean { throw ExitCode.failure }

@@ -1,11 +1,11 @@
 import FabricConsumer
 import FabricDiagnostics
 import FabricQueue
+import FabricSystem
 @_exported import FabricTestSupport
 import Foundation
 import Synchronization
 import SystemPackage
-import FabricSystem
 import XCTest
 
 /// Records a daemon's events with the time each arrived.
@@ -37,15 +37,18 @@ package func temporarySocketPath(_ test: XCTestCase) -> String {
 }
 
 /// Starts an in-process daemon with the diagnostic handlers (plus `extra`).
-package func startDaemon(_ test: XCTestCase, socket: String, log: EventLog, extra: [UInt32: any CommandHandler] = [:],
-                 configure: (inout DaemonConfiguration) -> Void = { _ in }) throws -> FabricDaemon {
+package func startDaemon(
+    _ test: XCTestCase, socket: String, log: EventLog, extra: [UInt32: any CommandHandler] = [:],
+    configure: (inout DaemonConfiguration) -> Void = { _ in }
+) throws -> FabricDaemon {
     var configuration = DaemonConfiguration(socketPath: FilePath(socket))
     configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 64)
     configuration.idle = .adaptive(spinFor: .microseconds(20))
     configure(&configuration)
-    let daemon = FabricDaemon(configuration: configuration,
-                              handlers: DiagnosticModel.allHandlers.merging(extra) { $1 },
-                              onEvent: { log.record($0) })
+    let daemon = FabricDaemon(
+        configuration: configuration,
+        handlers: DiagnosticModel.allHandlers.merging(extra) { $1 },
+        onEvent: { log.record($0) })
     try daemon.start()
     test.addTeardownBlock { daemon.stop() }
     return daemon

@@ -1,5 +1,5 @@
-import FabricConsumer
 import DaemonTestSupport
+import FabricConsumer
 import FabricDiagnostics
 import FabricProducer
 import FabricTestSupport
@@ -66,15 +66,22 @@ final class SessionFailureTests: XCTestCase {
         let tasks = (0..<4).map { i in
             Task { () -> (SubmitError?, UInt64) in
                 do {
-                    _ = try await client.submit(modelID: DiagnosticModel.delay.rawValue, outputCapacity: 64,
-                                                flags: 5_000_000, timeout: .seconds(30)) { $0[0] = UInt8(i); return 1 }
+                    _ = try await client.submit(
+                        modelID: DiagnosticModel.delay.rawValue, outputCapacity: 64,
+                        flags: 5_000_000, timeout: .seconds(30)
+                    ) {
+                        $0[0] = UInt8(i)
+                        return 1
+                    }
                     return (nil, MonotonicClock.now())
                 } catch { return (error as? SubmitError, MonotonicClock.now()) }
             }
         }
         let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
-        try session.submit(CommandRequest(modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 1,
-                                          output: output, flags: 5_000_000))
+        try session.submit(
+            CommandRequest(
+                modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 1,
+                output: output, flags: 5_000_000))
         try await Task.sleep(for: .milliseconds(200))
         let killedAt = MonotonicClock.now()
         kill(daemon.pid, SIGKILL)
@@ -84,7 +91,9 @@ final class SessionFailureTests: XCTestCase {
             print("measured: pending submit failed \(Double(at - killedAt) / 1e6) ms after the daemon's SIGKILL")
             XCTAssertLessThan(Double(at - killedAt) / 1e9, 1.0, "a pending submit took over 1 s to fail")
         }
-        XCTAssertThrowsError(try session.waitForCompletion(timeout: .seconds(5))) { XCTAssertEqual($0 as? SubmitError, .peerGone) }
+        XCTAssertThrowsError(try session.waitForCompletion(timeout: .seconds(5))) {
+            XCTAssertEqual($0 as? SubmitError, .peerGone)
+        }
         XCTAssertLessThan(Double(MonotonicClock.now() - start) / 1e9, 3.0)
         XCTAssertTrue(client.isPeerGone)
         XCTAssertThrowsError(try session.submit(CommandRequest(modelID: 1, input: input, inputSize: 1, output: output))) {
@@ -97,7 +106,8 @@ final class SessionFailureTests: XCTestCase {
         defer { restarted.terminate() }
         XCTAssertTrue(restarted.waitForOutput("listening", timeout: 20), restarted.standardError)
         let again = try FabricClient.connect(to: FilePath(socket))
-        let result = try await again.submit(modelID: DiagnosticModel.echo.rawValue, outputCapacity: 16, timeout: .seconds(5)) { buffer in
+        let result = try await again.submit(modelID: DiagnosticModel.echo.rawValue, outputCapacity: 16, timeout: .seconds(5)) {
+            buffer in
             buffer.copyBytes(from: Array("reconnected".utf8))
             return 11
         }
@@ -130,10 +140,11 @@ final class SessionFailureTests: XCTestCase {
             XCTAssertTrue(line.hasSuffix("status=\(status) detail=\(detail)"), "\(name): \(line)")
         }
         XCTAssertTrue(out.contains("dropped after"), out)
-        XCTAssertNotNil(log.wait(timeout: 5) { event in
-            if case .sessionClosed(_, .protocolViolation) = event { return true }
-            return false
-        }, "\(log.all)")
+        XCTAssertNotNil(
+            log.wait(timeout: 5) { event in
+                if case .sessionClosed(_, .protocolViolation) = event { return true }
+                return false
+            }, "\(log.all)")
         bystander.assertSuccess(timeout: 60)
         XCTAssertTrue(bystander.standardOutput.contains("ok 30000"), bystander.standardOutput)
         XCTAssertEqual(daemon.statistics.invalidDescriptors, 8)
@@ -147,10 +158,11 @@ final class SessionFailureTests: XCTestCase {
         let stranger = try ChildProcess("fabricq-test-helper", ["controller", socket, "1", "1", "8", "65534", "65534"])
         XCTAssertNotNil(stranger.wait(timeout: 20))
         XCTAssertTrue(stranger.standardError.contains("session rejected: peer not allowed"), stranger.standardError)
-        XCTAssertNotNil(log.wait(timeout: 5) { event in
-            if case .connectionRefused(let peer, .rejected(.notAllowed, _)) = event { return peer?.uid == 65534 }
-            return false
-        }, "\(log.all)")
+        XCTAssertNotNil(
+            log.wait(timeout: 5) { event in
+                if case .connectionRefused(let peer, .rejected(.notAllowed, _)) = event { return peer?.uid == 65534 }
+                return false
+            }, "\(log.all)")
     }
 
     func testVersionMismatchIsReportedOnBothSides() throws {
@@ -160,9 +172,10 @@ final class SessionFailureTests: XCTestCase {
         XCTAssertThrowsError(try connection.requestSession(timeout: .seconds(5), version: 99)) { error in
             XCTAssertEqual(error as? SessionError, .versionMismatch(daemon: SessionHandshake.protocolVersion, client: 99))
         }
-        XCTAssertNotNil(log.wait(timeout: 5) { event in
-            if case .connectionRefused(_, .versionMismatch(_, 99)) = event { return true }
-            return false
-        }, "\(log.all)")
+        XCTAssertNotNil(
+            log.wait(timeout: 5) { event in
+                if case .connectionRefused(_, .versionMismatch(_, 99)) = event { return true }
+                return false
+            }, "\(log.all)")
     }
 }

@@ -1,12 +1,12 @@
-import FabricConsumer
 import DaemonTestSupport
+import FabricConsumer
 import FabricDiagnostics
 import FabricProducer
+import FabricSystem
 import Foundation
 import MetricsTestKit
 import Synchronization
 import SystemPackage
-import FabricSystem
 import XCTest
 
 /// Records the size of every batch it is handed; echoes.
@@ -45,7 +45,8 @@ final class ControllerAPITests: XCTestCase {
         let client = try FabricClient.connect(to: FilePath(socket))
         defer { client.close() }
         let full = client.availableBuffers
-        let result = try await client.submit(modelID: DiagnosticModel.checksum.rawValue, outputCapacity: 8, timeout: .seconds(5)) { input in
+        let result = try await client.submit(modelID: DiagnosticModel.checksum.rawValue, outputCapacity: 8, timeout: .seconds(5))
+        { input in
             input.copyBytes(from: Array("fabric".utf8))
             return 6
         }
@@ -53,8 +54,9 @@ final class ControllerAPITests: XCTestCase {
         let expected = Array("fabric".utf8).withUnsafeBytes { DiagnosticModel.fnv1a($0) }
         XCTAssertEqual(result.output.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }, expected.littleEndian)
         let t = result.timings
-        XCTAssertTrue(t.submitted <= t.pickedUp && t.pickedUp <= t.handlerStarted && t.handlerStarted <= t.handlerFinished
-                      && t.handlerFinished <= t.seen, "\(t)")
+        XCTAssertTrue(
+            t.submitted <= t.pickedUp && t.pickedUp <= t.handlerStarted && t.handlerStarted <= t.handlerFinished
+                && t.handlerFinished <= t.seen, "\(t)")
         XCTAssertEqual(client.availableBuffers, full, "slots go back to the pool")
     }
 
@@ -70,7 +72,9 @@ final class ControllerAPITests: XCTestCase {
             XCTFail("should time out")
         } catch { XCTAssertEqual(error, .timedOut) }
 
-        let task = Task { try await client.submit(modelID: delay, outputCapacity: 8, flags: 300_000, timeout: .seconds(10)) { _ in 1 } }
+        let task = Task {
+            try await client.submit(modelID: delay, outputCapacity: 8, flags: 300_000, timeout: .seconds(10)) { _ in 1 }
+        }
         try await Task.sleep(for: .milliseconds(50))
         let cancelledAt = MonotonicClock.now()
         task.cancel()
@@ -131,7 +135,9 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertThrowsError(try session.submit(batch: requests + [requests[0]])) {
             guard case .invalidRequest = $0 as? SubmitError else { return XCTFail("\($0)") }
         }
-        XCTAssertThrowsError(try session.submit(CommandRequest(modelID: 50, input: requests[0].input, inputSize: 5000, output: requests[0].output))) {
+        XCTAssertThrowsError(
+            try session.submit(CommandRequest(modelID: 50, input: requests[0].input, inputSize: 5000, output: requests[0].output))
+        ) {
             guard case .invalidRequest = $0 as? SubmitError else { return XCTFail("\($0)") }
         }
         // The pool runs dry: backpressure, not an allocation.
@@ -139,7 +145,9 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertEqual(session.buffers.availableCount, 0)
         XCTAssertNil(session.buffers.acquire())
         XCTAssertNil(try session.pollCompletion())
-        XCTAssertThrowsError(try session.waitForCompletion(timeout: .milliseconds(30))) { XCTAssertEqual($0 as? SubmitError, .timedOut) }
+        XCTAssertThrowsError(try session.waitForCompletion(timeout: .milliseconds(30))) {
+            XCTAssertEqual($0 as? SubmitError, .timedOut)
+        }
     }
 
     func testPollingPathGathersBatchesUntilFullOrDue() throws {
@@ -168,15 +176,21 @@ final class ControllerAPITests: XCTestCase {
 
     func testFullSubmissionRingIsQueueFull() throws {
         let socket = temporarySocketPath(self)
-        _ = try startDaemon(self, socket: socket, log: EventLog()) { $0.session = SessionLimits(submissionCapacity: 4, completionCapacity: 4, slotSize: 64, slotCount: 64) }
+        _ = try startDaemon(self, socket: socket, log: EventLog()) {
+            $0.session = SessionLimits(submissionCapacity: 4, completionCapacity: 4, slotSize: 64, slotCount: 64)
+        }
         var session = try ControllerSession.connect(to: FilePath(socket))
         let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
         // Slow commands: the daemon holds at most 4 (completion ring), the ring 4 more.
-        let slow = CommandRequest(modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 0, output: output, flags: 100_000)
+        let slow = CommandRequest(
+            modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 0, output: output, flags: 100_000)
         var accepted = 0
         var sawFull = false
         for _ in 0..<20 {
-            do { try session.submit(slow); accepted += 1 } catch {
+            do {
+                try session.submit(slow)
+                accepted += 1
+            } catch {
                 XCTAssertEqual(error, .queueFull)
                 sawFull = true
                 break
@@ -206,11 +220,12 @@ final class ControllerAPITests: XCTestCase {
         let socket = temporarySocketPath(self)
         let metrics = TestMetrics()
         let daemonMetrics = TestMetrics()
-        let daemon = FabricDaemon(configuration: {
-            var c = DaemonConfiguration(socketPath: FilePath(socket))
-            c.idle = .sleep
-            return c
-        }(), handlers: DiagnosticModel.allHandlers, metricsFactory: daemonMetrics)
+        let daemon = FabricDaemon(
+            configuration: {
+                var c = DaemonConfiguration(socketPath: FilePath(socket))
+                c.idle = .sleep
+                return c
+            }(), handlers: DiagnosticModel.allHandlers, metricsFactory: daemonMetrics)
         try daemon.start()
         defer { daemon.stop() }
         var options = ControllerOptions()
@@ -219,7 +234,8 @@ final class ControllerAPITests: XCTestCase {
         var session = try ControllerSession.connect(to: FilePath(socket), options: options)
         let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
         for _ in 0..<500 {
-            try session.submit(CommandRequest(modelID: DiagnosticModel.empty.rawValue, input: input, inputSize: 0, output: output))
+            try session.submit(
+                CommandRequest(modelID: DiagnosticModel.empty.rawValue, input: input, inputSize: 0, output: output))
             _ = try session.waitForCompletion(timeout: .seconds(5))
         }
         let latency = session.latency

@@ -1,7 +1,7 @@
 import CFabricQueueABI
 import FabricQueue
-import SystemPackage
 import FabricTestSupport
+import SystemPackage
 import XCTest
 
 /// The C header (`Sources/CFabricQueueABI/include/fabricqueue.h`) and the

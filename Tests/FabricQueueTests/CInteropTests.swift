@@ -1,8 +1,8 @@
 import FabricQueue
+import FabricTestSupport
 import Foundation
 import Glibc
 import SystemPackage
-import FabricTestSupport
 import XCTest
 
 /// The C controller (`Examples/c-controller`, built on `fabricqueue.h`)
@@ -26,9 +26,12 @@ final class CInteropTests: XCTestCase {
     private func buildController(_ compiler: String, extra: [String] = [], source: String = "c_controller.c") throws -> String {
         let output = NSTemporaryDirectory() + "c_controller-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         addTeardownBlock { unlink(output) }
-        let build = try ChildProcess(compiler, ["-O2", "-Wall", "-Werror"] + extra + [
-            "-I", Self.repository + "/Sources/CFabricQueueABI/include",
-            "-o", output, Self.repository + "/Examples/c-controller/" + source])
+        let build = try ChildProcess(
+            compiler,
+            ["-O2", "-Wall", "-Werror"] + extra + [
+                "-I", Self.repository + "/Sources/CFabricQueueABI/include",
+                "-o", output, Self.repository + "/Examples/c-controller/" + source,
+            ])
         build.assertSuccess(timeout: 120)
         return output
     }
@@ -48,8 +51,9 @@ final class CInteropTests: XCTestCase {
             let producer = try ChildProcess(controller, [path, "100000", "4"])
             producer.assertSuccess(timeout: 60)
             consumer.assertSuccess(timeout: 60)
-            XCTAssertTrue(consumer.standardOutput.contains("received 100000 lost 0 duplicated 0 corrupt 0 from 1 producer(s)"),
-                          "\(kind): " + consumer.standardOutput + consumer.standardError)
+            XCTAssertTrue(
+                consumer.standardOutput.contains("received 100000 lost 0 duplicated 0 corrupt 0 from 1 producer(s)"),
+                "\(kind): " + consumer.standardOutput + consumer.standardError)
         }
     }
 
@@ -66,8 +70,9 @@ final class CInteropTests: XCTestCase {
         ]
         for p in producers { p.assertSuccess(timeout: 120) }
         consumer.assertSuccess(timeout: 120)
-        XCTAssertTrue(consumer.standardOutput.contains("received 400000 lost 0 duplicated 0 corrupt 0 from 4 producer(s)"),
-                      consumer.standardOutput + consumer.standardError)
+        XCTAssertTrue(
+            consumer.standardOutput.contains("received 400000 lost 0 duplicated 0 corrupt 0 from 4 producer(s)"),
+            consumer.standardOutput + consumer.standardError)
     }
 
     func testCControllerRefusesADamagedRegion() throws {
@@ -89,14 +94,16 @@ final class CInteropTests: XCTestCase {
         }
         let controller = try buildController(cross, extra: ["-static"])
         let path = try create(.mpsc, capacity: 1024)
-        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "200000", "--doorbell", "futex", "--timeout", "60"])
+        let consumer = try ChildProcess(
+            "fabricq", ["consume", path, "--count", "200000", "--doorbell", "futex", "--timeout", "60"])
         let riscv = try ChildProcess(qemu, [controller, path, "100000", "5"])
         let swift = try ChildProcess("fabricq", ["produce", path, "--count", "100000", "--producer-id", "6"])
         riscv.assertSuccess(timeout: 240)
         swift.assertSuccess(timeout: 240)
         consumer.assertSuccess(timeout: 240)
-        XCTAssertTrue(consumer.standardOutput.contains("received 200000 lost 0 duplicated 0 corrupt 0 from 2 producer(s)"),
-                      consumer.standardOutput + consumer.standardError)
+        XCTAssertTrue(
+            consumer.standardOutput.contains("received 200000 lost 0 duplicated 0 corrupt 0 from 2 producer(s)"),
+            consumer.standardOutput + consumer.standardError)
     }
 
     /// Starts `fabricq serve` (the Swift daemon) on a fresh socket.

@@ -6,9 +6,11 @@ import XCTest
 
 final class DoorbellTests: XCTestCase {
     private func kinds() throws -> [(String, Doorbell)] {
-        [("busyPoll", .busyPoll), ("busyPollYielding", .busyPoll(yieldingEvery: 64)), ("futex", .futex),
-         ("eventFD", .eventFD(dataAvailable: try EventFD(), spaceAvailable: try EventFD())),
-         ("adaptive", .adaptive(spinFor: .microseconds(200), then: .futex))]
+        [
+            ("busyPoll", .busyPoll), ("busyPollYielding", .busyPoll(yieldingEvery: 64)), ("futex", .futex),
+            ("eventFD", .eventFD(dataAvailable: try EventFD(), spaceAvailable: try EventFD())),
+            ("adaptive", .adaptive(spinFor: .microseconds(200), then: .futex)),
+        ]
     }
 
     func testReceiveOnEmptyRingTimesOutWithinBounds() throws {
@@ -48,7 +50,11 @@ final class DoorbellTests: XCTestCase {
     func testSleepingConsumerIsWokenAndSpuriousWakeupsAreCounted() throws {
         for doorbell in [Doorbell.futex, .eventFD(dataAvailable: try EventFD(), spaceAvailable: try EventFD())] {
             let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
-            final class Box: @unchecked Sendable { var wait: DoorbellWait?; var error: Error? }  // @unchecked: written by the thread before join, read after
+            final class Box: @unchecked Sendable {
+                // @unchecked: written by the thread before join, read after
+                var wait: DoorbellWait?
+                var error: Error?
+            }
             let box = Box()
             runOnThreads([
                 {
@@ -90,8 +96,12 @@ final class DoorbellTests: XCTestCase {
         }
         let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 8)
         var consumer = try SPSCConsumer<Descriptor>(region: region)
-        XCTAssertThrowsError(try consumer.receive(doorbell: .eventFD(dataAvailable: data, spaceAvailable: space),
-                                                  timeout: .seconds(5)).commandID) {
+        XCTAssertThrowsError(
+            try consumer.receive(
+                doorbell: .eventFD(dataAvailable: data, spaceAvailable: space),
+                timeout: .seconds(5)
+            ).commandID
+        ) {
             XCTAssertEqual($0 as? RingWaitError, .doorbell(.system(SystemCallError("ppoll", .badFileDescriptor))))
         }
         XCTAssertEqual(region.snapshot().dataWaiters, 0)

@@ -1,10 +1,10 @@
 import CFabricSystem
 import FabricDiagnostics
 import FabricQueue
+import FabricTestSupport
 import Foundation
 import Glibc
 import SystemPackage
-import FabricTestSupport
 import XCTest
 
 /// Real processes sharing real mappings: `fabricq` (the operator tool) and
@@ -15,10 +15,13 @@ final class MultiProcessTests: XCTestCase {
         return (path, try SharedRegion.create(at: FilePath(path), kind: kind, capacity: capacity))
     }
 
-    private func assertCleanReport(_ consumer: ChildProcess, received: Int, producers: Int,
-                                   file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertTrue(consumer.standardOutput.contains(
-            "received \(received) lost 0 duplicated 0 corrupt 0 from \(producers) producer(s)"),
+    private func assertCleanReport(
+        _ consumer: ChildProcess, received: Int, producers: Int,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
+        XCTAssertTrue(
+            consumer.standardOutput.contains(
+                "received \(received) lost 0 duplicated 0 corrupt 0 from \(producers) producer(s)"),
             consumer.standardOutput + consumer.standardError, file: file, line: line)
     }
 
@@ -49,8 +52,13 @@ final class MultiProcessTests: XCTestCase {
         let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "\(total)", "--burst", "32", "--timeout", "20"])
         var producers: [ChildProcess] = []
         for id in 1...3 {
-            producers.append(try ChildProcess("fabricq", ["produce", path, "--count", "\(perProducer)",
-                                                          "--producer-id", "\(id)", "--burst", id == 1 ? "1" : "8"]))
+            producers.append(
+                try ChildProcess(
+                    "fabricq",
+                    [
+                        "produce", path, "--count", "\(perProducer)",
+                        "--producer-id", "\(id)", "--burst", id == 1 ? "1" : "8",
+                    ]))
         }
         producers.append(try ChildProcess("fabricq-test-helper", ["threads-produce", path, "3", "\(perProducer)", "4", "10"]))
         for p in producers { p.assertSuccess(timeout: 120) }
@@ -77,10 +85,15 @@ final class MultiProcessTests: XCTestCase {
         var stall: RingError?
         let deadline = MonotonicClock.now() + 10_000_000_000
         while stall == nil && MonotonicClock.now() < deadline {
-            do { let d = try consumer.dequeue(); XCTAssertNil(d) } catch { stall = error }
+            do {
+                let d = try consumer.dequeue()
+                XCTAssertNil(d)
+            } catch { stall = error }
             usleep(1_000)
         }
-        guard case .slotStalled(position: 0, _) = stall else { return XCTFail("stall not reported: \(String(describing: stall))") }
+        guard case .slotStalled(position: 0, _) = stall else {
+            return XCTFail("stall not reported: \(String(describing: stall))")
+        }
         XCTAssertEqual(consumer.skipStalledSlot(), 0)
         var verifier = StreamVerifier()
         while let d = try consumer.dequeue() { verifier.record(d) }
@@ -203,10 +216,12 @@ final class MultiProcessTests: XCTestCase {
 
     func testCreateOnNUMANodeAndInspectReportsPages() throws {
         let path = temporaryRegionPath(self, "numa")
-        let create = try ChildProcess("fabricq", ["create", path, "--kind", "spsc", "--capacity", "1024", "--numa-node", "0", "--prefault"])
+        let create = try ChildProcess(
+            "fabricq", ["create", path, "--kind", "spsc", "--capacity", "1024", "--numa-node", "0", "--prefault"])
         create.assertSuccess(timeout: 30)
-        XCTAssertTrue(create.standardOutput.contains(NUMA.isAvailable ? "placement: applied (node 0)" : "NUMA unavailable"),
-                      create.standardOutput)
+        XCTAssertTrue(
+            create.standardOutput.contains(NUMA.isAvailable ? "placement: applied (node 0)" : "NUMA unavailable"),
+            create.standardOutput)
         let inspect = try ChildProcess("fabricq", ["inspect", path, "--json"])
         inspect.assertSuccess(timeout: 30)
         let fields = try JSONSerialization.jsonObject(with: Data(inspect.standardOutput.utf8)) as? [String: Any]
@@ -224,7 +239,8 @@ final class MultiProcessTests: XCTestCase {
     /// consumer that sleeps on the futex asleep with a full ring until its timeout.
     func testSleepingConsumerIsWokenByPollingProducers() throws {
         let (path, _) = try create(.mpsc, capacity: 16)
-        let consumer = try ChildProcess("fabricq", ["consume", path, "--count", "40000", "--doorbell", "futex", "--timeout", "5"])
+        let consumer = try ChildProcess(
+            "fabricq", ["consume", path, "--count", "40000", "--doorbell", "futex", "--timeout", "5"])
         let producers = try (1...2).map { id in
             try ChildProcess("fabricq", ["produce", path, "--count", "20000", "--producer-id", "\(id)", "--timeout", "5"])
         }

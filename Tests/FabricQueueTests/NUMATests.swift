@@ -1,7 +1,7 @@
-import FabricQueue
 import FabricDiagnostics
-import SystemPackage
+import FabricQueue
 import FabricTestSupport
+import SystemPackage
 import XCTest
 
 final class NUMATests: XCTestCase {
@@ -69,16 +69,22 @@ final class NUMATests: XCTestCase {
     }
 
     func testPinningAThread() throws {
-        final class Box: @unchecked Sendable { var cpu = -1; var error: Error? }  // @unchecked: written by the thread before join, read after
+        final class Box: @unchecked Sendable {
+            // @unchecked: written by the thread before join, read after
+            var cpu = -1
+            var error: Error?
+        }
         let target = NUMA.cpuCount - 1
         let box = Box()
-        runOnThreads([{
-            do {
-                try NUMA.pinCurrentThread(toCPU: target)
-                box.cpu = NUMA.currentCPU
-                try NUMA.pinCurrentThread(toNode: 0)
-            } catch { box.error = error }
-        }])
+        runOnThreads([
+            {
+                do {
+                    try NUMA.pinCurrentThread(toCPU: target)
+                    box.cpu = NUMA.currentCPU
+                    try NUMA.pinCurrentThread(toNode: 0)
+                } catch { box.error = error }
+            }
+        ])
         XCTAssertNil(box.error)
         XCTAssertEqual(box.cpu, target)
         XCTAssertThrowsError(try NUMA.pinCurrentThread(toCPU: 1 << 20))

@@ -1,9 +1,9 @@
 import CFabricSystem
 import FabricQueue
+import FabricTestSupport
 import Foundation
 import Glibc
 import SystemPackage
-import FabricTestSupport
 import XCTest
 
 final class RegionTests: XCTestCase {
@@ -84,8 +84,13 @@ final class RegionTests: XCTestCase {
         let path = temporaryRegionPath(self)
         let before = openDescriptorCount()
         for _ in 0..<50 {
-            let region = try SharedRegion.create(at: FilePath(path), kind: .mpsc, capacity: 16,
-                                                 options: { var o = RegionOptions(); o.exclusive = false; return o }())
+            let region = try SharedRegion.create(
+                at: FilePath(path), kind: .mpsc, capacity: 16,
+                options: {
+                    var o = RegionOptions()
+                    o.exclusive = false
+                    return o
+                }())
             _ = try SharedRegion.attach(at: FilePath(path))
             _ = try SharedRegion.attach(fileDescriptor: region.fileDescriptor)
             _ = try SharedRegion.createAnonymous(kind: .spsc, capacity: 16)
@@ -125,8 +130,10 @@ final class RegionTests: XCTestCase {
 
     /// Creates a valid region file, lets `damage` edit its bytes, re-seals the
     /// checksum when asked, then attaches.
-    private func attachDamaged(kind: RingKind = .spsc, capacity: Int = 64, resealChecksum: Bool = true,
-                               _ damage: (inout [UInt8]) -> Void) throws -> RegionError? {
+    private func attachDamaged(
+        kind: RingKind = .spsc, capacity: Int = 64, resealChecksum: Bool = true,
+        _ damage: (inout [UInt8]) -> Void
+    ) throws -> RegionError? {
         let path = temporaryRegionPath(self, "damaged")
         _ = try SharedRegion.create(at: FilePath(path), kind: kind, capacity: capacity)
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
@@ -158,10 +165,12 @@ final class RegionTests: XCTestCase {
     }
 
     func testTruncatedFile() throws {
-        XCTAssertEqual(try attachDamaged { $0.removeLast($0.count - 4096) },
-                       .truncated(fileSize: 4096, required: 8192))
-        XCTAssertEqual(try attachDamaged { $0.removeLast($0.count - 100) },
-                       .truncated(fileSize: 100, required: 128))
+        XCTAssertEqual(
+            try attachDamaged { $0.removeLast($0.count - 4096) },
+            .truncated(fileSize: 4096, required: 8192))
+        XCTAssertEqual(
+            try attachDamaged { $0.removeLast($0.count - 100) },
+            .truncated(fileSize: 100, required: 128))
         XCTAssertEqual(try attachDamaged { $0.removeAll() }, .truncated(fileSize: 0, required: 128))
     }
 
@@ -171,8 +180,9 @@ final class RegionTests: XCTestCase {
     }
 
     func testWrongVersion() throws {
-        XCTAssertEqual(try attachDamaged { self.put(UInt32(2), at: 8, in: &$0) },
-                       .unsupportedVersion(found: 2, supported: 1))
+        XCTAssertEqual(
+            try attachDamaged { self.put(UInt32(2), at: 8, in: &$0) },
+            .unsupportedVersion(found: 2, supported: 1))
     }
 
     func testDamagedHeaderFailsChecksum() throws {
@@ -191,31 +201,37 @@ final class RegionTests: XCTestCase {
     func testSlotSizeMismatch() throws {
         // A consistent header for 128-byte slots attaches as a region, but not as a descriptor ring.
         let path = temporaryRegionPath(self)
-        struct Wide: RingElement { var a: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        struct Wide: RingElement {
+            var a: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
             var b: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-            static var ringElementTag: UInt32 { 1 } }
+            static var ringElementTag: UInt32 { 1 }
+        }
         _ = try SharedRegion.create(at: FilePath(path), kind: .spsc, capacity: 8, of: Wide.self)
         let region = try SharedRegion.attach(at: FilePath(path))
         XCTAssertThrowsError(try SPSCConsumer<Descriptor>(region: region).capacity) {
             XCTAssertEqual($0 as? RegionError, .slotSizeMismatch(expected: 64, found: 128))
         }
         // A header claiming 128-byte slots in a region sized for 64-byte ones is a layout error.
-        XCTAssertEqual(try attachDamaged { self.put(UInt32(128), at: 32, in: &$0) },
-                       .layoutMismatch(field: "regionSize", expected: UInt64(640 + 128 * 64), found: 8192))
+        XCTAssertEqual(
+            try attachDamaged { self.put(UInt32(128), at: 32, in: &$0) },
+            .layoutMismatch(field: "regionSize", expected: UInt64(640 + 128 * 64), found: 8192))
         // Slot sizes the ABI cannot express are rejected as such.
         XCTAssertEqual(try attachDamaged { self.put(UInt32(60), at: 32, in: &$0) }, .invalidSlotSize(60))
     }
 
     func testOffsetsMustMatchGeometry() throws {
-        XCTAssertEqual(try attachDamaged { self.put(UInt64(1000), at: 48, in: &$0) },
-                       .layoutMismatch(field: "slotsOffset", expected: 640, found: 1000))
-        XCTAssertEqual(try attachDamaged(kind: .mpsc) { self.put(UInt64(0), at: 56, in: &$0) },
-                       .layoutMismatch(field: "sequencesOffset", expected: UInt64(640 + 64 * 64), found: 0))
+        XCTAssertEqual(
+            try attachDamaged { self.put(UInt64(1000), at: 48, in: &$0) },
+            .layoutMismatch(field: "slotsOffset", expected: 640, found: 1000))
+        XCTAssertEqual(
+            try attachDamaged(kind: .mpsc) { self.put(UInt64(0), at: 56, in: &$0) },
+            .layoutMismatch(field: "sequencesOffset", expected: UInt64(640 + 64 * 64), found: 0))
     }
 
     func testRegionSizeBeyondFile() throws {
-        XCTAssertEqual(try attachDamaged { self.put(UInt64(1 << 40), at: 16, in: &$0) },
-                       .truncated(fileSize: 8192, required: 1 << 40))
+        XCTAssertEqual(
+            try attachDamaged { self.put(UInt64(1 << 40), at: 16, in: &$0) },
+            .truncated(fileSize: 8192, required: 1 << 40))
     }
 
     func testNotARegularFile() throws {
@@ -254,8 +270,9 @@ final class RegionTests: XCTestCase {
     }
 
     func testErrorsDescribeThemselves() {
-        XCTAssertEqual(RegionError.truncated(fileSize: 100, required: 128).description,
-                       "region is truncated: file has 100 bytes, layout needs 128")
+        XCTAssertEqual(
+            RegionError.truncated(fileSize: 100, required: 128).description,
+            "region is truncated: file has 100 bytes, layout needs 128")
         XCTAssertTrue(RegionError.badMagic(found: 0x4242).description.contains("not a FabricQueue region"))
     }
 }

@@ -104,7 +104,10 @@ final class RingSemanticsTests: XCTestCase {
         let first = p1.reserve(upTo: 2)
         let second = p2.reserve(upTo: 2)
         XCTAssertEqual(second.position, first.position + 2)
-        for i in 0..<2 { first[i].pointee = d(i); second[i].pointee = d(2 + i) }
+        for i in 0..<2 {
+            first[i].pointee = d(i)
+            second[i].pointee = d(2 + i)
+        }
         p2.commit(second)
         XCTAssertNil(try c.dequeue(), "position 0 is not published yet")
         p1.commit(first)
@@ -138,7 +141,8 @@ final class RingSemanticsTests: XCTestCase {
         for kind in RingKind.allCases {
             let region = try SharedRegion.createAnonymous(kind: kind, capacity: 16)
             region.withUnsafeMutableBytes {
-                $0.storeBytes(of: UInt64(1) << 40, toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.head, as: UInt64.self)
+                $0.storeBytes(
+                    of: UInt64(1) << 40, toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.head, as: UInt64.self)
             }
             let expected = RingError.indicesCorrupted(head: 1 << 40, tail: 0, capacity: 16)
             var buffer = [Descriptor](repeating: Descriptor(), count: 4)
@@ -161,7 +165,8 @@ final class RingSemanticsTests: XCTestCase {
         for kind in RingKind.allCases {
             let region = try SharedRegion.createAnonymous(kind: kind, capacity: 16)
             region.withUnsafeMutableBytes {
-                $0.storeBytes(of: UInt64(1) << 50, toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.tail, as: UInt64.self)
+                $0.storeBytes(
+                    of: UInt64(1) << 50, toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.tail, as: UInt64.self)
             }
             if kind == .spsc {
                 var p = try SPSCProducer<Descriptor>(region: region)

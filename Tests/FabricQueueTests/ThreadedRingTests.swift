@@ -9,7 +9,8 @@ import XCTest
 final class ThreadedRingTests: XCTestCase {
     private let idleTimeout: UInt64 = 20_000_000_000
 
-    private final class Outcome: @unchecked Sendable {  // @unchecked: the only state is behind the Mutex
+    private final class Outcome: @unchecked Sendable {
+        // @unchecked: the only state is behind the Mutex
         let lock = Mutex<[String]>([])
         func fail(_ message: String) { lock.withLock { $0.append(message) } }
         var failures: [String] { lock.withLock { $0 } }
@@ -24,16 +25,18 @@ final class ThreadedRingTests: XCTestCase {
             {
                 do {
                     var producer = try SPSCProducer<Descriptor>(region: region)
-                    try TrafficRunner.produce(into: &producer, producerID: 1, count: count, burst: burst,
-                                              idleTimeoutNanoseconds: timeout)
+                    try TrafficRunner.produce(
+                        into: &producer, producerID: 1, count: count, burst: burst,
+                        idleTimeoutNanoseconds: timeout)
                 } catch { outcome.fail("producer: \(error)") }
             },
             {
                 var verifier = StreamVerifier()
                 do {
                     var consumer = try SPSCConsumer<Descriptor>(region: region)
-                    try TrafficRunner.consume(from: &consumer, count: count, burst: burst,
-                                              idleTimeoutNanoseconds: timeout, verifier: &verifier)
+                    try TrafficRunner.consume(
+                        from: &consumer, count: count, burst: burst,
+                        idleTimeoutNanoseconds: timeout, verifier: &verifier)
                 } catch { outcome.fail("consumer: \(error)") }
                 verdict.withLock { $0 = verifier }
             },
@@ -60,8 +63,9 @@ final class ThreadedRingTests: XCTestCase {
             {
                 do {
                     var producer = try MPSCProducer<Descriptor>(region: region)
-                    try TrafficRunner.produce(into: &producer, producerID: UInt32(id), count: perProducer,
-                                              burst: id % 2 == 0 ? 1 : 8, idleTimeoutNanoseconds: timeout)
+                    try TrafficRunner.produce(
+                        into: &producer, producerID: UInt32(id), count: perProducer,
+                        burst: id % 2 == 0 ? 1 : 8, idleTimeoutNanoseconds: timeout)
                 } catch { outcome.fail("producer \(id): \(error)") }
             }
         }
@@ -69,8 +73,9 @@ final class ThreadedRingTests: XCTestCase {
             var verifier = StreamVerifier()
             do {
                 var consumer = try MPSCConsumer<Descriptor>(region: region)
-                try TrafficRunner.consume(from: &consumer, count: producers * perProducer, burst: 16,
-                                          idleTimeoutNanoseconds: timeout, verifier: &verifier)
+                try TrafficRunner.consume(
+                    from: &consumer, count: producers * perProducer, burst: 16,
+                    idleTimeoutNanoseconds: timeout, verifier: &verifier)
             } catch { outcome.fail("consumer: \(error)") }
             verdict.withLock { $0 = verifier }
         }
@@ -89,15 +94,16 @@ final class ThreadedRingTests: XCTestCase {
         let reservation = stuck.reserve(upTo: 1)  // never committed, as if its thread died
         XCTAssertEqual(reservation.count, 1)
         let sent = Counter()
-        runOnThreads((0..<3).map { id in
-            {
-                guard var producer = try? MPSCProducer<Descriptor>(region: region) else { return }
-                for i in 0..<21 where producer.enqueue(CheckedTraffic.descriptor(producer: UInt32(id), sequence: UInt64(i))) {
-                    // Relaxed: a counter read after the threads are joined.
-                    sent.value.add(1, ordering: .relaxed)
+        runOnThreads(
+            (0..<3).map { id in
+                {
+                    guard var producer = try? MPSCProducer<Descriptor>(region: region) else { return }
+                    for i in 0..<21 where producer.enqueue(CheckedTraffic.descriptor(producer: UInt32(id), sequence: UInt64(i))) {
+                        // Relaxed: a counter read after the threads are joined.
+                        sent.value.add(1, ordering: .relaxed)
+                    }
                 }
-            }
-        })
+            })
         // Relaxed: the threads have been joined.
         XCTAssertEqual(sent.value.load(ordering: .relaxed), 63, "the other producers filled the rest of the ring")
         var consumer = try MPSCConsumer<Descriptor>(region: region, stallTimeout: .milliseconds(10))

@@ -1,6 +1,7 @@
-@testable import FabricSession
 import FabricQueue
 import XCTest
+
+@testable import FabricSession
 
 /// The one accumulator both controller paths batch through.
 final class BatchAccumulatorTests: XCTestCase {

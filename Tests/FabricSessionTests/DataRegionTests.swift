@@ -63,12 +63,16 @@ final class DataRegionTests: XCTestCase {
             edit(copy)
             XCTAssertEqual(pwrite(fd, copy, size, 0), size)
             XCTAssertEqual(cfq_fcntl_int(fd, CFQ_F_ADD_SEALS, CFQ_F_SEAL_SHRINK | CFQ_F_SEAL_GROW), 0)
-            do { _ = try DataRegion.attach(fileDescriptor: FileDescriptor(rawValue: fd)); return nil } catch { return error }
+            do {
+                _ = try DataRegion.attach(fileDescriptor: FileDescriptor(rawValue: fd))
+                return nil
+            } catch { return error }
         }
         XCTAssertNil(try damaged { _ in })
         XCTAssertEqual(try damaged { $0.storeBytes(of: UInt64(1), as: UInt64.self) }, .badMagic(found: 1))
         XCTAssertEqual(try damaged { $0.storeBytes(of: UInt64(0), as: UInt64.self) }, .notInitialized)
-        guard case .headerChecksumMismatch = try damaged({ $0.storeBytes(of: UInt32(9999), toByteOffset: 32, as: UInt32.self) }) else {
+        guard case .headerChecksumMismatch = try damaged({ $0.storeBytes(of: UInt32(9999), toByteOffset: 32, as: UInt32.self) })
+        else {
             return XCTFail("slot count edit not caught by the checksum")
         }
         XCTAssertThrowsError(try DataRegion.attach(fileDescriptor: FileDescriptor(rawValue: 987_654)))

@@ -2,15 +2,18 @@ import CFabricSystem
 import FabricQueue
 import FabricSession
 import FabricTestSupport
+import Foundation
 import Glibc
 import SystemPackage
-import Foundation
 import XCTest
 
 final class FileDescriptorPassingTests: XCTestCase {
     func testEventFDPassesOverUnixSocket() throws {
         let (a, b) = try FileDescriptorPassing.socketPair()
-        defer { try? a.close(); try? b.close() }
+        defer {
+            try? a.close()
+            try? b.close()
+        }
         let original = try EventFD()
         try original.send(over: a, tag: 7)
         let (received, tag) = try EventFD.receive(over: b)
@@ -28,7 +31,10 @@ final class FileDescriptorPassingTests: XCTestCase {
     /// refused, and both descriptors the kernel installed here are closed.
     func testMessageWithTwoDescriptorsIsRefusedAndNothingLeaks() throws {
         let (a, b) = try FileDescriptorPassing.socketPair()
-        defer { try? a.close(); try? b.close() }
+        defer {
+            try? a.close()
+            try? b.close()
+        }
         let first = try EventFD(), second = try EventFD()
         let before = openDescriptorCount()
         try sendRaw(over: a, descriptors: [first.fileDescriptor.rawValue, second.fileDescriptor.rawValue])
@@ -41,7 +47,10 @@ final class FileDescriptorPassingTests: XCTestCase {
     /// A message with no descriptor at all is refused as malformed.
     func testMessageWithoutDescriptorIsRefused() throws {
         let (a, b) = try FileDescriptorPassing.socketPair()
-        defer { try? a.close(); try? b.close() }
+        defer {
+            try? a.close()
+            try? b.close()
+        }
         try sendRaw(over: a, descriptors: [])
         XCTAssertThrowsError(try FileDescriptorPassing.receive(over: b)) {
             XCTAssertEqual($0 as? SocketError, .system(SystemCallError("recvmsg", .badMessage)))
@@ -51,7 +60,10 @@ final class FileDescriptorPassingTests: XCTestCase {
     /// A descriptor that is not an eventfd, received as one, is closed.
     func testNonEventFDReceivedAsEventFDIsClosed() throws {
         let (a, b) = try FileDescriptorPassing.socketPair()
-        defer { try? a.close(); try? b.close() }
+        defer {
+            try? a.close()
+            try? b.close()
+        }
         let null = try FileDescriptor.open("/dev/null", .readOnly)
         defer { try? null.close() }
         let before = openDescriptorCount()

@@ -1,8 +1,8 @@
 import FabricQueue
 import FabricSession
+import FabricTestSupport
 import Glibc
 import SystemPackage
-import FabricTestSupport
 import XCTest
 
 /// The versioned session handshake between a daemon (this process) and a
@@ -14,15 +14,20 @@ final class SessionHandshakeTests: XCTestCase {
         return path
     }
 
-    private func client(_ path: String, version: UInt32 = SessionHandshake.protocolVersion,
-                        uid: UInt32 = UInt32(geteuid()), gid: UInt32 = UInt32(getegid())) throws -> ChildProcess {
+    private func client(
+        _ path: String, version: UInt32 = SessionHandshake.protocolVersion,
+        uid: UInt32 = UInt32(geteuid()), gid: UInt32 = UInt32(getegid())
+    ) throws -> ChildProcess {
         try ChildProcess("fabricq-test-helper", ["session-client", path, "\(version)", "\(uid)", "\(gid)"])
     }
 
     /// Accepts one connection and runs the daemon side of the handshake.
-    private func serve(_ listener: borrowing UnixSocket, policy: PeerPolicy = .sameUser,
-                       grant: (PeerCredentials) throws(SessionError) -> SessionGrant = { _ in SessionGrant(sessionID: 1, descriptors: []) })
-    throws -> Result<(PeerCredentials, SessionGrant), SessionError> {
+    private func serve(
+        _ listener: borrowing UnixSocket, policy: PeerPolicy = .sameUser,
+        grant: (PeerCredentials) throws(SessionError) -> SessionGrant = { _ in SessionGrant(sessionID: 1, descriptors: []) }
+    )
+        throws -> Result<(PeerCredentials, SessionGrant), SessionError>
+    {
         guard let connection = try listener.accept(timeout: .seconds(10)) else { throw SocketError.timedOut }
         do throws(SessionError) {
             let result = try connection.serveHandshake(policy: policy, timeout: .seconds(5), grant: grant)
@@ -46,8 +51,9 @@ final class SessionHandshakeTests: XCTestCase {
         XCTAssertEqual(credentials.pid, peer.pid)
         XCTAssertEqual(grant.sessionID, 42)
         peer.assertSuccess(timeout: 30)
-        XCTAssertTrue(peer.standardOutput.contains("granted session 42 with 2 descriptors; region capacity 128; eventfd signalled"),
-                      peer.standardOutput + peer.standardError)
+        XCTAssertTrue(
+            peer.standardOutput.contains("granted session 42 with 2 descriptors; region capacity 128; eventfd signalled"),
+            peer.standardOutput + peer.standardError)
         XCTAssertEqual(try bell.consume(), 7, "the client signalled the very eventfd the daemon holds")
     }
 
@@ -65,7 +71,8 @@ final class SessionHandshakeTests: XCTestCase {
     func testPeerOutsideTheAllowListIsRejectedOnBothSides() throws {
         guard geteuid() == 0 else { throw XCTSkip("needs root to run the client as another user (CI runs as root)") }
         let path = socketPath()
-        let listener = try UnixSocket.listen(at: FilePath(path), permissions: [.ownerReadWrite, .groupReadWrite, .otherReadWrite])
+        let listener = try UnixSocket.listen(
+            at: FilePath(path), permissions: [.ownerReadWrite, .groupReadWrite, .otherReadWrite])
         let peer = try client(path, uid: 65534, gid: 65534)
         let result = try serve(listener)
         guard case .failure(.rejected(.notAllowed, let reason)) = result else { return XCTFail("\(result)") }
@@ -82,9 +89,11 @@ final class SessionHandshakeTests: XCTestCase {
             let garbage = try UnixSocket.connect(to: FilePath(path))
             try garbage.send([UInt8](repeating: 0xAB, count: SessionHandshake.helloSize))
             guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
-            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
-                SessionGrant(sessionID: 1, descriptors: [])
-            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .malformed("hello magic 0xabababababababab")) }
+            XCTAssertThrowsError(
+                try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
+                    SessionGrant(sessionID: 1, descriptors: [])
+                }.1.sessionID
+            ) { XCTAssertEqual($0 as? SessionError, .malformed("hello magic 0xabababababababab")) }
             let reply = try garbage.receive(exactly: SessionHandshake.replySize, timeout: .seconds(5))
             XCTAssertEqual(reply[12], UInt8(SessionRejection.malformed.rawValue))
         }
@@ -92,17 +101,21 @@ final class SessionHandshakeTests: XCTestCase {
         do {
             _ = try UnixSocket.connect(to: FilePath(path))
             guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
-            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
-                SessionGrant(sessionID: 1, descriptors: [])
-            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .socket(.peerClosed)) }
+            XCTAssertThrowsError(
+                try connection.serveHandshake(policy: .sameUser, timeout: .seconds(5)) { _ in
+                    SessionGrant(sessionID: 1, descriptors: [])
+                }.1.sessionID
+            ) { XCTAssertEqual($0 as? SessionError, .socket(.peerClosed)) }
         }
         // A client that says nothing: the daemon gives up at its deadline.
         do {
             let silent = try UnixSocket.connect(to: FilePath(path))
             guard let connection = try listener.accept(timeout: .seconds(5)) else { return XCTFail("no connection") }
-            XCTAssertThrowsError(try connection.serveHandshake(policy: .sameUser, timeout: .milliseconds(50)) { _ in
-                SessionGrant(sessionID: 1, descriptors: [])
-            }.1.sessionID) { XCTAssertEqual($0 as? SessionError, .socket(.timedOut)) }
+            XCTAssertThrowsError(
+                try connection.serveHandshake(policy: .sameUser, timeout: .milliseconds(50)) { _ in
+                    SessionGrant(sessionID: 1, descriptors: [])
+                }.1.sessionID
+            ) { XCTAssertEqual($0 as? SessionError, .socket(.timedOut)) }
             _ = consume silent
         }
     }

@@ -1,8 +1,8 @@
 import FabricQueue
 import FabricSession
+import FabricTestSupport
 import Glibc
 import SystemPackage
-import FabricTestSupport
 import XCTest
 
 /// The session control channel: Unix sockets, kernel-recorded peer

@@ -1,9 +1,10 @@
-@testable import FabricSystem
 import Foundation
 import Glibc
 import Synchronization
 import SystemPackage
 import XCTest
+
+@testable import FabricSystem
 
 /// The syscall funnel: EINTR policy, error shape, and the thin wrappers over
 /// real kernel objects.
@@ -12,7 +13,10 @@ final class SystemCallTests: XCTestCase {
         var calls = 0
         func flaky() -> Int32 {
             calls += 1
-            if calls < 3 { errno = EINTR; return -1 }
+            if calls < 3 {
+                errno = EINTR
+                return -1
+            }
             return 42
         }
         XCTAssertEqual(try valueOrErrno(retryOnInterrupt: true, flaky).get(), 42)
@@ -115,7 +119,10 @@ final class InterruptPolicyTests: XCTestCase {
         let end = Date().addingTimeInterval(bound)
         var signals = 0
         while !done.load(ordering: .acquiring) && Date() < end {
-            if let t = thread.withLock({ $0 }) { pthread_kill(t, SIGUSR1); signals += 1 }
+            if let t = thread.withLock({ $0 }) {
+                pthread_kill(t, SIGUSR1)
+                signals += 1
+            }
             usleep(5_000)
             if signals == 20 { release() }
         }
@@ -128,7 +135,9 @@ final class InterruptPolicyTests: XCTestCase {
         let readable = LockedBox<Result<Bool, SystemCallError>?>(nil)
         let start = monotonicNanoseconds()
         interrupting(bound: 20) {
-            let result = Result { () throws(SystemCallError) -> Bool in try Poll.waitReadable(counter, timeoutNanoseconds: 30_000_000_000) }
+            let result = Result { () throws(SystemCallError) -> Bool in
+                try Poll.waitReadable(counter, timeoutNanoseconds: 30_000_000_000)
+            }
             readable.withLock { $0 = result }
         }
         XCTAssertEqual(readable.withLock { $0 }, .success(false), "an interrupted wait reports 'not ready'")
@@ -137,12 +146,18 @@ final class InterruptPolicyTests: XCTestCase {
 
     func testReceiveIsRetriedOnInterrupt() throws {
         let (a, b) = try UnixDomainSocket.pair(inheritable: false)
-        defer { try? a.close(); try? b.close() }
+        defer {
+            try? a.close()
+            try? b.close()
+        }
         let got = LockedBox<Result<Int, SystemCallError>?>(nil)
-        interrupting(bound: 20, release: {
-            var byte: UInt8 = 5
-            _ = withUnsafeBytes(of: &byte) { try? UnixDomainSocket.send(a, $0) }
-        }) {
+        interrupting(
+            bound: 20,
+            release: {
+                var byte: UInt8 = 5
+                _ = withUnsafeBytes(of: &byte) { try? UnixDomainSocket.send(a, $0) }
+            }
+        ) {
             var byte: UInt8 = 0
             let result = withUnsafeMutableBytes(of: &byte) { buffer in
                 Result { () throws(SystemCallError) -> Int in try UnixDomainSocket.receive(b, into: buffer) }

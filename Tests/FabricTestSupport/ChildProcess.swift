@@ -69,7 +69,10 @@ public final class ChildProcess {
         var status: Int32 = 0
         while Date() < deadline {
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { exitStatus = status; return status }
+            if r == pid {
+                exitStatus = status
+                return status
+            }
             usleep(2_000)
         }
         kill(pid, SIGKILL)
@@ -84,9 +87,10 @@ public final class ChildProcess {
             XCTFail("\(name) timed out after \(timeout) s; stderr: \(standardError)", file: file, line: line)
             return
         }
-        XCTAssertTrue(Self.exitedNormally(status) && Self.exitCode(status) == 0,
-                      "\(name) failed (status \(status)); stdout: \(standardOutput) stderr: \(standardError)",
-                      file: file, line: line)
+        XCTAssertTrue(
+            Self.exitedNormally(status) && Self.exitCode(status) == 0,
+            "\(name) failed (status \(status)); stdout: \(standardOutput) stderr: \(standardError)",
+            file: file, line: line)
     }
 
     /// Blocks until the child prints `text` on stdout, or the timeout passes.
@@ -99,7 +103,10 @@ public final class ChildProcess {
         return false
     }
 
-    public func terminate() { kill(pid, SIGKILL); wait(timeout: 5) }
+    public func terminate() {
+        kill(pid, SIGKILL)
+        wait(timeout: 5)
+    }
 
     public var standardOutput: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     public var standardError: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }

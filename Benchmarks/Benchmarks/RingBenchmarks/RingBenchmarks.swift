@@ -18,7 +18,8 @@ import SystemPackage
 let descriptorsPerIteration = 1_000_000
 
 /// A producer thread started before measurement begins, released by `go`.
-final class ProducerThread: @unchecked Sendable {  // @unchecked: `thread` is set before start and read at join; `go` is atomic
+final class ProducerThread: @unchecked Sendable {
+    // @unchecked: `thread` is set before start and read at join; `go` is atomic
     let go = Atomic<Bool>(false)
     var thread = pthread_t()
     let body: @Sendable () -> Void
@@ -26,13 +27,15 @@ final class ProducerThread: @unchecked Sendable {  // @unchecked: `thread` is se
     init(_ body: @escaping @Sendable () -> Void) {
         self.body = body
         let context = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<ProducerThread>.fromOpaque(raw!).takeRetainedValue()
-            // Acquire: pairs with `start`'s release; spin so starting costs no syscall.
-            while !me.go.load(ordering: .acquiring) { SpinWait.pause() }
-            me.body()
-            return nil
-        }, context)
+        pthread_create(
+            &thread, nil,
+            { raw in
+                let me = Unmanaged<ProducerThread>.fromOpaque(raw!).takeRetainedValue()
+                // Acquire: pairs with `start`'s release; spin so starting costs no syscall.
+                while !me.go.load(ordering: .acquiring) { SpinWait.pause() }
+                me.body()
+                return nil
+            }, context)
     }
 
     func start() {
@@ -111,10 +114,12 @@ func pingPong(doorbell: Doorbell, roundTrips: Int, _ benchmark: Benchmark) throw
     let response = try SharedRegion.createAnonymous(kind: .spsc, capacity: 64)
     let echo = ProducerThread {
         guard var inbox = try? SPSCConsumer<Descriptor>(region: request),
-              var outbox = try? SPSCProducer<Descriptor>(region: response) else { return }
+            var outbox = try? SPSCProducer<Descriptor>(region: response)
+        else { return }
         for _ in 0..<roundTrips {
             guard let d = try? inbox.receive(doorbell: doorbell, timeout: .seconds(10)),
-                  (try? outbox.send(d, doorbell: doorbell, timeout: .seconds(10))) != nil else { return }
+                (try? outbox.send(d, doorbell: doorbell, timeout: .seconds(10))) != nil
+            else { return }
         }
     }
     var outbox = try SPSCProducer<Descriptor>(region: request)
@@ -174,6 +179,60 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Session_submit_completion_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try sessionRoundTrips(50_000, benchmark)
     }
+    Benchmark("Session_staged_batches_of_4_50k_commands", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try sessionStagedBatches(50_000, batch: 4, benchmark)
+    }
+}
+
+/// Starts an in-process daemon serving the empty handler on a fresh socket,
+/// connects a busy-polling `ControllerSession` with `batching`, runs `body`
+/// with it, and stops the daemon.
+func withEmptyDaemonSession(
+    batching: BatchingPolicy = .immediate, _ body: (inout ControllerSession) throws -> Void
+) throws {
+    let socket = FilePath("/tmp/fq-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock")
+    var configuration = DaemonConfiguration(socketPath: socket)
+    configuration.idle = .busyPoll
+    configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 16)
+    let daemon = FabricDaemon(configuration: configuration, handlers: [noOpModel: NoOpHandler()])
+    try daemon.start()
+    var options = ControllerOptions()
+    options.wait = .busyPoll
+    options.batching = batching
+    defer { daemon.stop() }
+    var session = try ControllerSession.connect(to: socket, options: options)
+    try body(&session)
+}
+
+/// Dynamic batching on the polling path: `stage(_:)` gathers `batch`
+/// requests through the session layer's accumulator, which posts them as one
+/// publication when the batch is full; then the `batch` completions are
+/// reaped. The gate checks that gathering and posting allocate nothing.
+func sessionStagedBatches(_ commands: Int, batch: Int, _ benchmark: Benchmark) throws {
+    try withEmptyDaemonSession(batching: BatchingPolicy(maximumBatchSize: batch, maximumWait: .seconds(1))) { session in
+        try stagedBatches(&session, commands: commands, batch: batch, benchmark)
+    }
+}
+
+func stagedBatches(_ session: inout ControllerSession, commands: Int, batch: Int, _ benchmark: Benchmark) throws {
+    func oneBatch(_ first: Int) throws {
+        for i in 0..<batch {
+            guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
+                throw SubmitError.noFreeBuffer
+            }
+            session.buffers.buffer(input).storeBytes(of: UInt64(first + i), as: UInt64.self)
+            try session.stage(CommandRequest(modelID: noOpModel, input: input, inputSize: 8, output: output))
+        }
+        for _ in 0..<batch {
+            let done = try session.waitForCompletion(timeout: .seconds(10))
+            session.buffers.release(done.input)
+            session.buffers.release(done.output)
+        }
+    }
+    for i in stride(from: 0, to: 1000, by: batch) { try oneBatch(i) }  // warm-up
+    benchmark.startMeasurement()
+    for i in stride(from: 0, to: commands, by: batch) { try oneBatch(i) }
+    benchmark.stopMeasurement()
 }
 
 /// The empty handler: completes every command with no output.
@@ -191,18 +250,14 @@ let noOpModel: UInt32 = 4
 /// memfd rings and a data region. One command in flight: the fabric path's
 /// latency, buffer pool included.
 func sessionRoundTrips(_ roundTrips: Int, _ benchmark: Benchmark) throws {
-    let socket = FilePath("/tmp/fq-bench-\(getpid()).sock")
-    var configuration = DaemonConfiguration(socketPath: socket)
-    configuration.idle = .busyPoll
-    configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 16)
-    let daemon = FabricDaemon(configuration: configuration, handlers: [noOpModel: NoOpHandler()])
-    try daemon.start()
-    defer { daemon.stop() }
-    var options = ControllerOptions()
-    options.wait = .busyPoll
-    var session = try ControllerSession.connect(to: socket, options: options)
+    try withEmptyDaemonSession { session in try sessionRoundTrips(&session, roundTrips, benchmark) }
+}
+
+func sessionRoundTrips(_ session: inout ControllerSession, _ roundTrips: Int, _ benchmark: Benchmark) throws {
     func roundTrip(_ i: Int) throws {
-        guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { throw SubmitError.noFreeBuffer }
+        guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
+            throw SubmitError.noFreeBuffer
+        }
         session.buffers.buffer(input).storeBytes(of: UInt64(i), as: UInt64.self)
         try session.submit(CommandRequest(modelID: noOpModel, input: input, inputSize: 8, output: output))
         let done = try session.waitForCompletion(timeout: .seconds(10))

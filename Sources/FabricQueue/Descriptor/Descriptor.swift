@@ -51,10 +51,12 @@ public struct Descriptor: RingElement, Equatable, Hashable {
 
     /// Creates a descriptor; unspecified fields are zero.
     @inlinable
-    public init(commandID: UInt64 = 0, modelID: UInt32 = 0, flags: UInt32 = 0,
-                inputOffset: UInt64 = 0, inputSize: UInt32 = 0,
-                outputOffset: UInt64 = 0, outputCapacity: UInt32 = 0,
-                submitTimestamp: UInt64 = 0, producerID: UInt32 = 0, userData: UInt64 = 0) {
+    public init(
+        commandID: UInt64 = 0, modelID: UInt32 = 0, flags: UInt32 = 0,
+        inputOffset: UInt64 = 0, inputSize: UInt32 = 0,
+        outputOffset: UInt64 = 0, outputCapacity: UInt32 = 0,
+        submitTimestamp: UInt64 = 0, producerID: UInt32 = 0, userData: UInt64 = 0
+    ) {
         self.commandID = commandID
         self.modelID = modelID
         self.flags = flags

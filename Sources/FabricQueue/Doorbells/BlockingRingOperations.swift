@@ -17,7 +17,9 @@ public protocol BlockingRingProducer: RingProducer, ~Copyable {
     @discardableResult
     mutating func send(_ element: Element, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> DoorbellWait
     /// Appends as many as fit once there is space; rings the consumer; returns how many.
-    mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    mutating func send(
+        contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int
     /// Wakes a sleeping consumer (no syscall when none sleeps).
     @discardableResult
     func ringConsumer(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
@@ -29,7 +31,9 @@ public protocol BlockingRingConsumer: RingConsumer, ~Copyable {
     /// Removes the oldest element, waiting on `doorbell` up to `timeout`; rings producers.
     mutating func receive(doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Element
     /// Copies out up to `buffer.count` once at least one is there; rings producers.
-    mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int
+    mutating func receive(
+        into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int
     /// Wakes producers sleeping for space (no syscall when none sleeps).
     @discardableResult
     func ringProducers(_ doorbell: Doorbell) throws(RingWaitError) -> Bool
@@ -65,7 +69,9 @@ extension SPSCProducer {
     /// Appends as many of `elements` as fit once at least one slot is free
     /// (waiting up to `timeout`), rings the consumer, returns how many went in.
     @inlinable
-    public mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int {
+    public mutating func send(
+        contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int {
         var n = enqueue(contentsOf: elements)
         if n == 0 && !elements.isEmpty {
             guard try waitUntilWritable(doorbell: doorbell, timeout: timeout).isReady else { throw .timedOut }
@@ -120,7 +126,9 @@ extension MPSCProducer {
     /// Appends as many of `elements` as fit once there is space (waiting up
     /// to `timeout`), rings the consumer, returns how many went in.
     @inlinable
-    public mutating func send(contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int {
+    public mutating func send(
+        contentsOf elements: UnsafeBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int {
         let end = deadline(after: timeout)
         var n = enqueue(contentsOf: elements)
         while n == 0 && !elements.isEmpty {
@@ -159,7 +167,9 @@ extension SPSCConsumer {
     /// Copies out up to `buffer.count` elements once at least one is there
     /// (waiting up to `timeout`), rings the producer, returns how many.
     @inlinable
-    public mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int {
+    public mutating func receive(
+        into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int {
         var n: Int
         do { n = try dequeue(into: buffer) } catch { throw .ring(error) }
         if n == 0 && buffer.count > 0 {
@@ -223,7 +233,9 @@ extension MPSCConsumer {
     /// Copies out up to `buffer.count` published elements once at least one is
     /// there (waiting up to `timeout`), rings producers, returns how many.
     @inlinable
-    public mutating func receive(into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration) throws(RingWaitError) -> Int {
+    public mutating func receive(
+        into buffer: UnsafeMutableBufferPointer<Element>, doorbell: Doorbell, timeout: Duration
+    ) throws(RingWaitError) -> Int {
         let end = deadline(after: timeout)
         while true {
             let n: Int

@@ -68,15 +68,17 @@ public struct Doorbell: Sendable {
     /// `spaceAvailable` when space is freed. Both processes need both
     /// descriptors (inherit them, or pass them with `EventFD.send(over:tag:)`).
     public static func eventFD(dataAvailable: EventFD, spaceAvailable: EventFD) -> Doorbell {
-        Doorbell(kind: .eventFD, spinNanoseconds: 0, sleeper: .eventFD(dataAvailable: dataAvailable, spaceAvailable: spaceAvailable))
+        Doorbell(
+            kind: .eventFD, spinNanoseconds: 0, sleeper: .eventFD(dataAvailable: dataAvailable, spaceAvailable: spaceAvailable))
     }
 
     /// Spin for `spin`, then sleep like `blocking` (``futex`` or an
     /// ``eventFD(dataAvailable:spaceAvailable:)`` doorbell; a busy-poll
     /// doorbell here means "never sleep").
     public static func adaptive(spinFor spin: Duration, then blocking: Doorbell) -> Doorbell {
-        return Doorbell(kind: .adaptive, spinNanoseconds: blocking.sleeper == nil ? .max : spin.saturatingNanoseconds,
-                        sleeper: blocking.sleeper)
+        return Doorbell(
+            kind: .adaptive, spinNanoseconds: blocking.sleeper == nil ? .max : spin.saturatingNanoseconds,
+            sleeper: blocking.sleeper)
     }
 }
 

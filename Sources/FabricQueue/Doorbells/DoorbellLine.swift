@@ -86,19 +86,27 @@ struct DoorbellLine {
     /// Waits until `ready()` is true or `deadline` (`MonotonicClock`
     /// nanoseconds) passes: spins for the doorbell's spin budget, then sleeps.
     @inlinable
-    func wait(_ doorbell: Doorbell, deadline: UInt64, until ready: () throws(RingError) -> Bool) throws(RingWaitError) -> DoorbellWait {
+    func wait(
+        _ doorbell: Doorbell, deadline: UInt64, until ready: () throws(RingError) -> Bool
+    ) throws(RingWaitError) -> DoorbellWait {
         var result = DoorbellWait()
         func check() throws(RingWaitError) -> Bool {
             do { return try ready() } catch { throw .ring(error) }
         }
-        if try check() { result.isReady = true; return result }
+        if try check() {
+            result.isReady = true
+            return result
+        }
 
         // Spin phase.
         let start = MonotonicClock.now()
         let spinEnd = doorbell.spinNanoseconds == .max ? deadline : min(deadline, start &+ doorbell.spinNanoseconds)
         var spins = 0
         while doorbell.spinNanoseconds > 0 {
-            if try check() { result.isReady = true; return result }
+            if try check() {
+                result.isReady = true
+                return result
+            }
             spins &+= 1
             SpinWait.pause()
             if doorbell.yieldEverySpins > 0 && spins % doorbell.yieldEverySpins == 0 { CurrentThread.yield() }
@@ -152,7 +160,10 @@ struct DoorbellLine {
             // Relaxed: only a hint for notifiers.
             waiters.pointee.subtract(announcement, ordering: .relaxed)
             result.sleeps += 1
-            if try check() { result.isReady = true; return result }
+            if try check() {
+                result.isReady = true
+                return result
+            }
             if woke { result.spuriousWakeups += 1 }
         }
     }

@@ -14,7 +14,8 @@ import SystemPackage
 ///
 /// The descriptor is non-blocking; ``wait(timeoutNanoseconds:)`` blocks in
 /// `poll(2)` with a timeout. It is closed when the object is released.
-public final class EventFD: @unchecked Sendable {  // @unchecked: the descriptor is immutable, the closed flag atomic
+public final class EventFD: @unchecked Sendable {
+    // @unchecked: the descriptor is immutable, the closed flag atomic
     /// The eventfd descriptor, owned by this object.
     public let fileDescriptor: FileDescriptor
     /// Whether reads follow semaphore semantics.

@@ -47,7 +47,8 @@ public enum NUMAError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .noSuchNode(let n, let count): "NUMA node \(n) does not exist (this machine has \(count), numbered 0...\(max(count - 1, 0)))"
+        case .noSuchNode(let n, let count):
+            "NUMA node \(n) does not exist (this machine has \(count), numbered 0...\(max(count - 1, 0)))"
         case .noSuchCPU(let cpu): "CPU \(cpu) does not exist"
         case .system(let error): "\(error)"
         }
@@ -98,7 +99,9 @@ public enum NUMA {
     /// before first touch: a shared mapping's policy then governs every page
     /// the kernel allocates for it, in whichever process faults it in.
     @discardableResult
-    public static func place(_ memory: UnsafeMutableRawBufferPointer, _ placement: MemoryPlacement) throws(NUMAError) -> PlacementOutcome {
+    public static func place(
+        _ memory: UnsafeMutableRawBufferPointer, _ placement: MemoryPlacement
+    ) throws(NUMAError) -> PlacementOutcome {
         if case .node(let n) = placement { try validate(node: n) }
         guard isAvailable, let base = memory.baseAddress, memory.count > 0 else { return .unavailable }
         var mask = [UInt](repeating: 0, count: max(1, (nodeCount + UInt.bitWidth - 1) / UInt.bitWidth))

@@ -44,7 +44,9 @@ package enum MappedFile {
     }
 
     /// Maps `size` bytes of `fd` shared and read-write (`mmap(2)`).
-    package static func map(fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool) throws(RegionError) -> UnsafeMutableRawPointer {
+    package static func map(
+        fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool
+    ) throws(RegionError) -> UnsafeMutableRawPointer {
         do { return try Memory.mapShared(fd, size: size, populate: prefault) } catch {
             if hugePages { throw .hugePagesUnavailable(reason: "mmap of \(size) bytes failed: \(error.errno)") }
             throw .system(error)

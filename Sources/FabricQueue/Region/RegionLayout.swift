@@ -83,7 +83,7 @@ public enum RegionLayout {
         /// Offset of `spaceAvailableFutex`.
         public static let spaceAvailableFutex = 268
         /// Administrative line, written only when an endpoint attaches or detaches.
-        public static let producerOwner = 384 // UInt32 pid, SPSC only
+        public static let producerOwner = 384  // UInt32 pid, SPSC only
         /// Offset of `consumerOwner`: UInt32 pid.
         public static let consumerOwner = 388
     }

@@ -15,7 +15,8 @@ import SystemPackage
 /// The mapping is unmapped and its descriptor closed when the last reference
 /// goes away. Ring endpoints keep a reference, so memory they use cannot be
 /// unmapped under them.
-public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable after init; its memory is shared by design
+public final class SharedRegion: @unchecked Sendable {
+    // @unchecked: immutable after init; its memory is shared by design
     /// The path of a named region, `nil` for an anonymous one.
     public let path: FilePath?
     /// The region's file descriptor, owned by the region (closed on deinit).
@@ -33,8 +34,10 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
     public let placement: PlacementOutcome?
     private let locked: Bool
 
-    private init(path: FilePath?, fd: FileDescriptor, base: UnsafeMutableRawPointer,
-                 mappedSize: Int, info: RegionInfo, locked: Bool, placement: PlacementOutcome? = nil) {
+    private init(
+        path: FilePath?, fd: FileDescriptor, base: UnsafeMutableRawPointer,
+        mappedSize: Int, info: RegionInfo, locked: Bool, placement: PlacementOutcome? = nil
+    ) {
         self.path = path
         self.fileDescriptor = fd
         self.base = base
@@ -77,9 +80,10 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
         }
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.openFile(path, .readWrite,
-                                             options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
-                                             permissions: options.permissions)
+            fd = try FileDescriptor.openFile(
+                path, .readWrite,
+                options: [.create, .exclusiveCreate, .closeOnExec, .noFollow],
+                permissions: options.permissions)
         } catch {
             if error.errno == .fileExists { throw .alreadyExists(path: path.string) }
             throw .system(error)
@@ -89,10 +93,13 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
             do { try fd.changeMode(to: options.permissions) } catch { throw RegionError.system(error) }
             if options.hugePages && !fd.isOnHugetlbfs {
                 throw RegionError.hugePagesUnavailable(
-                    reason: "\(path) is not on a hugetlbfs mount (mount one, e.g. /dev/hugepages, and reserve pages in /proc/sys/vm/nr_hugepages)")
+                    reason:
+                        "\(path) is not on a hugetlbfs mount (mount one, e.g. /dev/hugepages, and reserve pages in /proc/sys/vm/nr_hugepages)"
+                )
             }
-            return try initialize(path: path, fd: fd, geometry: geometry,
-                                  elementTag: Element.ringElementTag, flags: 0, options: options)
+            return try initialize(
+                path: path, fd: fd, geometry: geometry,
+                elementTag: Element.ringElementTag, flags: 0, options: options)
         } catch {
             try? FileSystem.unlink(path)
             try? fd.close()
@@ -113,15 +120,17 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
         let geometry = try RingGeometry(kind: kind, capacity: capacity, slotSize: MemoryLayout<Element>.stride)
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.memfd(name: name, allowSealing: true, closeOnExec: !options.inheritable,
-                                          hugePages: options.hugePages)
+            fd = try FileDescriptor.memfd(
+                name: name, allowSealing: true, closeOnExec: !options.inheritable,
+                hugePages: options.hugePages)
         } catch {
             if options.hugePages { throw .hugePagesUnavailable(reason: "memfd_create(MFD_HUGETLB) failed: \(error.errno)") }
             throw .system(error)
         }
         do throws(RegionError) {
-            return try initialize(path: nil, fd: fd, geometry: geometry, elementTag: Element.ringElementTag,
-                                  flags: RegionLayout.Flags.anonymous, options: options)
+            return try initialize(
+                path: nil, fd: fd, geometry: geometry, elementTag: Element.ringElementTag,
+                flags: RegionLayout.Flags.anonymous, options: options)
         } catch {
             try? fd.close()
             throw error
@@ -142,8 +151,9 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
             do { try fd.addSeals(FileDescriptor.sealsAgainstResizing) } catch { throw .system(error) }
         }
         // With a placement, set the policy before the first touch, then prefault.
-        let base = try MappedFile.map(fd: fd, size: size, prefault: options.prefault && options.placement == nil,
-                           hugePages: options.hugePages)
+        let base = try MappedFile.map(
+            fd: fd, size: size, prefault: options.prefault && options.placement == nil,
+            hugePages: options.hugePages)
         var placement: PlacementOutcome?
         if let requested = options.placement {
             do {
@@ -173,8 +183,9 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
             createdAt: realtimeNanoseconds(),
             flags: flags | (options.hugePages ? RegionLayout.Flags.hugePages : 0))
         writeHeader(info, to: base)
-        return SharedRegion(path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked,
-                            placement: placement)
+        return SharedRegion(
+            path: path, fd: fd, base: base, mappedSize: size, info: info, locked: locked,
+            placement: placement)
     }
 
     static func writeHeader(_ info: RegionInfo, to base: UnsafeMutableRawPointer) {
@@ -241,7 +252,9 @@ public final class SharedRegion: @unchecked Sendable {  // @unchecked: immutable
         }
     }
 
-    private static func validateAndMap(path: FilePath?, fd: FileDescriptor, expectedEpoch: UInt64?) throws(RegionError) -> SharedRegion {
+    private static func validateAndMap(
+        path: FilePath?, fd: FileDescriptor, expectedEpoch: UInt64?
+    ) throws(RegionError) -> SharedRegion {
         let (fileSize, isHuge) = try MappedFile.inspect(fd, minimumSize: RegionLayout.headerSize)
         let base = try MappedFile.map(fd: fd, size: fileSize, prefault: false, hugePages: isHuge)
         do throws(RegionError) {

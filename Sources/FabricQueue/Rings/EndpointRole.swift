@@ -26,7 +26,10 @@ enum EndpointRole: String {
             let (exchanged, found) = word.pointee.compareExchange(
                 expected: expected, desired: me, ordering: .acquiringAndReleasing)
             if exchanged { return expected == 0 ? nil : Int32(bitPattern: expected) }
-            if found == 0 { expected = 0; continue }
+            if found == 0 {
+                expected = 0
+                continue
+            }
             let owner = Int32(bitPattern: found)
             if found == me || processExists(owner) {
                 throw .endpointInUse(role: role.rawValue, ownerPID: owner)

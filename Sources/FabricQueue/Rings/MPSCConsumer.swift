@@ -16,7 +16,8 @@ import Synchronization
 /// died mid-write, and `dequeue` throws
 /// ``RingError/slotStalled(position:stalledForNanoseconds:)`` every time it is
 /// called until the slot is published or ``skipStalledSlot()`` is called.
-public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
+public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+    // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var localTail: UInt64
@@ -35,8 +36,10 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     ///   - element: the slot type (inferred from the context by default).
     ///   - stallTimeout: how long a reserved-but-unpublished slot is waited
     ///     for before `dequeue` reports it. Default 500 ms.
-    public init(region: SharedRegion, of element: Element.Type = Element.self,
-                stallTimeout: Duration = .milliseconds(500)) throws(RegionError) {
+    public init(
+        region: SharedRegion, of element: Element.Type = Element.self,
+        stallTimeout: Duration = .milliseconds(500)
+    ) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .mpsc)
         let previousOwner = try EndpointRole.claim(.consumer, word: view.ownerWord(EndpointRole.consumer.offset))
         if previousOwner != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }

@@ -19,7 +19,8 @@ import Synchronization
 /// spinning (see ``MPSCConsumer/skipStalledSlot()``). This is the difference
 /// from a ring that publishes a shared tail in reservation order, where one
 /// stuck producer stalls every other producer too.
-public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
+public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+    // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var cachedTail: UInt64

@@ -28,8 +28,9 @@ struct RingView<Element: RingElement> {
         slots = region.pointer(at: info.geometry.slotsOffset, as: Element.self)
         head = (control + RegionLayout.Control.head).assumingMemoryBound(to: Atomic<UInt64>.self)
         tail = (control + RegionLayout.Control.tail).assumingMemoryBound(to: Atomic<UInt64>.self)
-        sequences = region.pointer(at: kind == .mpsc ? info.geometry.sequencesOffset : RegionLayout.controlOffset,
-                                   as: Atomic<UInt64>.self)
+        sequences = region.pointer(
+            at: kind == .mpsc ? info.geometry.sequencesOffset : RegionLayout.controlOffset,
+            as: Atomic<UInt64>.self)
         capacity = UInt64(info.capacity)
         mask = capacity - 1
     }

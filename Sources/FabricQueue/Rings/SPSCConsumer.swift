@@ -15,7 +15,8 @@ import Synchronization
 /// A `head` that contradicts `tail` (more than `capacity` ahead, or behind) is
 /// reported as ``RingError/indicesCorrupted(head:tail:capacity:)``; nothing
 /// is ever read outside the slot array because positions are masked.
-public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
+public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+    // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var localTail: UInt64

@@ -15,7 +15,8 @@ import Synchronization
 /// also claimed in the region (a second process gets
 /// ``RegionError/endpointInUse(role:ownerPID:)``; a dead one is taken over).
 /// Create the endpoint on the thread that uses it.
-public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {  // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
+public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable {
+    // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
     @usableFromInline var localHead: UInt64

@@ -18,16 +18,18 @@ func copyElement<Element: RingElement>(from source: UnsafePointer<Element>, to d
     if size % 16 == 0 {
         var offset = 0
         while offset < size {
-            dst.storeBytes(of: src.loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self),
-                           toByteOffset: offset, as: SIMD2<UInt64>.self)
+            dst.storeBytes(
+                of: src.loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self),
+                toByteOffset: offset, as: SIMD2<UInt64>.self)
             offset += 16
         }
     } else {
         // Slot sizes are multiples of 8 (RingGeometry); element sizes may not be.
         var offset = 0
         while offset + 8 <= size {
-            dst.storeBytes(of: src.loadUnaligned(fromByteOffset: offset, as: UInt64.self),
-                           toByteOffset: offset, as: UInt64.self)
+            dst.storeBytes(
+                of: src.loadUnaligned(fromByteOffset: offset, as: UInt64.self),
+                toByteOffset: offset, as: UInt64.self)
             offset += 8
         }
         while offset < size {
@@ -49,7 +51,9 @@ func copyElement<Element: RingElement>(from source: UnsafePointer<Element>, to d
 /// report. The orderings under test are the same in both builds; only the
 /// copy primitive differs.
 @inlinable @inline(__always)
-func copyElements<Element: RingElement>(from source: UnsafePointer<Element>, to destination: UnsafeMutablePointer<Element>, count: Int) {
+func copyElements<Element: RingElement>(
+    from source: UnsafePointer<Element>, to destination: UnsafeMutablePointer<Element>, count: Int
+) {
     #if FABRICQUEUE_TSAN
     for i in 0..<count { copyElement(from: source + i, to: destination + i) }
     #else

@@ -46,7 +46,9 @@ public struct SlotReservation<Element: RingElement>: ~Copyable {
     public var parts: (UnsafeMutableBufferPointer<Element>, UnsafeMutableBufferPointer<Element>) {
         let start = Int(position & mask)
         let first = min(count, Int(mask) + 1 - start)
-        return (UnsafeMutableBufferPointer(start: slots + start, count: first),
-                UnsafeMutableBufferPointer(start: slots, count: count - first))
+        return (
+            UnsafeMutableBufferPointer(start: slots + start, count: first),
+            UnsafeMutableBufferPointer(start: slots, count: count - first)
+        )
     }
 }

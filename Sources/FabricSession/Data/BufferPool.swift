@@ -67,7 +67,9 @@ public struct BufferPool: ~Copyable {
     /// programming error and traps (it would hand one buffer to two commands).
     @inlinable
     public mutating func release(_ slot: BufferSlot) {
-        precondition(slot.index < region.geometry.slotCount && inUse[Int(slot.index)], "slot \(slot.index) released twice or never acquired")
+        precondition(
+            slot.index < region.geometry.slotCount && inUse[Int(slot.index)],
+            "slot \(slot.index) released twice or never acquired")
         inUse[Int(slot.index)] = false
         free[freeCount] = slot.index
         freeCount += 1

@@ -13,7 +13,8 @@ import SystemPackage
 /// slotSize u64 @24 | slotCount u32 @32 | reserved u32 @36 | epoch u64 @40 |
 /// checksum u64 @48 (FNV-1a 64 over bytes 8..<48). Attaching validates all of
 /// it against the file before use.
-public final class DataRegion: @unchecked Sendable {  // @unchecked: immutable after init; slot bytes are the peers' to coordinate through the rings
+public final class DataRegion: @unchecked Sendable {
+    // @unchecked: immutable after init; slot bytes are the peers' to coordinate through the rings
     /// "FQDATA01" read as a little-endian `UInt64`.
     public static let magic: UInt64 = 0x3130_4154_4144_5146
     /// Size of the header page; slot 0 starts here.
@@ -29,7 +30,8 @@ public final class DataRegion: @unchecked Sendable {  // @unchecked: immutable a
     /// Bytes mapped.
     public let mappedSize: Int
 
-    private init(fd: FileDescriptor, base: UnsafeMutableRawPointer, mappedSize: Int, geometry: DataRegionGeometry, epoch: UInt64) {
+    private init(fd: FileDescriptor, base: UnsafeMutableRawPointer, mappedSize: Int, geometry: DataRegionGeometry, epoch: UInt64)
+    {
         fileDescriptor = fd
         self.base = base
         self.mappedSize = mappedSize
@@ -44,7 +46,8 @@ public final class DataRegion: @unchecked Sendable {  // @unchecked: immutable a
 
     /// Creates an anonymous data region (sealed memfd) of `slotCount` slots of
     /// `slotSize` bytes (a multiple of 64).
-    public static func createAnonymous(slotSize: Int, slotCount: Int, inheritable: Bool = false) throws(RegionError) -> DataRegion {
+    public static func createAnonymous(slotSize: Int, slotCount: Int, inheritable: Bool = false) throws(RegionError) -> DataRegion
+    {
         guard slotSize > 0, slotCount > 0, slotCount <= Int(UInt32.max) else { throw .invalidCapacity(slotCount) }
         let geometry = try DataRegionGeometry(slotSize: UInt64(slotSize), slotCount: UInt32(slotCount))
         let size = Int(geometry.regionSize)
@@ -90,13 +93,15 @@ public final class DataRegion: @unchecked Sendable {  // @unchecked: immutable a
                 guard dataOffset == UInt64(headerPage) else {
                     throw .layoutMismatch(field: "dataOffset", expected: UInt64(headerPage), found: dataOffset)
                 }
-                let geometry = try DataRegionGeometry(slotSize: base.load(fromByteOffset: 24, as: UInt64.self),
-                                                      slotCount: base.load(fromByteOffset: 32, as: UInt32.self))
+                let geometry = try DataRegionGeometry(
+                    slotSize: base.load(fromByteOffset: 24, as: UInt64.self),
+                    slotCount: base.load(fromByteOffset: 32, as: UInt32.self))
                 guard geometry.regionSize <= UInt64(fileSize) else {
                     throw .truncated(fileSize: fileSize, required: Int(clamping: geometry.regionSize))
                 }
-                return DataRegion(fd: fd, base: base, mappedSize: fileSize, geometry: geometry,
-                                  epoch: base.load(fromByteOffset: 40, as: UInt64.self))
+                return DataRegion(
+                    fd: fd, base: base, mappedSize: fileSize, geometry: geometry,
+                    epoch: base.load(fromByteOffset: 40, as: UInt64.self))
             } catch {
                 Memory.unmap(base, size: fileSize)
                 throw error
@@ -124,8 +129,10 @@ public final class DataRegion: @unchecked Sendable {  // @unchecked: immutable a
     /// returns nil without calling it otherwise. The daemon reads inputs and
     /// writes outputs only through this check.
     @inlinable
-    public func withSlotBytes<R, E: Error>(offset: UInt64, length: UInt64,
-                                          _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R? {
+    public func withSlotBytes<R, E: Error>(
+        offset: UInt64, length: UInt64,
+        _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R
+    ) throws(E) -> R? {
         guard geometry.slot(containing: offset, length: length) != nil else { return nil }
         return try withExtendedLifetime(self) { () throws(E) -> R in
             try body(UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length)))

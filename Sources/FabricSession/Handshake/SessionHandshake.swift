@@ -121,8 +121,10 @@ extension UnixSocket {
     /// version and the peer's kernel credentials against `policy`, and either
     /// sends a rejection and throws, or calls `grant` and sends the reply with
     /// its descriptors (the daemon keeps its own copies).
-    public func serveHandshake(policy: PeerPolicy, timeout: Duration,
-                               grant: (PeerCredentials) throws(SessionError) -> SessionGrant) throws(SessionError) -> (PeerCredentials, SessionGrant) {
+    public func serveHandshake(
+        policy: PeerPolicy, timeout: Duration,
+        grant: (PeerCredentials) throws(SessionError) -> SessionGrant
+    ) throws(SessionError) -> (PeerCredentials, SessionGrant) {
         let credentials: PeerCredentials
         let hello: [UInt8]
         do {
@@ -139,12 +141,14 @@ extension UnixSocket {
             try refuse(.malformed, "bad magic", .malformed("hello magic 0x\(String(magic, radix: 16))"))
         }
         guard version == SessionHandshake.protocolVersion else {
-            try refuse(.versionMismatch, "daemon speaks \(SessionHandshake.protocolVersion)",
-                       .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version))
+            try refuse(
+                .versionMismatch, "daemon speaks \(SessionHandshake.protocolVersion)",
+                .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version))
         }
         guard policy.admits(credentials) else {
-            try refuse(.notAllowed, "uid \(credentials.uid) gid \(credentials.gid)",
-                       .rejected(.notAllowed, reason: "\(credentials)"))
+            try refuse(
+                .notAllowed, "uid \(credentials.uid) gid \(credentials.gid)",
+                .rejected(.notAllowed, reason: "\(credentials)"))
         }
         // A grant that fails still answers the client: with its own rejection
         // (say, busy), or "busy" with the reason when resources ran out.
@@ -157,11 +161,15 @@ extension UnixSocket {
             throw .malformed("grant of \(granted.descriptors.count) descriptors exceeds \(SessionHandshake.maximumDescriptors)")
         }
         do {
-            try send(SessionHandshake.reply(status: 0, sessionID: granted.sessionID,
-                                            descriptorCount: granted.descriptors.count, reason: ""))
+            try send(
+                SessionHandshake.reply(
+                    status: 0, sessionID: granted.sessionID,
+                    descriptorCount: granted.descriptors.count, reason: ""))
         } catch { throw .socket(error) }
         for (tag, descriptor) in granted.descriptors {
-            do { try FileDescriptorPassing.send(descriptor, over: fileDescriptor, tag: tag) } catch { throw .descriptorPassing(error) }
+            do { try FileDescriptorPassing.send(descriptor, over: fileDescriptor, tag: tag) } catch {
+                throw .descriptorPassing(error)
+            }
         }
         return (credentials, granted)
     }
@@ -169,7 +177,9 @@ extension UnixSocket {
     /// Client side: sends the hello and waits (within `timeout`) for the
     /// daemon's verdict; returns the grant with its descriptors (now owned by
     /// the caller) or throws the daemon's reason.
-    public func requestSession(timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion) throws(SessionError) -> SessionGrant {
+    public func requestSession(
+        timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
+    ) throws(SessionError) -> SessionGrant {
         let reply: [UInt8]
         do {
             try send(SessionHandshake.hello(version: version))

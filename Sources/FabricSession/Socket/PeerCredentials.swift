@@ -43,4 +43,3 @@ public struct PeerPolicy: Equatable, Sendable {
         allowedUIDs.contains(peer.uid) || allowedGIDs.contains(peer.gid)
     }
 }
-

@@ -48,8 +48,10 @@ public struct UnixSocket: ~Copyable {
     /// its file mode with `chmod(2)` (default 0600: only the owner may connect;
     /// `SO_PEERCRED` checks are a second line). A stale socket file at `path`
     /// is replaced only when `replaceExisting` is set.
-    public static func listen(at path: FilePath, permissions: FilePermissions = [.ownerReadWrite],
-                              replaceExisting: Bool = false, backlog: Int32 = 64) throws(SocketError) -> UnixSocket {
+    public static func listen(
+        at path: FilePath, permissions: FilePermissions = [.ownerReadWrite],
+        replaceExisting: Bool = false, backlog: Int32 = 64
+    ) throws(SocketError) -> UnixSocket {
         if replaceExisting { try? FileSystem.unlinkIfPresent(path) }
         let fd: FileDescriptor
         do { fd = try UnixDomainSocket.listen(at: path, backlog: backlog) } catch { throw .system(error) }

@@ -18,8 +18,10 @@ public struct RunConfiguration: Sendable {
     public var completionTimeout: Duration
 
     /// A run over `images` (each once unless `imageCount` says otherwise).
-    public init(modelID: UInt32, images: [String], imageCount: Int? = nil, batchSize: Int = 1,
-                batchesInFlight: Int = 1, completionTimeout: Duration = .seconds(30)) {
+    public init(
+        modelID: UInt32, images: [String], imageCount: Int? = nil, batchSize: Int = 1,
+        batchesInFlight: Int = 1, completionTimeout: Duration = .seconds(30)
+    ) {
         self.modelID = modelID
         self.images = images
         self.imageCount = imageCount ?? images.count
@@ -49,8 +51,10 @@ public enum RunError: Error, CustomStringConvertible {
 /// labels), and time every stage.
 public enum ClassificationRun {
     /// Runs `configuration` on `session`; `progress(done, total)` is called after each completion.
-    public static func run(_ configuration: RunConfiguration, model: ModelInfo, session: inout ControllerSession,
-                           progress: (Int, Int) -> Void = { _, _ in }) throws(RunError) -> RunReport {
+    public static func run(
+        _ configuration: RunConfiguration, model: ModelInfo, session: inout ControllerSession,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws(RunError) -> RunReport {
         let c = configuration
         guard !c.images.isEmpty, c.imageCount > 0 else { throw .configuration("no images") }
         guard (1...ControllerSession.maximumBatchSize).contains(c.batchSize) else {
@@ -58,22 +62,31 @@ public enum ClassificationRun {
         }
         let spec = model.input
         guard spec.channels == 3, spec.mean.count == 3, spec.std.count == 3, spec.std.allSatisfy({ $0 > 0 }),
-              spec.height > 0, spec.width > 0, spec.resizeShorterSide >= max(spec.height, spec.width),
-              (1...100_000).contains(model.classCount) else {
-            throw .configuration("model \(model.name): this controller prepares RGB images only, with a crop no larger "
-                                 + "than the resize and a positive std")
+            spec.height > 0, spec.width > 0, spec.resizeShorterSide >= max(spec.height, spec.width),
+            (1...100_000).contains(model.classCount)
+        else {
+            throw .configuration(
+                "model \(model.name): this controller prepares RGB images only, with a crop no larger "
+                    + "than the resize and a positive std")
         }
         let recordBytes = ClassificationRecord.byteCount(classCount: model.classCount)
         guard c.batchesInFlight >= 1, 2 * c.batchSize * c.batchesInFlight <= session.buffers.capacity else {
-            throw .configuration("\(c.batchesInFlight) batches of \(c.batchSize) need \(2 * c.batchSize * c.batchesInFlight) "
-                                 + "slots; the session has \(session.buffers.capacity)")
+            throw .configuration(
+                "\(c.batchesInFlight) batches of \(c.batchSize) need \(2 * c.batchSize * c.batchesInFlight) "
+                    + "slots; the session has \(session.buffers.capacity)")
         }
         let preprocessor = Preprocessor(specification: model.input)
         let probabilities = UnsafeMutableBufferPointer<Float>.allocate(capacity: model.classCount)
         defer { probabilities.deallocate() }
 
-        struct Pending { var image: Int; var started: UInt64; var decode: UInt64; var preprocess: UInt64; var endsBatch: Bool }
-        var pending = [Pending]()        // in submission order, as completions arrive
+        struct Pending {
+            var image: Int
+            var started: UInt64
+            var decode: UInt64
+            var preprocess: UInt64
+            var endsBatch: Bool
+        }
+        var pending = [Pending]()  // in submission order, as completions arrive
         var samples = [PipelineStage: [UInt64]]()
         var results = [Int: ImageResult]()
         var fabric: UInt64 = 0, total: UInt64 = 0
@@ -95,9 +108,10 @@ public enum ClassificationRun {
                     guard input.size >= model.input.byteCount, output.size >= recordBytes else {
                         session.buffers.release(input)
                         session.buffers.release(output)
-                        throw .configuration("the daemon's \(input.size)-byte slots cannot hold one \(model.input.height)×"
-                            + "\(model.input.width) image (\(model.input.byteCount) bytes): is the engine given the one "
-                            + "the daemon serves as model \(c.modelID)?")
+                        throw .configuration(
+                            "the daemon's \(input.size)-byte slots cannot hold one \(model.input.height)×"
+                                + "\(model.input.width) image (\(model.input.byteCount) bytes): is the engine given the one "
+                                + "the daemon serves as model \(c.modelID)?")
                     }
                     let t0 = MonotonicClock.now()
                     let image: RGBImage
@@ -105,9 +119,12 @@ public enum ClassificationRun {
                     let t1 = MonotonicClock.now()
                     let size = preprocessor.write(image, into: session.buffers.buffer(input))
                     let t2 = MonotonicClock.now()
-                    requests.append(CommandRequest(modelID: c.modelID, input: input, inputSize: size, output: output,
-                                                   outputCapacity: recordBytes))
-                    pending.append(Pending(image: index, started: t0, decode: t1 - t0, preprocess: t2 - t1, endsBatch: k == n - 1))
+                    requests.append(
+                        CommandRequest(
+                            modelID: c.modelID, input: input, inputSize: size, output: output,
+                            outputCapacity: recordBytes))
+                    pending.append(
+                        Pending(image: index, started: t0, decode: t1 - t0, preprocess: t2 - t1, endsBatch: k == n - 1))
                 }
                 do { _ = try session.submit(batch: requests) } catch { throw .submit(error) }
                 submitted += n
@@ -119,8 +136,11 @@ public enum ClassificationRun {
             let t3 = MonotonicClock.now()
             let p = pending.removeFirst()
             var agrees = false
-            if done.succeeded, let record = ClassificationRecord.parse(
-                UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.output).prefix(done.outputSize)), classCount: model.classCount) {
+            if done.succeeded,
+                let record = ClassificationRecord.parse(
+                    UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.output).prefix(done.outputSize)),
+                    classCount: model.classCount)
+            {
                 record.logits.withUnsafeBufferPointer { Classification.softmax($0, into: probabilities) }
                 let top = Classification.top(ClassificationRecord.topCount, of: UnsafeBufferPointer(probabilities))
                 agrees = top.map { $0.index } == record.top.map { $0.index }
@@ -128,7 +148,9 @@ public enum ClassificationRun {
                 if results[p.image] == nil {
                     results[p.image] = ImageResult(
                         image: (c.images[p.image] as NSString).lastPathComponent,
-                        top5: top.map { ImageResult.Prediction(index: $0.index, label: model.label($0.index), probability: $0.probability) },
+                        top5: top.map {
+                            ImageResult.Prediction(index: $0.index, label: model.label($0.index), probability: $0.probability)
+                        },
                         daemonAgrees: agrees)
                 }
             } else {
@@ -157,7 +179,10 @@ public enum ClassificationRun {
             engine: model.name, architecture: model.architecture, weights: model.weights.rawValue, modelID: c.modelID,
             images: c.imageCount, batchSize: c.batchSize, batchesInFlight: c.batchesInFlight, seconds: seconds,
             imagesPerSecond: Double(c.imageCount) / seconds,
-            stages: Dictionary(uniqueKeysWithValues: PipelineStage.allCases.map { ($0.rawValue, StageStatistics(nanoseconds: samples[$0] ?? [])) }),
+            stages: Dictionary(
+                uniqueKeysWithValues: PipelineStage.allCases.map {
+                    ($0.rawValue, StageStatistics(nanoseconds: samples[$0] ?? []))
+                }),
             fabricShare: total > 0 ? Double(fabric) / Double(total) : 0, failures: failures, disagreements: disagreements,
             results: results.keys.sorted().compactMap { results[$0] })
     }

@@ -53,7 +53,9 @@ public enum ImageDecoder {
         // The decoders read the file's bytes in place; only the pixels are allocated.
         let result = data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Result<RGBImage, ImageError> in
             let bytes = bytes.bindMemory(to: UInt8.self)
-            if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return Result { () throws(ImageError) in try decodeJPEG(bytes, name: name) } }
+            if bytes.starts(with: [0xFF, 0xD8, 0xFF]) {
+                return Result { () throws(ImageError) in try decodeJPEG(bytes, name: name) }
+            }
             if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
                 return Result { () throws(ImageError) in try decodePNG(bytes, name: name) }
             }
@@ -71,8 +73,9 @@ public enum ImageDecoder {
         try checkSize(Int(width), Int(height), name)
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * 3)
         let status = pixels.withUnsafeMutableBufferPointer { dst in
-            tjDecompress2(handle, bytes.baseAddress, UInt(bytes.count), dst.baseAddress, width, 0, height,
-                          Int32(TJPF_RGB.rawValue), 0)
+            tjDecompress2(
+                handle, bytes.baseAddress, UInt(bytes.count), dst.baseAddress, width, 0, height,
+                Int32(TJPF_RGB.rawValue), 0)
         }
         // Warnings (tjGetErrorCode == TJERR_WARNING) leave a usable image; errors do not.
         guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {

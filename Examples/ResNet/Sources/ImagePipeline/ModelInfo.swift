@@ -17,8 +17,10 @@ public struct ModelInfo: Sendable {
     public var labels: [String]?
 
     /// A model described by hand.
-    public init(name: String, architecture: String, weights: WeightsOrigin, input: InputSpecification,
-                classCount: Int, labels: [String]?) {
+    public init(
+        name: String, architecture: String, weights: WeightsOrigin, input: InputSpecification,
+        classCount: Int, labels: [String]?
+    ) {
         self.name = name
         self.architecture = architecture
         self.weights = weights
@@ -30,8 +32,9 @@ public struct ModelInfo: Sendable {
     /// From an engine file's manifest.
     public init(engine: EngineFile) {
         let m = engine.manifest
-        self.init(name: m.name, architecture: m.architecture, weights: m.weights, input: m.input,
-                  classCount: m.classCount, labels: m.labels)
+        self.init(
+            name: m.name, architecture: m.architecture, weights: m.weights, input: m.input,
+            classCount: m.classCount, labels: m.labels)
     }
 
     /// The label of class `index` ("class N" without labels).

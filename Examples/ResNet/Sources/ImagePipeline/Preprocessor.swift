@@ -60,7 +60,8 @@ public final class Preprocessor {
                         let d = Float(row1[x0 * 3 + c]), e = Float(row1[x1 * 3 + c])
                         let top = a + (b - a) * wx, bottom = d + (e - d) * wx
                         let v = top + (bottom - top) * wy
-                        out.storeBytes(of: v * scale[c] + offset[c], toByteOffset: 4 * (c * plane + y * spec.width + x), as: Float.self)
+                        out.storeBytes(
+                            of: v * scale[c] + offset[c], toByteOffset: 4 * (c * plane + y * spec.width + x), as: Float.self)
                     }
                 }
             }

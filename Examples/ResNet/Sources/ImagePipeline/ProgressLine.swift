@@ -32,8 +32,9 @@ public struct ProgressLine {
 /// The top-5 of each image, one block per image.
 public func formatPredictions(_ results: [ImageResult]) -> String {
     results.map { r in
-        "  \(r.image):\n" + r.top5.map { p in
-            "    \(String(format: "%6.2f", p.probability * 100)) %  \(p.label)"
-        }.joined(separator: "\n")
+        "  \(r.image):\n"
+            + r.top5.map { p in
+                "    \(String(format: "%6.2f", p.probability * 100)) %  \(p.label)"
+            }.joined(separator: "\n")
     }.joined(separator: "\n")
 }

@@ -104,11 +104,13 @@ public struct RunReport: Codable, Sendable {
             \(disagreements > 0 ? " · \(disagreements) top-5 disagreements" : "")
 
             """
-        out += "  " + "stage".padding(toLength: 24, withPad: " ", startingAt: 0)
+        out +=
+            "  " + "stage".padding(toLength: 24, withPad: " ", startingAt: 0)
             + ["p50", "p99", "max"].map { $0.leftPadded(11) }.joined() + "\n"
         for s in PipelineStage.allCases {
             let st = stage(s)
-            out += "  " + (s.rawValue + (s.isFabricPath ? " *" : "")).padding(toLength: 24, withPad: " ", startingAt: 0)
+            out +=
+                "  " + (s.rawValue + (s.isFabricPath ? " *" : "")).padding(toLength: 24, withPad: " ", startingAt: 0)
                 + [st.p50, st.p99, st.max].map { Self.time($0).leftPadded(11) }.joined() + "\n"
         }
         out += "  * fabric path (FabricQueue: ring, wake-up, validation, completion)\n"

@@ -72,12 +72,15 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
             }
             guard n > 0 else { continue }
             let probabilities = self.probabilities, topScores = self.topScores, selected = self.selected
-            network.infer(batch: n, input: { batch.input(selected[$0]) }, output: { image, logits in
-                let command = selected[image]
-                let written = ClassificationRecord.write(logits: logits, scratch: probabilities, top: topScores,
-                                                     into: batch.output(command))
-                batch.complete(command, outputSize: written)
-            })
+            network.infer(
+                batch: n, input: { batch.input(selected[$0]) },
+                output: { image, logits in
+                    let command = selected[image]
+                    let written = ClassificationRecord.write(
+                        logits: logits, scratch: probabilities, top: topScores,
+                        into: batch.output(command))
+                    batch.complete(command, outputSize: written)
+                })
         }
     }
 }

@@ -30,10 +30,12 @@ struct ResNetController: ParsableCommand {
     @Argument(help: "JPEG or PNG files.") var images: [String]
 
     func run() throws {
-        var info = ModelInfo(name: "model \(model)", architecture: "unknown", weights: .seededUntrained,
-                             input: .imageNet, classCount: 1000, labels: nil)
+        var info = ModelInfo(
+            name: "model \(model)", architecture: "unknown", weights: .seededUntrained,
+            input: .imageNet, classCount: 1000, labels: nil)
         if let engine {
-            let verification: EngineFile.Verification = try publicKey.map { .trusting(try EnginePublicKey(contentsOf: $0)) }
+            let verification: EngineFile.Verification =
+                try publicKey.map { .trusting(try EnginePublicKey(contentsOf: $0)) }
                 ?? .skipVerification
             info = ModelInfo(engine: try EngineFile(path: engine, verification: verification))
         }

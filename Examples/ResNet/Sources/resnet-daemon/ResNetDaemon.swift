@@ -2,9 +2,9 @@ import ArgumentParser
 import COpenBLAS
 import FabricConsumer
 import Foundation
-import SystemPackage
 import InferenceEngine
 import ResNetService
+import SystemPackage
 
 /// The inference daemon: verifies and maps engine files, registers each
 /// under a model id, and serves controllers over FabricQueue sessions.
@@ -72,8 +72,9 @@ struct ResNetDaemon: ParsableCommand {
                 handlers[id] = handler
                 largestInput = max(largestInput, engine.manifest.input.byteCount, Int(handler.requiredOutputCapacity))
                 let m = engine.manifest
-                say("model \(id): \(m.name) (\(m.architecture), \(m.weights == .pretrained ? "pretrained" : "seeded, untrained"), "
-                    + "\(m.input.height)×\(m.input.width), \(m.classCount) classes), key \(trusted.fingerprint), \(path)")
+                say(
+                    "model \(id): \(m.name) (\(m.architecture), \(m.weights == .pretrained ? "pretrained" : "seeded, untrained"), "
+                        + "\(m.input.height)×\(m.input.width), \(m.classCount) classes), key \(trusted.fingerprint), \(path)")
             } catch {
                 report("refusing engine \(path) for model \(id): \(error)")
                 throw ExitCode(2)
@@ -86,8 +87,9 @@ struct ResNetDaemon: ParsableCommand {
         }
         configuration.idle = idleStrategy
         // One slot holds one image (input) or one classification record (output).
-        configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64,
-                                              slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
+        configuration.session = SessionLimits(
+            submissionCapacity: 64, completionCapacity: 64,
+            slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
         configuration.burstSize = maxBatch
         try StopSignal.install()
         let daemon = FabricDaemon(configuration: configuration, handlers: handlers)

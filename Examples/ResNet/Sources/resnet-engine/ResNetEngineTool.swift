@@ -35,8 +35,10 @@ extension ResNetEngineTool {
                 let start = Date()
                 let (engine, built) = try store.ensureSeeded(architecture)
                 let path = engine.path
-                print(built ? "built \(path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s (seeded, untrained)"
-                            : "kept \(path) (valid, signed by \(store.publicKeyPath))")
+                print(
+                    built
+                        ? "built \(path) in \(String(format: "%.1f", Date().timeIntervalSince(start))) s (seeded, untrained)"
+                        : "kept \(path) (valid, signed by \(store.publicKeyPath))")
             }
             print("public key: \(store.publicKeyPath)")
         }
@@ -62,12 +64,16 @@ extension ResNetEngineTool {
             input.height = inputSize
             input.width = inputSize
             input.resizeShorterSide = max(inputSize, inputSize * 8 / 7)
-            let (manifest, tensors) = ResNetBuilder(architecture: arch, seed: seed, classCount: classes,
-                                                    baseWidth: width, input: input).build()
-            try EngineWriter.write(manifest: manifest, tensors: tensors, to: out,
-                                   signingKey: unsigned ? nil : try EngineSigningKey(contentsOf: key!))
-            print("wrote \(out): \(manifest.name), \(tensors.reduce(0) { $0 + $1.values.count }) parameters, "
-                  + (unsigned ? "unsigned" : "signed") + "; seeded weights are untrained")
+            let (manifest, tensors) = ResNetBuilder(
+                architecture: arch, seed: seed, classCount: classes,
+                baseWidth: width, input: input
+            ).build()
+            try EngineWriter.write(
+                manifest: manifest, tensors: tensors, to: out,
+                signingKey: unsigned ? nil : try EngineSigningKey(contentsOf: key!))
+            print(
+                "wrote \(out): \(manifest.name), \(tensors.reduce(0) { $0 + $1.values.count }) parameters, "
+                    + (unsigned ? "unsigned" : "signed") + "; seeded weights are untrained")
         }
     }
 
@@ -108,7 +114,8 @@ extension ResNetEngineTool {
             }
             let m = engine.manifest
             let network = try Network(engine: engine, maximumBatch: 1)
-            print("""
+            print(
+                """
                 \(file)
                   name: \(m.name)  architecture: \(m.architecture)  weights: \(m.weights.rawValue)\(m.seed.map { "  seed: \($0)" } ?? "")
                   input: \(m.input.channels)×\(m.input.height)×\(m.input.width), resize \(m.input.resizeShorterSide), mean \(m.input.mean), std \(m.input.std)

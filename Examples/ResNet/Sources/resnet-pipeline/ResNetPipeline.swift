@@ -11,7 +11,8 @@ import SystemPackage
 struct ResNetPipeline: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet-pipeline",
-        abstract: "Run the ResNet example end to end: start resnet-daemon, classify the sample images, stop it, print the results.",
+        abstract:
+            "Run the ResNet example end to end: start resnet-daemon, classify the sample images, stop it, print the results.",
         discussion: """
             Builds the seeded ResNet-18 and ResNet-50 engines on first use (signed with a key created in the \
             engine directory). Seeded weights are UNTRAINED: their classes mean nothing; they measure and verify \
@@ -59,14 +60,19 @@ struct ResNetPipeline: ParsableCommand {
                 if FileManager.default.fileExists(atPath: store.pretrainedPath) {
                     plan.append((3, try EngineFile(path: store.pretrainedPath, verification: .trusting(trusted))))
                 } else {
-                    say("pretrained engine not imported (run scripts/import-pretrained for real ImageNet labels); "
-                        + "running the seeded, untrained engines only")
+                    say(
+                        "pretrained engine not imported (run scripts/import-pretrained for real ImageNet labels); "
+                            + "running the seeded, untrained engines only")
                 }
             case "resnet18", "resnet50":
                 let arch = ResNetArchitecture(rawValue: name)!
                 let started = Date()
                 let (engine, built) = try store.ensureSeeded(arch)
-                if built { say("built \(engine.path) (seeded, untrained) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s") }
+                if built {
+                    say(
+                        "built \(engine.path) (seeded, untrained) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
+                    )
+                }
                 plan.append((arch == .resnet18 ? 1 : 2, engine))
             default:
                 throw ValidationError("unknown engine \(name) (pretrained, resnet18, resnet50)")
@@ -89,15 +95,19 @@ struct ResNetPipeline: ParsableCommand {
         var session = try ControllerSession.connect(to: FilePath(socket), options: options)
         var reports = [RunReport]()
         for (id, info) in models {
-            say("\n== \(info.name): \(info.weights == .pretrained ? "pretrained ImageNet weights" : "seeded weights, UNTRAINED (classes carry no meaning)") ==")
+            say(
+                "\n== \(info.name): \(info.weights == .pretrained ? "pretrained ImageNet weights" : "seeded weights, UNTRAINED (classes carry no meaning)") =="
+            )
             // Warm-up: fault in the daemon's weights and buffers once, untimed.
-            _ = try ClassificationRun.run(RunConfiguration(modelID: id, images: photos, imageCount: 1),
-                                          model: info, session: &session)
+            _ = try ClassificationRun.run(
+                RunConfiguration(modelID: id, images: photos, imageCount: 1),
+                model: info, session: &session)
             for batch in batches {
                 var progress = ProgressLine(label: "\(info.name) batch \(batch)")
                 let report = try ClassificationRun.run(
-                    RunConfiguration(modelID: id, images: photos, imageCount: imagesPerRun, batchSize: batch,
-                                     batchesInFlight: inFlight),
+                    RunConfiguration(
+                        modelID: id, images: photos, imageCount: imagesPerRun, batchSize: batch,
+                        batchesInFlight: inFlight),
                     model: info, session: &session, progress: { progress.update($0, $1) })
                 if reports.last?.engine != info.name { say(formatPredictions(report.results)) }
                 say(report.table)
@@ -118,12 +128,16 @@ struct ResNetPipeline: ParsableCommand {
     /// One line per run: the figures to compare.
     static func summary(_ reports: [RunReport]) -> String {
         var out = "summary (per image, p50):\n"
-        out += "  " + "engine".padding(toLength: 34, withPad: " ", startingAt: 0) + "batch   images/s   end-to-end    inference   fabric path\n"
+        out +=
+            "  " + "engine".padding(toLength: 34, withPad: " ", startingAt: 0)
+            + "batch   images/s   end-to-end    inference   fabric path\n"
         for r in reports {
             let fabric = r.stage(.queue).p50 + r.stage(.dispatch).p50 + r.stage(.completion).p50
-            out += "  " + r.engine.padding(toLength: 34, withPad: " ", startingAt: 0)
-                + String(format: "%5d %10.1f %9.1f ms %9.1f ms %9.1f µs (%.3f %%)\n", r.batchSize, r.imagesPerSecond,
-                         r.stage(.endToEnd).p50 / 1000, r.stage(.inference).p50 / 1000, fabric, r.fabricShare * 100)
+            out +=
+                "  " + r.engine.padding(toLength: 34, withPad: " ", startingAt: 0)
+                + String(
+                    format: "%5d %10.1f %9.1f ms %9.1f ms %9.1f µs (%.3f %%)\n", r.batchSize, r.imagesPerSecond,
+                    r.stage(.endToEnd).p50 / 1000, r.stage(.inference).p50 / 1000, fabric, r.fabricShare * 100)
         }
         return out
     }

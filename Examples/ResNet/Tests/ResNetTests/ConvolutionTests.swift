@@ -1,5 +1,6 @@
-@testable import InferenceEngine
 import XCTest
+
+@testable import InferenceEngine
 
 /// im2col + sgemm (and the direct depthwise kernel) against a naive direct
 /// convolution written here, over strides, asymmetric padding and batches.
@@ -48,19 +49,25 @@ final class ConvolutionTests: XCTestCase {
             let input = Support.randomFloats(c.cin * c.batch * c.h * c.w, seed: UInt64(number))
             let weight = Support.randomFloats(c.cout * (c.depthwise ? 1 : c.cin) * c.k * c.k, seed: UInt64(100 + number))
             let want = naive(c, input: input, weight: weight, oh: oh, ow: ow)
-            let window = Kernels.Window(channels: c.cin, inHeight: c.h, inWidth: c.w, outHeight: oh, outWidth: ow,
-                                        kernelHeight: c.k, kernelWidth: c.k, stride: c.stride, padTop: c.pad[0], padLeft: c.pad[1])
+            let window = Kernels.Window(
+                channels: c.cin, inHeight: c.h, inWidth: c.w, outHeight: oh, outWidth: ow,
+                kernelHeight: c.k, kernelWidth: c.k, stride: c.stride, padTop: c.pad[0], padLeft: c.pad[1])
             var got = [Float](repeating: .nan, count: want.count)
             input.withUnsafeBufferPointer { x in
                 weight.withUnsafeBufferPointer { w in
                     got.withUnsafeMutableBufferPointer { out in
                         if c.depthwise {
-                            Kernels.depthwise(x.baseAddress!, batch: c.batch, window, weight: w.baseAddress!, into: out.baseAddress!)
+                            Kernels.depthwise(
+                                x.baseAddress!, batch: c.batch, window, weight: w.baseAddress!, into: out.baseAddress!)
                         } else {
                             let columns = c.batch * oh * ow, k = c.cin * c.k * c.k
                             var col = [Float](repeating: .nan, count: k * columns)
-                            col.withUnsafeMutableBufferPointer { Kernels.im2col(x.baseAddress!, batch: c.batch, window, into: $0.baseAddress!) }
-                            col.withUnsafeBufferPointer { Kernels.gemm(m: c.cout, n: columns, k: k, w.baseAddress!, $0.baseAddress!, out.baseAddress!) }
+                            col.withUnsafeMutableBufferPointer {
+                                Kernels.im2col(x.baseAddress!, batch: c.batch, window, into: $0.baseAddress!)
+                            }
+                            col.withUnsafeBufferPointer {
+                                Kernels.gemm(m: c.cout, n: columns, k: k, w.baseAddress!, $0.baseAddress!, out.baseAddress!)
+                            }
                         }
                     }
                 }
@@ -73,10 +80,13 @@ final class ConvolutionTests: XCTestCase {
     func testMaxPoolIgnoresPaddingAndSoftmaxTopK() {
         // 1 channel, batch 1, 3×3 input, 3×3 window stride 2 pad 1: every window's max is a real pixel.
         let input: [Float] = [-5, -4, -3, -2, -1, -6, -7, -8, -9]
-        let window = Kernels.Window(channels: 1, inHeight: 3, inWidth: 3, outHeight: 2, outWidth: 2,
-                                    kernelHeight: 3, kernelWidth: 3, stride: 2, padTop: 1, padLeft: 1)
+        let window = Kernels.Window(
+            channels: 1, inHeight: 3, inWidth: 3, outHeight: 2, outWidth: 2,
+            kernelHeight: 3, kernelWidth: 3, stride: 2, padTop: 1, padLeft: 1)
         var out = [Float](repeating: 0, count: 4)
-        input.withUnsafeBufferPointer { x in out.withUnsafeMutableBufferPointer { Kernels.maxPool(x.baseAddress!, batch: 1, window, into: $0.baseAddress!) } }
+        input.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { Kernels.maxPool(x.baseAddress!, batch: 1, window, into: $0.baseAddress!) }
+        }
         XCTAssertEqual(out, [-1, -1, -1, -1])
 
         let logits: [Float] = [1, 3, 2, .nan, 3]
@@ -95,9 +105,12 @@ final class ConvolutionTests: XCTestCase {
     func testTopKIntoAFixedBufferMatchesSorting() {
         let values = Support.randomFloats(1000, seed: 77)
         var best = [ClassScore](repeating: ClassScore(index: -1, probability: 0), count: 5)
-        let found = values.withUnsafeBufferPointer { v in best.withUnsafeMutableBufferPointer { Classification.top(of: v, into: $0) } }
+        let found = values.withUnsafeBufferPointer { v in
+            best.withUnsafeMutableBufferPointer { Classification.top(of: v, into: $0) }
+        }
         XCTAssertEqual(found, 5)
-        let want = values.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }.prefix(5)
+        let want = values.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }
+            .prefix(5)
         XCTAssertEqual(best.map(\.index), want.map(\.offset))
         // Fewer values than slots: only the real ones are written.
         let two: [Float] = [.nan, 2, 1]

@@ -43,11 +43,14 @@ final class EngineSignatureTests: XCTestCase {
         let weightByte = Int(header.tensorsOffset) + 1000
         XCTAssertEqual(open(copy { $0[weightByte] ^= 0x01 }).failure, .signatureMismatch)
         // A manifest edit that stays valid JSON: "relu" → "relU" would not decode, so flip a digit of the seed.
-        XCTAssertEqual(open(copy { bytes in
-            let json = Array("\"seed\":7".utf8)
-            if let at = bytes.firstRange(of: json) { bytes[at.upperBound - 1] = UInt8(ascii: "8") }
-        }).failure, .signatureMismatch)
-        XCTAssertEqual(open(copy { $0[$0.count - 20] ^= 0xFF }).failure, .signatureMismatch) // signature bytes
+        XCTAssertEqual(
+            open(
+                copy { bytes in
+                    let json = Array("\"seed\":7".utf8)
+                    if let at = bytes.firstRange(of: json) { bytes[at.upperBound - 1] = UInt8(ascii: "8") }
+                }
+            ).failure, .signatureMismatch)
+        XCTAssertEqual(open(copy { $0[$0.count - 20] ^= 0xFF }).failure, .signatureMismatch)  // signature bytes
     }
 
     func testTruncatedFilesAreRefused() throws {
@@ -78,8 +81,9 @@ final class EngineSignatureTests: XCTestCase {
             (copy { $0.removeLast(4096) }, "truncated"),
         ]
         for (path, message) in cases {
-            let r = try Support.run(Support.productsDirectory + "/resnet-daemon",
-                                    ["--socket", dir + "/d.sock", "--public-key", pub + ".pub", "--engine", "1=\(path)"], timeout: 60)
+            let r = try Support.run(
+                Support.productsDirectory + "/resnet-daemon",
+                ["--socket", dir + "/d.sock", "--public-key", pub + ".pub", "--engine", "1=\(path)"], timeout: 60)
             XCTAssertEqual(r.status, 2, "\(message): \(r.stdout) \(r.stderr)")
             XCTAssertTrue(r.stderr.contains("refusing engine") && r.stderr.contains(message), r.stderr)
             XCTAssertFalse(r.stdout.contains("listening"), r.stdout)

@@ -19,7 +19,9 @@ final class EngineValidationTests: XCTestCase {
             for _ in 0..<(1 + Int(random.next() % 3)) {
                 let target = Int(random.next() % UInt64(round % 4 == 0 ? 64 : manifestEnd))
                 // Half the time swap in a digit, which keeps the JSON valid more often and changes numbers.
-                bytes[target] = random.next() % 2 == 0 && target >= 64 ? digits[Int(random.next() % 10)] : UInt8(truncatingIfNeeded: random.next())
+                bytes[target] =
+                    random.next() % 2 == 0 && target >= 64
+                    ? digits[Int(random.next() % 10)] : UInt8(truncatingIfNeeded: random.next())
             }
             if round % 10 == 9 { bytes.removeLast(Int(random.next() % UInt64(bytes.count))) }
             let mutated = dir + "/mutated.engine"
@@ -43,9 +45,12 @@ final class EngineValidationTests: XCTestCase {
 
     func testHostileLayerParametersAreRefused() throws {
         let dir = Support.temporaryDirectory()
-        let base = ResNetBuilder(architecture: .resnet18, seed: 1, classCount: 3, baseWidth: 2,
-                                 input: InputSpecification(channels: 3, height: 16, width: 16, resizeShorterSide: 18,
-                                                           mean: [0, 0, 0], std: [1, 1, 1])).build()
+        let base = ResNetBuilder(
+            architecture: .resnet18, seed: 1, classCount: 3, baseWidth: 2,
+            input: InputSpecification(
+                channels: 3, height: 16, width: 16, resizeShorterSide: 18,
+                mean: [0, 0, 0], std: [1, 1, 1])
+        ).build()
         func refused(_ edit: (inout EngineManifest) -> Void) -> EngineError? {
             var manifest = base.manifest
             edit(&manifest)
@@ -58,19 +63,23 @@ final class EngineValidationTests: XCTestCase {
         }
         XCTAssertNil(refused { _ in })
         XCTAssertNotNil(refused { $0.layers[0].stride = 0 })
-        XCTAssertNotNil(refused { $0.layers[0].padding = [9, 9, 9, 9] })                 // padding ≥ kernel
+        XCTAssertNotNil(refused { $0.layers[0].padding = [9, 9, 9, 9] })  // padding ≥ kernel
         XCTAssertNotNil(refused { $0.layers[0].padding = [1, 1] })
         XCTAssertNotNil(refused { $0.layers[1].kernel = 99 })
         XCTAssertNotNil(refused { $0.layers[2].input = "nowhere" })
-        XCTAssertNotNil(refused { $0.layers[2].residual = "conv1" })                      // wrong shape
-        XCTAssertNotNil(refused { $0.layers[2].output = "conv1" })                        // made twice
+        XCTAssertNotNil(refused { $0.layers[2].residual = "conv1" })  // wrong shape
+        XCTAssertNotNil(refused { $0.layers[2].output = "conv1" })  // made twice
         XCTAssertNotNil(refused { $0.layers[0].groups = 2 })
-        XCTAssertNotNil(refused { $0.layers[0].weight = "fc.weight" })                    // wrong shape
+        XCTAssertNotNil(refused { $0.layers[0].weight = "fc.weight" })  // wrong shape
         XCTAssertNotNil(refused { $0.output = "pooled" })
         XCTAssertNotNil(refused { $0.classCount = 4 })
         XCTAssertNotNil(refused { $0.labels = ["a", "b"] })
         XCTAssertNotNil(refused { $0.input.std = [1, 0, 1] })
         XCTAssertNotNil(refused { $0.input.height = 1_000_000 })
-        XCTAssertNotNil(refused { m in m.layers[1].residual = "conv1"; m.layers[1].activation = .relu })   // pool with residual
+        XCTAssertNotNil(
+            refused { m in
+                m.layers[1].residual = "conv1"
+                m.layers[1].activation = .relu
+            })  // pool with residual
     }
 }

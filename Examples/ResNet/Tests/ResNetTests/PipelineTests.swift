@@ -1,10 +1,10 @@
 import FabricConsumer
-import SystemPackage
 import FabricProducer
 import Foundation
 import ImagePipeline
 import InferenceEngine
 import ResNetService
+import SystemPackage
 import XCTest
 
 /// The example end to end: the real resnet-pipeline executable (which starts
@@ -13,9 +13,12 @@ final class PipelineTests: XCTestCase {
     func testPipelineRunsEndToEndAndWritesJSON() throws {
         let store = Support.temporaryDirectory()
         let json = store + "/report.json"
-        let r = try Support.run(Support.productsDirectory + "/resnet-pipeline",
-                                ["--engine-dir", store, "--engines", "pretrained,resnet18", "--batch-sizes", "1,3",
-                                 "--images-per-run", "4", "--json", json], timeout: 300)
+        let r = try Support.run(
+            Support.productsDirectory + "/resnet-pipeline",
+            [
+                "--engine-dir", store, "--engines", "pretrained,resnet18", "--batch-sizes", "1,3",
+                "--images-per-run", "4", "--json", json,
+            ], timeout: 300)
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertTrue(r.stdout.contains("pretrained engine not imported"), r.stdout)
         XCTAssertTrue(r.stdout.contains("seeded, UNTRAINED"), r.stdout)
@@ -28,9 +31,9 @@ final class PipelineTests: XCTestCase {
             XCTAssertEqual(report.images, 4)
             XCTAssertEqual(report.failures, 0)
             XCTAssertEqual(report.disagreements, 0)
-            XCTAssertEqual(report.results.count, 3)          // three sample images
+            XCTAssertEqual(report.results.count, 3)  // three sample images
             XCTAssertTrue(report.results.allSatisfy { $0.top5.count == 5 && $0.daemonAgrees })
-            XCTAssertGreaterThan(report.stage(.inference).p50, 1000)        // a real forward pass: > 1 ms
+            XCTAssertGreaterThan(report.stage(.inference).p50, 1000)  // a real forward pass: > 1 ms
             XCTAssertGreaterThan(report.stage(.queue).p50, 0)
             XCTAssertGreaterThan(report.fabricShare, 0)
             XCTAssertLessThan(report.fabricShare, 1)
@@ -70,8 +73,10 @@ final class PipelineTests: XCTestCase {
             let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
             let floats = Support.randomFloats(imageBytes / 4, seed: UInt64(k))
             floats.withUnsafeBytes { session.buffers.buffer(input).copyMemory(from: $0) }
-            requests.append(CommandRequest(modelID: 5, input: input, inputSize: k == 1 ? imageBytes - 4 : imageBytes,
-                                           output: output, outputCapacity: k == 4 ? record - 1 : record))
+            requests.append(
+                CommandRequest(
+                    modelID: 5, input: input, inputSize: k == 1 ? imageBytes - 4 : imageBytes,
+                    output: output, outputCapacity: k == 4 ? record - 1 : record))
         }
         _ = try session.submit(batch: requests)
         let network = try Network(engine: engine, maximumBatch: 1)
@@ -87,12 +92,15 @@ final class PipelineTests: XCTestCase {
                 XCTAssertEqual(done.detail, InvalidDescriptorReason.outputTooSmall.rawValue)
             default:
                 XCTAssertEqual(done.status, .succeeded, "command \(k)")
-                let parsed = try XCTUnwrap(ClassificationRecord.parse(
-                    UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.output).prefix(done.outputSize)), classCount: 10))
+                let parsed = try XCTUnwrap(
+                    ClassificationRecord.parse(
+                        UnsafeRawBufferPointer(rebasing: session.buffers.buffer(done.output).prefix(done.outputSize)),
+                        classCount: 10))
                 // The daemon's batched logits equal a batch-1 forward pass here.
                 var alone = [Float]()
-                network.infer(batch: 1, input: { _ in UnsafeRawBufferPointer(session.buffers.buffer(done.input)) },
-                              output: { _, l in alone = Array(l) })
+                network.infer(
+                    batch: 1, input: { _ in UnsafeRawBufferPointer(session.buffers.buffer(done.input)) },
+                    output: { _, l in alone = Array(l) })
                 for (a, b) in zip(parsed.logits, alone) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b))) }
             }
             session.buffers.release(done.input)

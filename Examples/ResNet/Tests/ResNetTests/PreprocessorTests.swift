@@ -16,7 +16,7 @@ final class PreprocessorTests: XCTestCase {
 
     func testCorruptAndForeignFilesGiveTypedErrors() throws {
         var jpeg = [UInt8](FileManager.default.contents(atPath: Support.sampleImages + "/coffee.jpg")!)
-        jpeg.removeLast(jpeg.count - 600)     // header survives, scan data does not
+        jpeg.removeLast(jpeg.count - 600)  // header survives, scan data does not
         XCTAssertThrowsError(try ImageDecoder.decode(Data(jpeg + [UInt8](repeating: 0, count: 10)), name: "cut.jpg"))
         var png = [UInt8](FileManager.default.contents(atPath: Support.sampleImages + "/chelsea.png")!)
         png.removeLast(png.count / 2)
@@ -48,7 +48,8 @@ final class PreprocessorTests: XCTestCase {
         let width = 100, height = 50
         var pixels = [UInt8]()
         for _ in 0..<height { for x in 0..<width { pixels += [UInt8(x * 2), 0, 0] } }
-        var spec = InputSpecification(channels: 3, height: 20, width: 20, resizeShorterSide: 20, mean: [0, 0, 0], std: [1, 1, 1])
+        var spec = InputSpecification(
+            channels: 3, height: 20, width: 20, resizeShorterSide: 20, mean: [0, 0, 0], std: [1, 1, 1])
         spec.resizeShorterSide = 20
         let p = Preprocessor(specification: spec)
         XCTAssertEqual(p.resizedSize(width: width, height: height).width, 40)

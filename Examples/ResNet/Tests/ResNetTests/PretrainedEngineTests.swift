@@ -13,7 +13,8 @@ final class PretrainedEngineTests: XCTestCase {
         guard FileManager.default.fileExists(atPath: store.pretrainedPath) else {
             throw XCTSkip("no pretrained engine at \(store.pretrainedPath): run scripts/import-pretrained")
         }
-        return try EngineFile(path: store.pretrainedPath, verification: .trusting(try EnginePublicKey(contentsOf: store.publicKeyPath)))
+        return try EngineFile(
+            path: store.pretrainedPath, verification: .trusting(try EnginePublicKey(contentsOf: store.publicKeyPath)))
     }
 
     func testPretrainedEngineMatchesNumpy() throws {
@@ -36,12 +37,14 @@ final class PretrainedEngineTests: XCTestCase {
         var top1 = [String](), confidence = [Float]()
         let probabilities = UnsafeMutableBufferPointer<Float>.allocate(capacity: network.classCount)
         defer { probabilities.deallocate() }
-        network.infer(batch: 3, input: { UnsafeRawBufferPointer(buffers[$0]) }, output: { _, logits in
-            Classification.softmax(logits, into: probabilities)
-            let best = Classification.top(1, of: UnsafeBufferPointer(probabilities))[0]
-            top1.append(engine.manifest.labels?[best.index] ?? "?")
-            confidence.append(best.probability)
-        })
+        network.infer(
+            batch: 3, input: { UnsafeRawBufferPointer(buffers[$0]) },
+            output: { _, logits in
+                Classification.softmax(logits, into: probabilities)
+                let best = Classification.top(1, of: UnsafeBufferPointer(probabilities))[0]
+                top1.append(engine.manifest.labels?[best.index] ?? "?")
+                confidence.append(best.probability)
+            })
         XCTAssertEqual(top1[1], "espresso")
         XCTAssertGreaterThan(confidence[1], 0.9)
         XCTAssertTrue(["tabby cat", "Egyptian Mau", "tiger cat", "a cat having a striped coat"].contains(top1[0]), top1[0])

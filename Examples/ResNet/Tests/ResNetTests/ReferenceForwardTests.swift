@@ -31,25 +31,32 @@ final class ReferenceForwardTests: XCTestCase {
         input.height = 33
         input.width = 33
         input.resizeShorterSide = 40
-        let tensors = [t("stem.w", [8, 3, 3, 3]), t("stem.b", [8]), t("exp.w", [24, 8, 1, 1]), t("exp.b", [24]),
-                       t("dw.w", [24, 1, 5, 5]), t("dw.b", [24]), t("proj.w", [8, 24, 1, 1]), t("proj.b", [8]),
-                       t("dw2.w", [8, 1, 3, 3]), t("dw2.b", [8]), t("fc.w", [5, 8]), t("fc.b", [5])]
+        let tensors = [
+            t("stem.w", [8, 3, 3, 3]), t("stem.b", [8]), t("exp.w", [24, 8, 1, 1]), t("exp.b", [24]),
+            t("dw.w", [24, 1, 5, 5]), t("dw.b", [24]), t("proj.w", [8, 24, 1, 1]), t("proj.b", [8]),
+            t("dw2.w", [8, 1, 3, 3]), t("dw2.b", [8]), t("fc.w", [5, 8]), t("fc.b", [5]),
+        ]
         let layers = [
-            LayerSpecification(op: .convolution, input: "input", output: "stem", weight: "stem.w", bias: "stem.b", stride: 2,
-                               padding: [0, 0, 1, 1], groups: 1, activation: .relu6),
-            LayerSpecification(op: .convolution, input: "stem", output: "exp", weight: "exp.w", bias: "exp.b", activation: .relu6),
-            LayerSpecification(op: .convolution, input: "exp", output: "dw", weight: "dw.w", bias: "dw.b", stride: 2,
-                               padding: [1, 1, 2, 2], groups: 24, activation: .relu6),
+            LayerSpecification(
+                op: .convolution, input: "input", output: "stem", weight: "stem.w", bias: "stem.b", stride: 2,
+                padding: [0, 0, 1, 1], groups: 1, activation: .relu6),
+            LayerSpecification(
+                op: .convolution, input: "stem", output: "exp", weight: "exp.w", bias: "exp.b", activation: .relu6),
+            LayerSpecification(
+                op: .convolution, input: "exp", output: "dw", weight: "dw.w", bias: "dw.b", stride: 2,
+                padding: [1, 1, 2, 2], groups: 24, activation: .relu6),
             LayerSpecification(op: .convolution, input: "dw", output: "proj", weight: "proj.w", bias: "proj.b"),
-            LayerSpecification(op: .convolution, input: "proj", output: "dw2", weight: "dw2.w", bias: "dw2.b", stride: 1,
-                               padding: [1, 1, 1, 1], groups: 8, activation: LayerSpecification.Activation.none, residual: "proj"),
+            LayerSpecification(
+                op: .convolution, input: "proj", output: "dw2", weight: "dw2.w", bias: "dw2.b", stride: 1,
+                padding: [1, 1, 1, 1], groups: 8, activation: LayerSpecification.Activation.none, residual: "proj"),
             LayerSpecification(op: .maxPool, input: "dw2", output: "mp", kernel: 3, stride: 2, padding: [1, 1, 1, 1]),
             LayerSpecification(op: .globalAveragePool, input: "mp", output: "gap"),
             LayerSpecification(op: .linear, input: "gap", output: "logits", weight: "fc.w", bias: "fc.b"),
         ]
-        let manifest = EngineManifest(name: "mbconv-test", architecture: "test", weights: .seededUntrained, seed: 9,
-                                      description: "test", input: input, classCount: 5, labels: nil, tensors: [],
-                                      layers: layers, output: "logits")
+        let manifest = EngineManifest(
+            name: "mbconv-test", architecture: "test", weights: .seededUntrained, seed: 9,
+            description: "test", input: input, classCount: 5, labels: nil, tensors: [],
+            layers: layers, output: "logits")
         let path = Support.temporaryDirectory() + "/mbconv.engine"
         try EngineWriter.write(manifest: manifest, tensors: tensors, to: path, signingKey: nil)
         try assertMatchesNumpy(engine: path, batch: 4)

@@ -26,24 +26,34 @@ enum Support {
     }
 
     /// Writes a seeded ResNet engine (narrow unless `width` says otherwise) and returns its path.
-    static func seededEngine(_ architecture: ResNetArchitecture, width: Int = 8, classes: Int = 10, size: Int = 64,
-                             in dir: String, key: EngineSigningKey?) throws -> String {
+    static func seededEngine(
+        _ architecture: ResNetArchitecture, width: Int = 8, classes: Int = 10, size: Int = 64,
+        in dir: String, key: EngineSigningKey?
+    ) throws -> String {
         var input = InputSpecification.imageNet
         input.height = size
         input.width = size
         input.resizeShorterSide = size * 8 / 7
-        let (manifest, tensors) = ResNetBuilder(architecture: architecture, seed: 7, classCount: classes,
-                                                baseWidth: width, input: input).build()
+        let (manifest, tensors) = ResNetBuilder(
+            architecture: architecture, seed: 7, classCount: classes,
+            baseWidth: width, input: input
+        ).build()
         let path = dir + "/\(manifest.name).engine"
         try EngineWriter.write(manifest: manifest, tensors: tensors, to: path, signingKey: key)
         return path
     }
 
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
 
     /// Runs a process to completion; kills it and fails the test after `timeout` seconds.
-    static func run(_ executable: String, _ arguments: [String], timeout: Double = 120,
-                    environment: [String: String] = [:]) throws -> Result {
+    static func run(
+        _ executable: String, _ arguments: [String], timeout: Double = 120,
+        environment: [String: String] = [:]
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -63,9 +73,10 @@ enum Support {
             XCTFail("\(executable) \(arguments) did not finish within \(timeout) s")
         }
         process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        return Result(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }
 
     /// Deterministic pseudo-random floats in [-1, 1).
@@ -85,16 +96,18 @@ func assertMatchesNumpy(engine path: String, batch: Int, file: StaticString = #f
     let input = Support.randomFloats(floats * batch, seed: 42).map { $0 * 2 }
     var swift = [Float](repeating: .nan, count: batch * network.classCount)
     input.withUnsafeBytes { raw in
-        network.infer(batch: batch, input: { UnsafeRawBufferPointer(rebasing: raw[($0 * floats * 4)..<(($0 + 1) * floats * 4)]) },
-                      output: { image, logits in
-                          for k in 0..<logits.count { swift[image * network.classCount + k] = logits[k] }
-                      })
+        network.infer(
+            batch: batch, input: { UnsafeRawBufferPointer(rebasing: raw[($0 * floats * 4)..<(($0 + 1) * floats * 4)]) },
+            output: { image, logits in
+                for k in 0..<logits.count { swift[image * network.classCount + k] = logits[k] }
+            })
     }
     let dir = Support.temporaryDirectory()
     let inputPath = dir + "/input.f32", outputPath = dir + "/logits.f32"
     try input.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: inputPath)) }
-    let r = try Support.run("/usr/bin/env", ["python3", Support.tools + "/reference_forward.py", path, inputPath, "\(batch)", outputPath],
-                            timeout: 300)
+    let r = try Support.run(
+        "/usr/bin/env", ["python3", Support.tools + "/reference_forward.py", path, inputPath, "\(batch)", outputPath],
+        timeout: 300)
     XCTAssertEqual(r.status, 0, "reference failed: \(r.stderr)", file: file, line: line)
     let data = try Data(contentsOf: URL(fileURLWithPath: outputPath))
     let reference = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
@@ -102,12 +115,14 @@ func assertMatchesNumpy(engine path: String, batch: Int, file: StaticString = #f
     let scale = reference.map { abs($0) }.max() ?? 0
     let worst = zip(swift, reference).map { abs($0 - $1) }.max() ?? .nan
     XCTAssertGreaterThan(scale, 0, file: file, line: line)
-    XCTAssertLessThanOrEqual(worst / scale, 1e-3, "\(engine.manifest.name): max |Δ| \(worst) for max |logit| \(scale)",
-                             file: file, line: line)
+    XCTAssertLessThanOrEqual(
+        worst / scale, 1e-3, "\(engine.manifest.name): max |Δ| \(worst) for max |logit| \(scale)",
+        file: file, line: line)
     // The logits must also differ between images (a broken batch layout would repeat one).
     if batch > 1 {
-        XCTAssertNotEqual(Array(swift[0..<network.classCount]), Array(swift[network.classCount..<(2 * network.classCount)]),
-                          file: file, line: line)
+        XCTAssertNotEqual(
+            Array(swift[0..<network.classCount]), Array(swift[network.classCount..<(2 * network.classCount)]),
+            file: file, line: line)
     }
     print("\(engine.manifest.name) batch \(batch): max |Δ| / max |logit| = \(worst / scale)")
 }

@@ -48,7 +48,10 @@ while expected < UInt64(count) {
     do {
         guard let descriptor = try consumer.dequeue() else {
             SpinWait.pause()
-            if MonotonicClock.now() - started > 30_000_000_000 { print("ring-only: stalled at \(expected)"); exit(1) }
+            if MonotonicClock.now() - started > 30_000_000_000 {
+                print("ring-only: stalled at \(expected)")
+                exit(1)
+            }
             continue
         }
         guard descriptor.commandID == expected else {

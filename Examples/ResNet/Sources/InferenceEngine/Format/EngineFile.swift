@@ -69,8 +69,11 @@ public final class EngineFile: @unchecked Sendable {
         return (entry, UnsafeBufferPointer(start: start.assumingMemoryBound(to: Float.self), count: count))
     }
 
-    private static func check(_ bytes: UnsafeRawBufferPointer, path: String, verification: Verification)
-        throws(EngineError) -> (EngineHeader, EnginePublicKey?, EngineManifest, [String: TensorEntry]) {
+    private static func check(
+        _ bytes: UnsafeRawBufferPointer, path: String, verification: Verification
+    )
+        throws(EngineError) -> (EngineHeader, EnginePublicKey?, EngineManifest, [String: TensorEntry])
+    {
         let header = try EngineHeader(parsing: bytes, path: path)
         let size = UInt64(bytes.count)
         let signedLength = header.signedLength
@@ -88,13 +91,16 @@ public final class EngineFile: @unchecked Sendable {
             guard block.publicKey == trusted.rawBytes else {
                 throw .untrustedKey(fingerprint: EnginePublicKey.fingerprint(of: block.publicKey))
             }
-            guard trusted.isValidSignature(block.signature, for: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(signedLength)])) else {
+            guard trusted.isValidSignature(block.signature, for: UnsafeRawBufferPointer(rebasing: bytes[0..<Int(signedLength)]))
+            else {
                 throw .signatureMismatch
             }
             signer = trusted
         case .skipVerification:
             guard size >= signedLength else { throw .truncated(expected: expected, actual: size) }
-            if size == expected, let block = SignatureBlock(parsing: UnsafeRawBufferPointer(rebasing: bytes[Int(signedLength)...])) {
+            if size == expected,
+                let block = SignatureBlock(parsing: UnsafeRawBufferPointer(rebasing: bytes[Int(signedLength)...]))
+            {
                 signer = try? EnginePublicKey(rawBytes: block.publicKey)
             }
         }
@@ -109,7 +115,8 @@ public final class EngineFile: @unchecked Sendable {
         var index = [String: TensorEntry]()
         for entry in manifest.tensors {
             guard let count = entry.elementCount, entry.offset >= 0,
-                  entry.offset % EngineHeader.tensorAlignment == 0 else {
+                entry.offset % EngineHeader.tensorAlignment == 0
+            else {
                 throw .malformed("tensor \(entry.name) has a bad shape or an unaligned offset")
             }
             let (bytesNeeded, o1) = count.multipliedReportingOverflow(by: 4)

@@ -69,7 +69,8 @@ public struct EngineHeader: Equatable, Sendable {
         let (manifestEnd, o1) = UInt64(Self.size).addingReportingOverflow(manifestLength)
         let (end, o2) = tensorsOffset.addingReportingOverflow(tensorsLength)
         guard !o1, !o2, manifestEnd <= tensorsOffset, tensorsOffset % UInt64(Self.tensorAlignment) == 0,
-              u64(48) == end, end <= UInt64(Int.max / 2) else {
+            u64(48) == end, end <= UInt64(Int.max / 2)
+        else {
             throw .malformed("section offsets are inconsistent")
         }
     }
@@ -122,7 +123,8 @@ public struct SignatureBlock: Equatable, Sendable {
     /// Parses the block, or `nil` when the bytes are not a signature block.
     public init?(parsing bytes: UnsafeRawBufferPointer) {
         guard bytes.count == Self.size, bytes.prefix(8).elementsEqual(Self.magic),
-              UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) == Self.ed25519 else {
+            UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) == Self.ed25519
+        else {
             return nil
         }
         publicKey = Array(bytes[16..<48])

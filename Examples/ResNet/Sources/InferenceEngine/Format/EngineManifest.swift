@@ -29,9 +29,11 @@ public struct EngineManifest: Codable, Equatable, Sendable {
     public var output: String
 
     /// A manifest; ``EngineWriter`` fills in `tensors`.
-    public init(name: String, architecture: String, weights: WeightsOrigin, seed: UInt64?, description: String,
-                input: InputSpecification, classCount: Int, labels: [String]?, tensors: [TensorEntry],
-                layers: [LayerSpecification], output: String) {
+    public init(
+        name: String, architecture: String, weights: WeightsOrigin, seed: UInt64?, description: String,
+        input: InputSpecification, classCount: Int, labels: [String]?, tensors: [TensorEntry],
+        layers: [LayerSpecification], output: String
+    ) {
         self.name = name
         self.architecture = architecture
         self.weights = weights
@@ -163,9 +165,11 @@ public struct LayerSpecification: Codable, Equatable, Sendable {
     public var residual: String?
 
     /// A layer; unused parameters stay nil.
-    public init(op: Operation, input: String, output: String, weight: String? = nil, bias: String? = nil,
-                kernel: Int? = nil, stride: Int? = nil, padding: [Int]? = nil, groups: Int? = nil,
-                activation: Activation? = nil, residual: String? = nil) {
+    public init(
+        op: Operation, input: String, output: String, weight: String? = nil, bias: String? = nil,
+        kernel: Int? = nil, stride: Int? = nil, padding: [Int]? = nil, groups: Int? = nil,
+        activation: Activation? = nil, residual: String? = nil
+    ) {
         self.op = op
         self.input = input
         self.output = output

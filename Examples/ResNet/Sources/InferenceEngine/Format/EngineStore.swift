@@ -16,7 +16,8 @@ public struct EngineStore: Sendable {
         } else if let env = ProcessInfo.processInfo.environment["FABRICQUEUE_ENGINES"], !env.isEmpty {
             self.directory = env
         } else {
-            let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            let cache =
+                ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
                 ?? (NSHomeDirectory() + "/.cache")
             self.directory = cache + "/fabricqueue/engines"
         }
@@ -50,7 +51,8 @@ public struct EngineStore: Sendable {
         let key = try signingKey()
         let path = seededPath(architecture)
         if let existing = try? EngineFile(path: path, verification: .trusting(key.publicKey)),
-           existing.manifest.seed == ResNetBuilder(architecture: architecture).seed {
+            existing.manifest.seed == ResNetBuilder(architecture: architecture).seed
+        {
             return (existing, false)
         }
         let (manifest, tensors) = ResNetBuilder(architecture: architecture).build()

@@ -24,8 +24,10 @@ public struct NamedTensor: Sendable {
 public enum EngineWriter {
     /// Writes `manifest` (its tensor table is replaced by the layout of
     /// `tensors`, in order) and the tensors to `path`.
-    public static func write(manifest: EngineManifest, tensors: [NamedTensor], to path: String,
-                             signingKey: EngineSigningKey?) throws(EngineError) {
+    public static func write(
+        manifest: EngineManifest, tensors: [NamedTensor], to path: String,
+        signingKey: EngineSigningKey?
+    ) throws(EngineError) {
         var manifest = manifest
         var offset = 0
         manifest.tensors = tensors.map { t in
@@ -38,8 +40,9 @@ public enum EngineWriter {
         let json: Data
         do { json = try encoder.encode(manifest) } catch { throw .malformed("manifest does not encode: \(error)") }
         let tensorsOffset = alignUp(EngineHeader.size + json.count)
-        let header = EngineHeader(manifestLength: UInt64(json.count), tensorsOffset: UInt64(tensorsOffset),
-                                  tensorsLength: UInt64(tensorsLength), flags: signingKey == nil ? 0 : EngineHeader.signedFlag)
+        let header = EngineHeader(
+            manifestLength: UInt64(json.count), tensorsOffset: UInt64(tensorsOffset),
+            tensorsLength: UInt64(tensorsLength), flags: signingKey == nil ? 0 : EngineHeader.signedFlag)
         let signedLength = Int(header.signedLength)
         let file = UnsafeMutableRawBufferPointer.allocate(byteCount: signedLength + SignatureBlock.size, alignment: 64)
         defer { file.deallocate() }
@@ -72,8 +75,10 @@ public enum EngineWriter {
         try writeFile(UnsafeRawBufferPointer(file), to: path)
     }
 
-    static func appendSignature(to file: UnsafeMutableRawBufferPointer, signedLength: Int,
-                                key: EngineSigningKey) throws(EngineError) {
+    static func appendSignature(
+        to file: UnsafeMutableRawBufferPointer, signedLength: Int,
+        key: EngineSigningKey
+    ) throws(EngineError) {
         let signature = try key.signature(for: UnsafeRawBufferPointer(rebasing: file[0..<signedLength]))
         let block = SignatureBlock(publicKey: key.publicKey.rawBytes, signature: signature).bytes
         block.withUnsafeBytes { (file.baseAddress! + signedLength).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

@@ -82,8 +82,10 @@ public enum ClassificationRecord {
 
     /// Writes `logits` and their top-5 into `output`; `scratch` holds `logits.count` floats and
     /// `top` ``topCount`` scores. Allocates nothing. Returns the bytes written.
-    public static func write(logits: UnsafeBufferPointer<Float>, scratch: UnsafeMutableBufferPointer<Float>,
-                             top: UnsafeMutableBufferPointer<ClassScore>, into output: UnsafeMutableRawBufferPointer) -> Int {
+    public static func write(
+        logits: UnsafeBufferPointer<Float>, scratch: UnsafeMutableBufferPointer<Float>,
+        top: UnsafeMutableBufferPointer<ClassScore>, into output: UnsafeMutableRawBufferPointer
+    ) -> Int {
         let n = logits.count
         precondition(output.count >= byteCount(classCount: n) && top.count == topCount)
         Classification.softmax(logits, into: scratch)
@@ -111,11 +113,14 @@ public enum ClassificationRecord {
     /// Parses a record; nil when it is too short, has the wrong magic or the wrong class count.
     public static func parse(_ bytes: UnsafeRawBufferPointer, classCount: Int) -> Parsed? {
         guard bytes.count >= byteCount(classCount: classCount),
-              UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magic,
-              UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == UInt32(classCount) else { return nil }
+            UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magic,
+            UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == UInt32(classCount)
+        else { return nil }
         let top = (0..<topCount).map { i in
-            ClassScore(index: Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 + 4 * i, as: UInt32.self))),
-                       probability: Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 28 + 4 * i, as: UInt32.self))))
+            ClassScore(
+                index: Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 + 4 * i, as: UInt32.self))),
+                probability: Float(
+                    bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 28 + 4 * i, as: UInt32.self))))
         }
         let logits = (0..<classCount).map { i in
             Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 64 + 4 * i, as: UInt32.self)))

@@ -64,14 +64,19 @@ enum Kernels {
 
     /// `c[m×n] = a[m×k] · b[k×n]` (row-major, OpenBLAS).
     @inline(__always)
-    static func gemm(m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
-                    1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    static func gemm(
+        m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+            1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 
     /// Depthwise convolution (one filter per channel), direct; bias and activation come after.
-    static func depthwise(_ input: UnsafePointer<Float>, batch n: Int, _ w: Window, weight: UnsafePointer<Float>,
-                          into output: UnsafeMutablePointer<Float>) {
+    static func depthwise(
+        _ input: UnsafePointer<Float>, batch n: Int, _ w: Window, weight: UnsafePointer<Float>,
+        into output: UnsafeMutablePointer<Float>
+    ) {
         let plane = w.inHeight * w.inWidth
         let outPlane = w.outHeight * w.outWidth
         let taps = w.kernelHeight * w.kernelWidth
@@ -100,8 +105,10 @@ enum Kernels {
     }
 
     /// Adds the bias and the residual, then applies the activation, row by row.
-    static func epilogue(_ out: UnsafeMutablePointer<Float>, rows: Int, columns: Int, bias: UnsafePointer<Float>?,
-                         residual: UnsafePointer<Float>?, activation: LayerSpecification.Activation) {
+    static func epilogue(
+        _ out: UnsafeMutablePointer<Float>, rows: Int, columns: Int, bias: UnsafePointer<Float>?,
+        residual: UnsafePointer<Float>?, activation: LayerSpecification.Activation
+    ) {
         for r in 0..<rows {
             let row = out + r * columns
             let b = bias?[r] ?? 0
@@ -139,7 +146,9 @@ enum Kernels {
     }
 
     /// Mean of each H×W plane: C×N×H×W → C×N.
-    static func globalAveragePool(_ input: UnsafePointer<Float>, planes: Int, planeSize: Int, into output: UnsafeMutablePointer<Float>) {
+    static func globalAveragePool(
+        _ input: UnsafePointer<Float>, planes: Int, planeSize: Int, into output: UnsafeMutablePointer<Float>
+    ) {
         let scale = 1 / Float(planeSize)
         for p in 0..<planes {
             let src = input + p * planeSize

@@ -26,13 +26,18 @@ public final class Network: @unchecked Sendable {
     /// Floats held by activation and scratch buffers.
     public let scratchFloatCount: Int
 
-    struct Shape: Equatable { var c: Int, h: Int, w: Int; var count: Int { c * h * w } }
+    struct Shape: Equatable {
+        var c: Int, h: Int, w: Int
+        var count: Int { c * h * w }
+    }
 
     enum Step {
         case convolution(Convolution)
         case maxPool(source: Int, destination: Int, window: Kernels.Window)
         case averagePool(source: Int, destination: Int, channels: Int, planeSize: Int)
-        case linear(source: Int, destination: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inFeatures: Int, outFeatures: Int)
+        case linear(
+            source: Int, destination: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, inFeatures: Int,
+            outFeatures: Int)
     }
 
     struct Convolution {
@@ -58,12 +63,13 @@ public final class Network: @unchecked Sendable {
         input = m.input
         classCount = m.classCount
         guard (1...16).contains(m.input.channels), (1...4096).contains(m.input.height), (1...4096).contains(m.input.width),
-              m.input.mean.count == m.input.channels, m.input.std.count == m.input.channels,
-              m.input.std.allSatisfy({ $0 > 0 && $0.isFinite }), m.input.resizeShorterSide >= max(m.input.height, m.input.width),
-              (1...100_000).contains(m.classCount) else {
+            m.input.mean.count == m.input.channels, m.input.std.count == m.input.channels,
+            m.input.std.allSatisfy({ $0 > 0 && $0.isFinite }), m.input.resizeShorterSide >= max(m.input.height, m.input.width),
+            (1...100_000).contains(m.classCount)
+        else {
             throw .malformed("input specification or class count out of range")
         }
-        let limit = 1 << 30   // floats per buffer, a sanity bound on what a manifest may ask for
+        let limit = 1 << 30  // floats per buffer, a sanity bound on what a manifest may ask for
 
         // Shapes and liveness.
         var shapes = ["input": Shape(c: m.input.channels, h: m.input.height, w: m.input.width)]
@@ -121,26 +127,32 @@ public final class Network: @unchecked Sendable {
                 let w = engine.tensor(layer.weight!)!
                 let kh = w.entry.shape[2], kw = w.entry.shape[3]
                 let depthwise = (layer.groups ?? 1) != 1
-                let window = Kernels.Window(channels: inShape.c, inHeight: inShape.h, inWidth: inShape.w,
-                                            outHeight: outShape.h, outWidth: outShape.w, kernelHeight: kh, kernelWidth: kw,
-                                            stride: layer.stride ?? 1, padTop: pad[0], padLeft: pad[1])
-                return .convolution(Convolution(
-                    source: source, destination: destination, residual: layer.residual.map { bufferOf[$0]! },
-                    weight: w.values.baseAddress!, bias: layer.bias.flatMap { engine.tensor($0)?.values.baseAddress },
-                    window: window, outChannels: outShape.c, depthwise: depthwise,
-                    direct: !depthwise && kh == 1 && kw == 1 && window.stride == 1 && pad.allSatisfy { $0 == 0 },
-                    activation: layer.activation ?? .none))
+                let window = Kernels.Window(
+                    channels: inShape.c, inHeight: inShape.h, inWidth: inShape.w,
+                    outHeight: outShape.h, outWidth: outShape.w, kernelHeight: kh, kernelWidth: kw,
+                    stride: layer.stride ?? 1, padTop: pad[0], padLeft: pad[1])
+                return .convolution(
+                    Convolution(
+                        source: source, destination: destination, residual: layer.residual.map { bufferOf[$0]! },
+                        weight: w.values.baseAddress!, bias: layer.bias.flatMap { engine.tensor($0)?.values.baseAddress },
+                        window: window, outChannels: outShape.c, depthwise: depthwise,
+                        direct: !depthwise && kh == 1 && kw == 1 && window.stride == 1 && pad.allSatisfy { $0 == 0 },
+                        activation: layer.activation ?? .none))
             case .maxPool:
                 let k = layer.kernel!
-                return .maxPool(source: source, destination: destination, window: Kernels.Window(
-                    channels: inShape.c, inHeight: inShape.h, inWidth: inShape.w, outHeight: outShape.h, outWidth: outShape.w,
-                    kernelHeight: k, kernelWidth: k, stride: layer.stride ?? 1, padTop: pad[0], padLeft: pad[1]))
+                return .maxPool(
+                    source: source, destination: destination,
+                    window: Kernels.Window(
+                        channels: inShape.c, inHeight: inShape.h, inWidth: inShape.w, outHeight: outShape.h, outWidth: outShape.w,
+                        kernelHeight: k, kernelWidth: k, stride: layer.stride ?? 1, padTop: pad[0], padLeft: pad[1]))
             case .globalAveragePool:
-                return .averagePool(source: source, destination: destination, channels: inShape.c, planeSize: inShape.h * inShape.w)
+                return .averagePool(
+                    source: source, destination: destination, channels: inShape.c, planeSize: inShape.h * inShape.w)
             case .linear:
-                return .linear(source: source, destination: destination, weight: engine.tensor(layer.weight!)!.values.baseAddress!,
-                               bias: layer.bias.flatMap { engine.tensor($0)?.values.baseAddress },
-                               inFeatures: inShape.c, outFeatures: outShape.c)
+                return .linear(
+                    source: source, destination: destination, weight: engine.tensor(layer.weight!)!.values.baseAddress!,
+                    bias: layer.bias.flatMap { engine.tensor($0)?.values.baseAddress },
+                    inFeatures: inShape.c, outFeatures: outShape.c)
             }
         }
         // The im2col scratch: the largest column matrix of a convolution that needs one.
@@ -169,8 +181,10 @@ public final class Network: @unchecked Sendable {
     /// Runs `batch` images. `input(i)` gives image i as float32 C×H×W
     /// (``InputSpecification/byteCount`` bytes); `output(i, logits)` receives
     /// its `classCount` logits. Neither closure may keep its pointer.
-    public func infer(batch n: Int, input: (Int) -> UnsafeRawBufferPointer,
-                      output: (Int, UnsafeBufferPointer<Float>) -> Void) {
+    public func infer(
+        batch n: Int, input: (Int) -> UnsafeRawBufferPointer,
+        output: (Int, UnsafeBufferPointer<Float>) -> Void
+    ) {
         precondition(n >= 1 && n <= maximumBatch, "batch out of 1...maximumBatch")
         let plane = self.input.height * self.input.width
         let x = buffers[inputBuffer]
@@ -205,8 +219,9 @@ public final class Network: @unchecked Sendable {
                 Kernels.im2col(src, batch: n, c.window, into: column)
                 Kernels.gemm(m: c.outChannels, n: columns, k: c.columnRows, c.weight, column, dst)
             }
-            Kernels.epilogue(dst, rows: c.outChannels, columns: columns, bias: c.bias,
-                             residual: c.residual.map { UnsafePointer(buffers[$0]) }, activation: c.activation)
+            Kernels.epilogue(
+                dst, rows: c.outChannels, columns: columns, bias: c.bias,
+                residual: c.residual.map { UnsafePointer(buffers[$0]) }, activation: c.activation)
         case let .maxPool(source, destination, window):
             Kernels.maxPool(buffers[source], batch: n, window, into: buffers[destination])
         case let .averagePool(source, destination, channels, planeSize):
@@ -218,8 +233,10 @@ public final class Network: @unchecked Sendable {
     }
 
     /// Checks one layer against the engine and returns its output shape.
-    private static func outputShape(of layer: LayerSpecification, index i: Int, input x: Shape,
-                                    engine: EngineFile) throws(EngineError) -> Shape {
+    private static func outputShape(
+        of layer: LayerSpecification, index i: Int, input x: Shape,
+        engine: EngineFile
+    ) throws(EngineError) -> Shape {
         func tensor(_ name: String?, _ shape: [Int]) throws(EngineError) {
             guard let name else { throw .malformed("layer \(i) needs a tensor") }
             guard let t = engine.tensor(name) else { throw .malformed("layer \(i): tensor \(name) is not in the table") }
@@ -229,7 +246,10 @@ public final class Network: @unchecked Sendable {
         }
         let stride = layer.stride ?? 1
         let pad = layer.padding ?? [0, 0, 0, 0]
-        guard layer.op == .convolution || (layer.residual == nil && (layer.activation ?? LayerSpecification.Activation.none) == .none) else {
+        guard
+            layer.op == .convolution
+                || (layer.residual == nil && (layer.activation ?? LayerSpecification.Activation.none) == .none)
+        else {
             throw .unsupported("layer \(i): only convolutions take a residual or an activation")
         }
         guard (1...8).contains(stride), pad.count == 4, pad.allSatisfy({ (0...64).contains($0) }) else {
@@ -254,7 +274,9 @@ public final class Network: @unchecked Sendable {
             if groups == 1 {
                 try tensor(wname, [cout, x.c, k, k])
             } else {
-                guard groups == x.c, cout == x.c else { throw .unsupported("layer \(i): groups must be 1 or the channel count (depthwise)") }
+                guard groups == x.c, cout == x.c else {
+                    throw .unsupported("layer \(i): groups must be 1 or the channel count (depthwise)")
+                }
                 try tensor(wname, [cout, 1, k, k])
             }
             if layer.bias != nil { try tensor(layer.bias, [cout]) }

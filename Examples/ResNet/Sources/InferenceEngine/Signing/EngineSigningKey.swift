@@ -27,7 +27,6 @@ public struct EngineSigningKey: Sendable {
         self.init(key)
     }
 
-
     /// Signs `bytes` (the file's first `signedLength` bytes).
     public func signature(for bytes: UnsafeRawBufferPointer) throws(EngineError) -> [UInt8] {
         do {
@@ -47,7 +46,8 @@ public struct EngineSigningKey: Sendable {
             throw .io(operation: "read", path: path, errno: errno)
         }
         guard let bytes = [UInt8](hex: text.trimmingCharacters(in: .whitespacesAndNewlines)),
-              bytes.count == expectedBytes else {
+            bytes.count == expectedBytes
+        else {
             throw .malformed("\(path) must hold \(expectedBytes) bytes as hex")
         }
         return bytes

@@ -35,8 +35,10 @@ public struct ResNetBuilder {
     public let input: InputSpecification
 
     /// A builder; the defaults give the engines `resnet-engine defaults` writes.
-    public init(architecture: ResNetArchitecture, seed: UInt64 = 0x5EED_F00D, classCount: Int = 1000,
-                baseWidth: Int = 64, input: InputSpecification = .imageNet) {
+    public init(
+        architecture: ResNetArchitecture, seed: UInt64 = 0x5EED_F00D, classCount: Int = 1000,
+        baseWidth: Int = 64, input: InputSpecification = .imageNet
+    ) {
         self.architecture = architecture
         self.seed = seed
         self.classCount = classCount
@@ -47,10 +49,13 @@ public struct ResNetBuilder {
     /// The manifest (its tensor table filled in when written) and the tensors.
     public func build() -> (manifest: EngineManifest, tensors: [NamedTensor]) {
         var g = SeededGraph(seed: seed)
-        var x = g.convolution("conv1", input: "input", inChannels: input.channels, outChannels: baseWidth,
-                              kernel: 7, stride: 2, padding: 3, activation: .relu)
-        g.layers.append(LayerSpecification(op: .maxPool, input: x, output: "pool1", kernel: 3, stride: 2,
-                                           padding: [1, 1, 1, 1]))
+        var x = g.convolution(
+            "conv1", input: "input", inChannels: input.channels, outChannels: baseWidth,
+            kernel: 7, stride: 2, padding: 3, activation: .relu)
+        g.layers.append(
+            LayerSpecification(
+                op: .maxPool, input: x, output: "pool1", kernel: 3, stride: 2,
+                padding: [1, 1, 1, 1]))
         x = "pool1"
         var channels = baseWidth
         let expansion = architecture.bottleneck ? 4 : 1
@@ -62,29 +67,37 @@ public struct ResNetBuilder {
                 let outChannels = width * expansion
                 var shortcut = x
                 if stride != 1 || channels != outChannels {
-                    shortcut = g.convolution("\(name).downsample", input: x, inChannels: channels,
-                                             outChannels: outChannels, kernel: 1, stride: stride, padding: 0,
-                                             activation: .none)
+                    shortcut = g.convolution(
+                        "\(name).downsample", input: x, inChannels: channels,
+                        outChannels: outChannels, kernel: 1, stride: stride, padding: 0,
+                        activation: .none)
                 }
                 if architecture.bottleneck {
-                    let a = g.convolution("\(name).conv1", input: x, inChannels: channels, outChannels: width,
-                                          kernel: 1, stride: 1, padding: 0, activation: .relu)
-                    let b = g.convolution("\(name).conv2", input: a, inChannels: width, outChannels: width,
-                                          kernel: 3, stride: stride, padding: 1, activation: .relu)
-                    x = g.convolution("\(name).conv3", input: b, inChannels: width, outChannels: outChannels,
-                                      kernel: 1, stride: 1, padding: 0, activation: .relu, residual: shortcut)
+                    let a = g.convolution(
+                        "\(name).conv1", input: x, inChannels: channels, outChannels: width,
+                        kernel: 1, stride: 1, padding: 0, activation: .relu)
+                    let b = g.convolution(
+                        "\(name).conv2", input: a, inChannels: width, outChannels: width,
+                        kernel: 3, stride: stride, padding: 1, activation: .relu)
+                    x = g.convolution(
+                        "\(name).conv3", input: b, inChannels: width, outChannels: outChannels,
+                        kernel: 1, stride: 1, padding: 0, activation: .relu, residual: shortcut)
                 } else {
-                    let a = g.convolution("\(name).conv1", input: x, inChannels: channels, outChannels: width,
-                                          kernel: 3, stride: stride, padding: 1, activation: .relu)
-                    x = g.convolution("\(name).conv2", input: a, inChannels: width, outChannels: outChannels,
-                                      kernel: 3, stride: 1, padding: 1, activation: .relu, residual: shortcut)
+                    let a = g.convolution(
+                        "\(name).conv1", input: x, inChannels: channels, outChannels: width,
+                        kernel: 3, stride: stride, padding: 1, activation: .relu)
+                    x = g.convolution(
+                        "\(name).conv2", input: a, inChannels: width, outChannels: outChannels,
+                        kernel: 3, stride: 1, padding: 1, activation: .relu, residual: shortcut)
                 }
                 channels = outChannels
             }
         }
         g.layers.append(LayerSpecification(op: .globalAveragePool, input: x, output: "pooled"))
         g.linear("fc", input: "pooled", inFeatures: channels, outFeatures: classCount)
-        let name = baseWidth == 64 && classCount == 1000 ? "\(architecture.rawValue)-seeded"
+        let name =
+            baseWidth == 64 && classCount == 1000
+            ? "\(architecture.rawValue)-seeded"
             : "\(architecture.rawValue)-w\(baseWidth)-c\(classCount)-seeded"
         let manifest = EngineManifest(
             name: name, architecture: architecture.rawValue, weights: .seededUntrained, seed: seed,
@@ -103,9 +116,11 @@ struct SeededGraph {
 
     init(seed: UInt64) { random = SplitMix64(seed: seed) }
 
-    mutating func convolution(_ name: String, input: String, inChannels: Int, outChannels: Int, kernel: Int,
-                              stride: Int, padding: Int, activation: LayerSpecification.Activation,
-                              residual: String? = nil) -> String {
+    mutating func convolution(
+        _ name: String, input: String, inChannels: Int, outChannels: Int, kernel: Int,
+        stride: Int, padding: Int, activation: LayerSpecification.Activation,
+        residual: String? = nil
+    ) -> String {
         let fanIn = inChannels * kernel * kernel
         let bound = (6.0 / Double(fanIn)).squareRoot()
         var weight = (0..<(outChannels * fanIn)).map { _ in (2 * random.nextUnit() - 1) * bound }
@@ -120,13 +135,16 @@ struct SeededGraph {
             for i in 0..<fanIn { weight[o * fanIn + i] *= k }
             bias[o] = beta[o] - mean[o] * k
         }
-        tensors.append(NamedTensor(name: "\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
-                                   values: weight.map { Float($0) }))
+        tensors.append(
+            NamedTensor(
+                name: "\(name).weight", shape: [outChannels, inChannels, kernel, kernel],
+                values: weight.map { Float($0) }))
         tensors.append(NamedTensor(name: "\(name).bias", shape: [outChannels], values: bias.map { Float($0) }))
-        layers.append(LayerSpecification(
-            op: .convolution, input: input, output: name, weight: "\(name).weight", bias: "\(name).bias",
-            stride: stride, padding: [padding, padding, padding, padding], groups: 1, activation: activation,
-            residual: residual))
+        layers.append(
+            LayerSpecification(
+                op: .convolution, input: input, output: name, weight: "\(name).weight", bias: "\(name).bias",
+                stride: stride, padding: [padding, padding, padding, padding], groups: 1, activation: activation,
+                residual: residual))
         return name
     }
 
@@ -136,7 +154,9 @@ struct SeededGraph {
         let bias = (0..<outFeatures).map { _ in Float(0.02 * random.nextUnit() - 0.01) }
         tensors.append(NamedTensor(name: "\(name).weight", shape: [outFeatures, inFeatures], values: weight))
         tensors.append(NamedTensor(name: "\(name).bias", shape: [outFeatures], values: bias))
-        layers.append(LayerSpecification(op: .linear, input: input, output: "logits", weight: "\(name).weight",
-                                         bias: "\(name).bias"))
+        layers.append(
+            LayerSpecification(
+                op: .linear, input: input, output: "logits", weight: "\(name).weight",
+                bias: "\(name).bias"))
     }
 }
