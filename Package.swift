@@ -49,9 +49,9 @@ let package = Package(
         .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
         // Swift: the syscall funnel (`systemCall`, EINTR policy in one
         // place), SystemCallError, file/memory/socket/futex/eventfd calls,
-        // threads, locks, clocks, process liveness. Not a product: its
-        // public types (SystemCallError, MonotonicClock, SpinWait) reach
-        // users through FabricQueue's re-export.
+        // threads, locks, clocks, process liveness. Not a product: its one
+        // public type, SystemCallError, reaches users through a typealias in
+        // FabricQueue (MonotonicClock and SpinWait are FabricQueue's own).
         .target(
             name: "FabricSystem",
             dependencies: ["CFabricSystem", .product(name: "SystemPackage", package: "swift-system")]

@@ -82,10 +82,9 @@ extension DaemonCore {
                     throw .rejected(.busy, reason: "\(configuration.maximumSessions) sessions open")
                 }
                 let session = try DaemonSession(
-                    id: makeSessionID(), peer: peer, limits: configuration.session,
-                    daemonDoorbell: binding.daemonDoorbell, requiredOutput: requiredOutput)
+                    id: makeSessionID(), peer: peer, limits: configuration.session, requiredOutput: requiredOutput)
                 created = session
-                return session.grant(daemonDoorbell: binding.daemonDoorbell)
+                return session.grant()
             }
             outcome = .success(peer)
         } catch {

@@ -65,11 +65,11 @@ public struct SessionLimits: Sendable, Equatable {
 /// What the daemon's poll thread does when no session has work.
 ///
 /// The daemon serves many rings from one thread, so when it blocks it sleeps
-/// on its own eventfd (`SessionDescriptorTag.daemonDoorbell`), which every
-/// session's producer signals (only when the daemon has announced that it
-/// sleeps: a busy daemon costs producers no system call). A futex would need
-/// one word for all sessions; an eventfd also lets the daemon wait in the
-/// same `poll(2)` as other descriptors.
+/// in one `ppoll(2)` over every session's own eventfd towards it
+/// (`SessionDescriptorTag.daemonDoorbell`, one per session, so no controller
+/// can consume or flood another's wake-ups). A controller signals its eventfd
+/// only when the daemon has announced that it sleeps: a busy daemon costs
+/// producers no system call. A futex would need one word for all sessions.
 public enum IdleStrategy: Sendable, Equatable {
     /// Never sleep: lowest latency, one core at 100 %.
     case busyPoll

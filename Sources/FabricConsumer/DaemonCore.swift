@@ -41,7 +41,9 @@ final class DaemonCore: Sendable {
     final class Binding: @unchecked Sendable {
         // @unchecked: immutable after bind(); the socket and eventfds are used from their own threads
         let listener: UnixSocket
-        /// Work for the poll thread: every session's producer signals it.
+        /// Work for the poll thread from the control thread (a session
+        /// arrived or must end, or stop). Never handed to a controller: each
+        /// session wakes the poll thread through an eventfd of its own.
         let daemonDoorbell: EventFD
         /// Work for the control thread: a retired session, or stop.
         let controlDoorbell: EventFD

@@ -23,14 +23,19 @@ final class DaemonSession: @unchecked Sendable {
     let completionRegion: SharedRegion
     let data: DataRegion
     let sessionDoorbellFD: EventFD
+    /// This session's eventfd towards the daemon: its controller signals it
+    /// ("data on my submission ring", "space on my completion ring") and the
+    /// poll thread sleeps on it among all sessions'. One per session, so a
+    /// controller that reads or floods it affects no other session.
+    let daemonDoorbellFD: EventFD
     /// Poll thread only.
     var submissions: SPSCConsumer<Descriptor>
     /// Poll thread only.
     var completions: SPSCProducer<Completion>
     let validator: DescriptorValidator
-    /// Submission ring: data → the daemon's eventfd, space → this session's.
+    /// Submission ring: data → this session's daemon eventfd, space → its session eventfd.
     let submissionDoorbell: Doorbell
-    /// Completion ring: data → this session's eventfd, space → the daemon's.
+    /// Completion ring: data → its session eventfd, space → its daemon eventfd.
     let completionDoorbell: Doorbell
 
     private let endRequested = Atomic<Bool>(false)
@@ -41,8 +46,7 @@ final class DaemonSession: @unchecked Sendable {
     /// takes the consumer end of the submission ring and the producer end of
     /// the completion ring.
     init(
-        id: UInt64, peer: PeerCredentials, limits: SessionLimits,
-        daemonDoorbell: EventFD, requiredOutput: [UInt32: UInt32]
+        id: UInt64, peer: PeerCredentials, limits: SessionLimits, requiredOutput: [UInt32: UInt32]
     ) throws(SessionError) {
         do {
             submissionRegion = try SharedRegion.createAnonymous(
@@ -57,24 +61,27 @@ final class DaemonSession: @unchecked Sendable {
         } catch {
             throw .rejected(.busy, reason: "session resources: \(error)")
         }
-        do { sessionDoorbellFD = try EventFD() } catch { throw .rejected(.busy, reason: "eventfd: \(error)") }
+        do {
+            sessionDoorbellFD = try EventFD()
+            daemonDoorbellFD = try EventFD()
+        } catch { throw .rejected(.busy, reason: "eventfd: \(error)") }
         self.id = id
         self.peer = peer
         socket = nil
         validator = DescriptorValidator(slots: data.geometry, requiredOutput: requiredOutput)
-        submissionDoorbell = .eventFD(dataAvailable: daemonDoorbell, spaceAvailable: sessionDoorbellFD)
-        completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbell)
+        submissionDoorbell = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
+        completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
     }
 
     /// The descriptors the controller gets, tagged (``SessionDescriptorTag``).
-    func grant(daemonDoorbell: EventFD) -> SessionGrant {
+    func grant() -> SessionGrant {
         SessionGrant(
             sessionID: id,
             descriptors: [
                 (SessionDescriptorTag.submissionRing.rawValue, submissionRegion.fileDescriptor),
                 (SessionDescriptorTag.completionRing.rawValue, completionRegion.fileDescriptor),
                 (SessionDescriptorTag.dataRegion.rawValue, data.fileDescriptor),
-                (SessionDescriptorTag.daemonDoorbell.rawValue, daemonDoorbell.fileDescriptor),
+                (SessionDescriptorTag.daemonDoorbell.rawValue, daemonDoorbellFD.fileDescriptor),
                 (SessionDescriptorTag.sessionDoorbell.rawValue, sessionDoorbellFD.fileDescriptor),
             ])
     }

@@ -1,3 +1,4 @@
+import FabricSession
 import FabricSystem
 import Glibc
 import Synchronization
@@ -50,6 +51,8 @@ extension DaemonCore {
         let scratch = PollScratch(burst: burst)
         var sessions: [DaemonSession] = []
         sessions.reserveCapacity(configuration.maximumSessions)
+        var waitSet: [pollfd] = []
+        waitSet.reserveCapacity(configuration.maximumSessions + 1)
         var lastWork = MonotonicClock.now()
         let spinBudget: UInt64 =
             switch configuration.idle {
@@ -103,7 +106,7 @@ extension DaemonCore {
             }
             counters.publish()
             passesSincePublish = 0
-            sleep(until: &sessions, binding)
+            sleep(until: &sessions, binding, &waitSet)
             lastWork = MonotonicClock.now()
         }
         // Stopping: retire everything, including sessions not yet picked up.
@@ -222,10 +225,13 @@ extension DaemonCore {
         }
     }
 
-    /// Sleeps on the daemon's eventfd until some session has work (or a
-    /// session arrives, ends, or the daemon stops). See
-    /// `SleeperAnnouncement.swift` in the core for why no wake-up is lost.
-    private func sleep(until sessions: inout [DaemonSession], _ binding: Binding) {
+    /// Sleeps until some session has work (or a session arrives, ends, or
+    /// the daemon stops): one `ppoll(2)` over the control thread's eventfd and
+    /// every session's own daemon eventfd, so no controller can take a
+    /// wake-up meant for another. See `SleeperAnnouncement.swift` in the core
+    /// for why no wake-up is lost. `waitSet` is reused: no allocation once it
+    /// has grown to the number of sessions.
+    private func sleep(until sessions: inout [DaemonSession], _ binding: Binding, _ waitSet: inout [pollfd]) {
         for session in sessions {
             session.submissions.announceEventFDSleeper()
             session.completions.announceEventFDSleeper()
@@ -239,9 +245,17 @@ extension DaemonCore {
                 || (session.submissions.hasElements() && session.completions.freeSlotCount(wanting: 1) > 0)
         }
         if !ready {
+            waitSet.removeAll(keepingCapacity: true)
+            waitSet.append(pollfd(fd: binding.daemonDoorbell.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
+            for session in sessions {
+                waitSet.append(pollfd(fd: session.daemonDoorbellFD.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
+            }
             // Bounded, so a daemon whose doorbell broke still notices a stop.
-            if (try? binding.daemonDoorbell.wait(timeoutNanoseconds: 1_000_000_000)) == true {
-                _ = try? binding.daemonDoorbell.consume()
+            if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: 1_000_000_000), woke > 0 {
+                if waitSet[0].revents != 0 { _ = try? binding.daemonDoorbell.consume() }
+                for (i, session) in sessions.enumerated() where waitSet[i + 1].revents != 0 {
+                    _ = try? session.daemonDoorbellFD.consume()
+                }
             }
             DaemonCounters.bump(counters.sleeps)
         }

@@ -68,7 +68,7 @@ public struct ControllerSession: ~Copyable {
         buffers = BufferPool(region: connection.data)
         producerID = options.producerID ?? UInt32(truncatingIfNeeded: currentProcessID)
         inFlight = InFlightTable(minimumCapacity: submissions.capacity + completions.capacity)
-        gathered = BatchAccumulator(policy: options.batching)
+        gathered = BatchAccumulator(policy: options.batching, ringCapacity: submissions.capacity)
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
 
@@ -129,7 +129,9 @@ public struct ControllerSession: ~Copyable {
         submissions.commit(reservation)
         nextCommandID &+= UInt64(requests.count)
         stats.submitted &+= UInt64(requests.count)
-        try ringDaemon()
+        // Posted and registered: from here on nothing throws, so a caller
+        // never retries (and duplicates) commands that are on the ring.
+        ringDaemon()
         return first
     }
 
@@ -146,12 +148,15 @@ public struct ControllerSession: ~Copyable {
     /// `BatchingPolicy.maximumWait`. Returns the command's id.
     ///
     /// A request that returns an id is accepted: it is posted now or by a
-    /// later flush, even when this call found the ring full (the batch stays
-    /// gathered). A thrown error means the request was not taken.
+    /// later flush (``flushIfDue()``, ``flush()``, the next ``stage(_:)`` or
+    /// ``submit(batch:)-(UnsafeBufferPointer<CommandRequest>)``, or a wait,
+    /// which posts a due batch before it sleeps), even when this call found
+    /// the ring full. A thrown error means the request was not taken.
     ///
-    /// - Throws: ``SubmitError/queueFull`` when a full batch is still waiting
-    ///   for ring space, or as many commands are in flight as the rings hold;
-    ///   ``SubmitError/peerGone``; ``SubmitError/invalidRequest(_:)``.
+    /// - Throws: ``SubmitError/queueFull`` when the policy posts every
+    ///   request at once and the ring is full, when a full batch is still
+    ///   waiting for ring space, or when as many commands are in flight as the
+    ///   rings hold; ``SubmitError/peerGone``; ``SubmitError/invalidRequest(_:)``.
     @discardableResult
     public mutating func stage(_ request: CommandRequest) throws(SubmitError) -> UInt64 {
         try request.check()
@@ -159,12 +164,16 @@ public struct ControllerSession: ~Copyable {
         if gathered.isFull && postGathered() == 0 { throw .queueFull }
         guard inFlight.count < inFlight.capacity else { throw .queueFull }
         let id = nextCommandID
+        let now = MonotonicClock.now()
+        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now),
+            postGathered() == 0, gathered.policy.postsImmediately
+        {
+            // Posting at once, like submit(_:): a full ring refuses the request.
+            gathered.removeLast()
+            throw .queueFull
+        }
         nextCommandID &+= 1
         inFlight.add(id, input: request.input, output: request.output)
-        let now = MonotonicClock.now()
-        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now) {
-            _ = postGathered()
-        }
         return id
     }
 
@@ -203,19 +212,19 @@ public struct ControllerSession: ~Copyable {
             return 0
         }
         stats.submitted &+= UInt64(posted)
-        // A doorbell failure here surfaces on the next wait (the daemon's
-        // socket tells whether it is gone).
-        try? ringDaemon()
+        ringDaemon()
         return posted
     }
 
-    /// Rings the daemon's doorbell: a syscall only if it sleeps.
-    private mutating func ringDaemon() throws(SubmitError) {
+    /// Rings the daemon's doorbell: a syscall only if it sleeps. The commands
+    /// are already on the ring, so a failure is counted, not thrown: the
+    /// daemon still finds them on its next pass (at most its poll timeout
+    /// later), and a daemon that is gone is reported by the next wait.
+    private mutating func ringDaemon() {
         do {
             if try submissions.ringConsumer(connection.submissionRing) { stats.doorbellRings &+= 1 }
         } catch {
-            if case .doorbell(let e) = error { throw .doorbell(e) }
-            throw .peerGone
+            stats.doorbellFailures &+= 1
         }
     }
 
@@ -244,11 +253,17 @@ public struct ControllerSession: ~Copyable {
         while true {
             let now = MonotonicClock.now()
             guard now < end else { throw .timedOut }
+            // A gathered batch goes out when due, also while we wait.
+            var wake = min(slice, end - now)
+            if !gathered.isEmpty, !connection.isGone {
+                if gathered.isDue(now: now) { _ = postGathered() }
+                if let due = gathered.dueTime, due > now { wake = min(wake, due - now) }
+            }
             let wait: DoorbellWait
             do {
                 wait = try completions.waitUntilReadable(
                     doorbell: connection.completionWait,
-                    timeout: .nanoseconds(Int64(clamping: min(slice, end - now))))
+                    timeout: .nanoseconds(Int64(clamping: wake)))
             } catch {
                 if case .ring(let e) = error { throw .ring(e) }
                 if case .doorbell(let e) = error { throw .doorbell(e) }

@@ -15,6 +15,9 @@ public struct ControllerStatistics: Sendable, Equatable {
     public var doorbellRings: UInt64 = 0
     /// Times a wait went to sleep in the kernel.
     public var sleeps: UInt64 = 0
+    /// Doorbell rings that failed after their commands were posted (the
+    /// daemon still finds them on its next pass).
+    public var doorbellFailures: UInt64 = 0
 }
 
 /// The swift-metrics counters a controller publishes to: deltas of
@@ -27,7 +30,8 @@ final class ControllerMetrics: @unchecked Sendable {
     private var published = ControllerStatistics()
 
     init(factory: (any MetricsFactory)?) {
-        counters = ["submitted", "completed", "failed", "ring_full", "doorbell_rings", "sleeps"].map { name in
+        counters = ["submitted", "completed", "failed", "ring_full", "doorbell_rings", "sleeps", "doorbell_failures"].map {
+            name in
             let label = "fabricqueue_controller_\(name)_total"
             if let factory { return Counter(label: label, dimensions: [], factory: factory) }
             return Counter(label: label)
@@ -46,6 +50,7 @@ final class ControllerMetrics: @unchecked Sendable {
         push(3, now.ringFull, published.ringFull)
         push(4, now.doorbellRings, published.doorbellRings)
         push(5, now.sleeps, published.sleeps)
+        push(6, now.doorbellFailures, published.doorbellFailures)
         published = now
     }
 }

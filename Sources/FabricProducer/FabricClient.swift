@@ -241,7 +241,7 @@ public final class FabricClient: Sendable {
             // Under the lock a submitter opening a batch checks `reaperSleeping`
             // and signals the eventfd, so the batch's due time is never missed.
             submitSide.withLock { side in
-                if let dueAt = side.gathered.dueTime { wake = min(wake, dueAt) }
+                if let dueAt = side.gathered.dueTime, dueAt > now { wake = min(wake, dueAt) }
                 side.reaperSleeping = true
             }
             // F1 of the doorbell protocol: announcement before the re-check.
@@ -350,7 +350,7 @@ struct SubmitSide: ~Copyable {
         self.producer = producer
         self.pool = pool
         self.producerID = producerID
-        gathered = BatchAccumulator(policy: batching)
+        gathered = BatchAccumulator(policy: batching, ringCapacity: self.producer.capacity)
     }
 
     mutating func acquirePair() throws(SubmitError) -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer) {
@@ -368,27 +368,39 @@ struct SubmitSide: ~Copyable {
     }
 
     /// Gathers one request under the batching policy and posts the batch
-    /// when the policy says so; returns the request's id. An accepted request
-    /// stays gathered when the ring is full (the reaper posts it when due);
-    /// it is refused with ``SubmitError/queueFull`` only when a full batch is
-    /// still waiting for ring space.
+    /// when the policy says so; returns the request's id. With a policy that
+    /// posts every request at once, a full ring refuses the request
+    /// (``SubmitError/queueFull``), as an unbatched submit does. Otherwise an
+    /// accepted request stays gathered when the ring is full (the reaper
+    /// posts it once a completion shows the daemon has made room), and a
+    /// request is refused only when a full batch is still waiting for space.
     mutating func stage(_ request: CommandRequest, ring: Doorbell, reaper: EventFD) -> Result<UInt64, SubmitError> {
         if gathered.isFull && post(ring: ring) == 0 { return .failure(.queueFull) }
         let id = nextCommandID
-        nextCommandID &+= 1
         let now = MonotonicClock.now()
         // A sleeping reaper must wake to post a new partial batch when it is due.
         if gathered.isEmpty && reaperSleeping && !gathered.policy.postsImmediately { try? reaper.signal() }
-        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now) {
-            _ = post(ring: ring)
+        if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now),
+            post(ring: ring) == 0, gathered.policy.postsImmediately
+        {
+            gathered.removeLast()
+            return .failure(.queueFull)
         }
+        nextCommandID &+= 1
         return .success(id)
     }
 
-    /// Posts the gathered batch if it is due; returns when the rest is due
-    /// (nil when nothing is left gathered).
+    /// Posts the gathered batch if it is due. Returns when the reaper must
+    /// look again: the due time of a batch not yet due; nil when nothing is
+    /// gathered, or when a due batch found the ring full (then the next
+    /// completion, which means the daemon has taken commands off the ring,
+    /// is what wakes the reaper to retry; sleeping until a due time already
+    /// past would spin).
     mutating func flushIfDue(now: UInt64, ring: Doorbell) -> UInt64? {
-        if gathered.isDue(now: now) { _ = post(ring: ring) }
+        if gathered.isDue(now: now) {
+            _ = post(ring: ring)
+            return nil
+        }
         return gathered.dueTime
     }
 

@@ -3,8 +3,9 @@ import SystemPackage
 
 // The package's one funnel into the kernel, in the spirit of swift-system's
 // `valueOrErrno(retryOnInterrupt:)` and swift-nio's `syscall(blocking:)`:
-// every call site outside this module reaches the kernel through
-// `systemCall`, and nothing else in the package reads `errno`.
+// every system call the libraries make that can fail goes through
+// `systemCall` (or `valueOrErrno`), and nothing else in the package reads
+// `errno`.
 //
 // EINTR policy, decided here once:
 // - Calls that complete (open, ftruncate, fcntl, mmap, read/write on an
@@ -13,7 +14,9 @@ import SystemPackage
 // - Waits with a timeout (futex FUTEX_WAIT, ppoll) are not retried here:
 //   retrying would restart the whole timeout. They pass
 //   `retryOnInterrupt: false` and treat `.interrupted` as an early wake-up;
-//   their callers loop with their own deadline.
+//   their callers re-check and wait again with what is left of their own
+//   deadline (`DoorbellLine.wait`, `UnixSocket.waitReadable(until:)`, the
+//   daemon's loops).
 // - `close(2)` is never retried (on Linux the descriptor is gone even when it
 //   reports EINTR); swift-system's `FileDescriptor.close()` already does that.
 

@@ -2,7 +2,7 @@ import SystemPackage
 
 /// A system call that failed: which one, and the `errno` it returned.
 ///
-/// Every error enum in FabricQueue that reports a kernel failure carries one
+/// Every error enum in the package that reports a kernel failure carries one
 /// of these (``SystemCallError/operation`` names the call as the man page
 /// does: `"mmap"`, `"fcntl(F_ADD_SEALS)"`, `"recvmsg"`), so the errno is never
 /// lost and the message always names the call.

@@ -12,6 +12,8 @@
 //   pingpong KIND COUNT DELAYS                        round trips to a spawned echo peer (PingPong.swift)
 //   controller SOCKET COUNT MODEL PAYLOAD [UID GID]   a checked controller session (Controller.swift)
 //   garbage SOCKET                                    bad descriptors, then corrupt ring indices
+//   poison-doorbells SOCKET SECONDS                   nonsense in its own doorbell words (Hostile.swift)
+//   drain-doorbell SOCKET SECONDS                     read its daemon eventfd as fast as it can
 
 import FabricDiagnostics
 import FabricQueue
@@ -184,6 +186,12 @@ case "session-client":
         }
         print(line)
     } catch { fail("\(error)") }
+
+case "poison-doorbells":
+    runPoisonDoorbells(socket: arg(2), seconds: int(3))
+
+case "drain-doorbell":
+    runDrainDoorbell(socket: arg(2), seconds: int(3))
 
 case "pingpong":
     runPingPong(

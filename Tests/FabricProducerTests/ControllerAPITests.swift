@@ -174,6 +174,49 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertEqual(session.inFlightCount, 0)
     }
 
+    /// Issue 13, item 10: a staged request that finds the ring full is
+    /// either accepted (it has an id and is posted exactly once, later) or
+    /// refused (no id, nothing registered); never an error for a command that
+    /// will still run. Immediate policies refuse, as `submit` does.
+    func testStagingOnAFullRingNeverLosesOrDuplicatesACommand() throws {
+        let socket = temporarySocketPath(self)
+        let daemon = try startDaemon(self, socket: socket, log: EventLog()) {
+            $0.session = SessionLimits(submissionCapacity: 4, completionCapacity: 4, slotSize: 64, slotCount: 64)
+        }
+        for policy in [BatchingPolicy(maximumBatchSize: 2, maximumWait: .milliseconds(1)), .immediate] {
+            var options = ControllerOptions()
+            options.batching = policy
+            var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+            let before = daemon.statistics.commandsReceived
+            var accepted: Set<UInt64> = []
+            var refused = 0
+            for _ in 0..<24 {
+                let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+                let slow = CommandRequest(
+                    modelID: DiagnosticModel.delay.rawValue, input: input, inputSize: 0, output: output, flags: 20_000)
+                do {
+                    accepted.insert(try session.stage(slow))
+                } catch {
+                    XCTAssertEqual(error, .queueFull)
+                    session.buffers.release(input)
+                    session.buffers.release(output)
+                    refused += 1
+                }
+            }
+            XCTAssertGreaterThan(refused, 0, "\(policy): the ring never filled")
+            XCTAssertEqual(session.inFlightCount, accepted.count, "\(policy): only accepted requests are registered")
+            var completed: Set<UInt64> = []
+            while completed.count < accepted.count {
+                let done = try session.waitForCompletion(timeout: .seconds(10))
+                XCTAssertTrue(completed.insert(done.commandID).inserted, "\(policy): command \(done.commandID) completed twice")
+                session.buffers.release(done.input)
+                session.buffers.release(done.output)
+            }
+            XCTAssertEqual(completed, accepted, "\(policy)")
+            XCTAssertEqual(daemon.statistics.commandsReceived - before, UInt64(accepted.count), "\(policy): posted once each")
+        }
+    }
+
     func testFullSubmissionRingIsQueueFull() throws {
         let socket = temporarySocketPath(self)
         _ = try startDaemon(self, socket: socket, log: EventLog()) {

@@ -20,7 +20,8 @@ final class BatchAccumulatorTests: XCTestCase {
     }
 
     func testBatchIsDueWhenFullOrWhenTheOldestHasWaited() {
-        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 3, maximumWait: .microseconds(100)))
+        var batch = BatchAccumulator(
+            policy: BatchingPolicy(maximumBatchSize: 3, maximumWait: .microseconds(100)), ringCapacity: 64)
         XCTAssertNil(batch.dueTime)
         XCTAssertFalse(batch.isDue(now: .max))
         XCTAssertFalse(batch.append(descriptor(1), now: 1_000))
@@ -34,7 +35,7 @@ final class BatchAccumulatorTests: XCTestCase {
     }
 
     func testImmediatePolicyPostsEveryRequest() {
-        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 8, maximumWait: .zero))
+        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 8, maximumWait: .zero), ringCapacity: 64)
         XCTAssertTrue(batch.append(descriptor(1), now: 5))
         XCTAssertTrue(batch.isDue(now: 5))
     }
@@ -43,7 +44,7 @@ final class BatchAccumulatorTests: XCTestCase {
         let region = try SharedRegion.createAnonymous(kind: .spsc, capacity: 4)
         var producer = try SPSCProducer<Descriptor>(region: region)
         var consumer = try SPSCConsumer<Descriptor>(region: region)
-        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 3, maximumWait: .seconds(1)))
+        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 3, maximumWait: .seconds(1)), ringCapacity: 4)
         for id in 1...3 as ClosedRange<UInt64> { _ = batch.append(descriptor(id), now: 0) }
         XCTAssertEqual(batch.post(to: &producer), 3)
         XCTAssertTrue(batch.isEmpty)
@@ -56,9 +57,23 @@ final class BatchAccumulatorTests: XCTestCase {
         XCTAssertEqual(try (0..<4).compactMap { _ in try consumer.dequeue()?.commandID }, [2, 3, 4, 5])
     }
 
-    func testAccumulatorHoldsAtMostTheLargestBatch() {
-        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 8, maximumWait: .seconds(1)))
-        for id in 1...8 as ClosedRange<UInt64> { _ = batch.append(descriptor(id), now: 0) }
-        XCTAssertTrue(batch.isFull)
+    func testBatchHoldsThePolicySizeCappedAtTheRingCapacity() {
+        var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 3, maximumWait: .seconds(1)), ringCapacity: 64)
+        for id in 1...3 as ClosedRange<UInt64> { _ = batch.append(descriptor(id), now: 0) }
+        XCTAssertTrue(batch.isFull, "a gathered batch never grows past the policy's size")
+        // A batch larger than the ring could never be posted all at once.
+        var capped = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 8, maximumWait: .seconds(1)), ringCapacity: 2)
+        XCTAssertEqual(capped.limit, 2)
+        XCTAssertFalse(capped.append(descriptor(1), now: 0))
+        XCTAssertTrue(capped.append(descriptor(2), now: 0), "full at the ring's capacity: post now")
+        XCTAssertTrue(capped.isFull)
+    }
+
+    func testRemoveLastTakesBackTheNewestRequest() {
+        var batch = BatchAccumulator(policy: .immediate, ringCapacity: 64)
+        XCTAssertTrue(batch.append(descriptor(1), now: 7))
+        batch.removeLast()
+        XCTAssertTrue(batch.isEmpty)
+        XCTAssertNil(batch.dueTime)
     }
 }

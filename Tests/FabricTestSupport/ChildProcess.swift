@@ -103,6 +103,25 @@ public final class ChildProcess {
         return false
     }
 
+    /// Whether the child is still running (reaps it if it has exited).
+    public var isRunning: Bool {
+        if exitStatus != nil { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exitStatus = status
+            return false
+        }
+        return true
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` seconds for the child to exit
+    /// (then kills it). Returns the wait status, nil if it had to be killed.
+    @discardableResult
+    public func stop(timeout: Double = 5) -> Int32? {
+        if exitStatus == nil { kill(pid, SIGTERM) }
+        return wait(timeout: timeout)
+    }
+
     public func terminate() {
         kill(pid, SIGKILL)
         wait(timeout: 5)

@@ -73,7 +73,7 @@ struct DoorbellLine {
         // The futex word moves on every ring that finds a sleeper, so that a
         // futex waiter between its check and its sleep never sleeps on a stale
         // ticket. Release: a waiter that sees the new word also sees the condition.
-        futexWord.pointee.add(1, ordering: .releasing)
+        futexWord.pointee.wrappingAdd(1, ordering: .releasing)
         if sleeping & 0xFFFF != 0 {
             // A failed wake (only EFAULT or EINVAL, impossible on a mapped,
             // aligned word) leaves sleepers to their timeout: nothing to report.
@@ -123,17 +123,17 @@ struct DoorbellLine {
             // Acquire: pairs with the notifier's release increment.
             let ticket = futexWord.pointee.load(ordering: .acquiring)
             // Relaxed: ordered before the condition check by F1.
-            waiters.pointee.add(announcement, ordering: .relaxed)
+            waiters.pointee.wrappingAdd(announcement, ordering: .relaxed)
             // F1: orders the waiter-count store before the condition load.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             let readyNow: Bool
             do { readyNow = try check() } catch {
-                waiters.pointee.subtract(announcement, ordering: .relaxed)
+                waiters.pointee.wrappingSubtract(announcement, ordering: .relaxed)
                 throw error
             }
             if readyNow {
                 // Relaxed: only a hint for notifiers.
-                waiters.pointee.subtract(announcement, ordering: .relaxed)
+                waiters.pointee.wrappingSubtract(announcement, ordering: .relaxed)
                 result.isReady = true
                 return result
             }
@@ -144,7 +144,7 @@ struct DoorbellLine {
                     woke = try eventFD.wait(timeoutNanoseconds: remaining)
                     if woke { try eventFD.consume() }
                 } catch {
-                    waiters.pointee.subtract(announcement, ordering: .relaxed)
+                    waiters.pointee.wrappingSubtract(announcement, ordering: .relaxed)
                     throw .doorbell(error)
                 }
             } else {
@@ -153,12 +153,12 @@ struct DoorbellLine {
                     let outcome = try Futex.wait(on: word, expecting: ticket, timeoutNanoseconds: remaining)
                     woke = outcome != .timedOut
                 } catch {
-                    waiters.pointee.subtract(announcement, ordering: .relaxed)
+                    waiters.pointee.wrappingSubtract(announcement, ordering: .relaxed)
                     throw .doorbell(.system(error))
                 }
             }
             // Relaxed: only a hint for notifiers.
-            waiters.pointee.subtract(announcement, ordering: .relaxed)
+            waiters.pointee.wrappingSubtract(announcement, ordering: .relaxed)
             result.sleeps += 1
             if try check() {
                 result.isReady = true

@@ -3,7 +3,7 @@ import Synchronization
 import SystemPackage
 
 /// An `eventfd(2)` counter: a kernel object another process can wait on with
-/// `poll(2)`, shared by inheriting its descriptor or passing it over a Unix
+/// `ppoll(2)`, shared by inheriting its descriptor or passing it over a Unix
 /// socket (the session layer's `EventFD.send(over:tag:)` and `EventFD.receive(over:)`).
 ///
 /// **Counter semantics** (the default, and what ``Doorbell`` uses): each
@@ -13,7 +13,7 @@ import SystemPackage
 /// decrements the counter by one, so each signal releases one read.
 ///
 /// The descriptor is non-blocking; ``wait(timeoutNanoseconds:)`` blocks in
-/// `poll(2)` with a timeout. It is closed when the object is released.
+/// `ppoll(2)` with a timeout. It is closed when the object is released.
 public final class EventFD: @unchecked Sendable {
     // @unchecked: the descriptor is immutable, the closed flag atomic
     /// The eventfd descriptor, owned by this object.

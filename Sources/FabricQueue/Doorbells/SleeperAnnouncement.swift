@@ -23,14 +23,16 @@ extension SPSCConsumer {
     @inlinable
     public func announceEventFDSleeper() {
         // Relaxed: the caller's seq_cst fence orders it before the re-check.
-        DoorbellLine(control: view.control, data: true).waiters.pointee.add(DoorbellLine.eventFDSleeper, ordering: .relaxed)
+        DoorbellLine(control: view.control, data: true).waiters.pointee.wrappingAdd(
+            DoorbellLine.eventFDSleeper, ordering: .relaxed)
     }
 
     /// Undoes ``announceEventFDSleeper()``.
     @inlinable
     public func withdrawEventFDSleeper() {
         // Relaxed: only a hint that makes producers skip their syscall.
-        DoorbellLine(control: view.control, data: true).waiters.pointee.subtract(DoorbellLine.eventFDSleeper, ordering: .relaxed)
+        DoorbellLine(control: view.control, data: true).waiters.pointee.wrappingSubtract(
+            DoorbellLine.eventFDSleeper, ordering: .relaxed)
     }
 
     /// Whether an element is ready to dequeue, re-reading the producer's head
@@ -49,14 +51,16 @@ extension SPSCProducer {
     @inlinable
     public func announceEventFDSleeper() {
         // Relaxed: the caller's seq_cst fence orders it before the re-check.
-        DoorbellLine(control: view.control, data: false).waiters.pointee.add(DoorbellLine.eventFDSleeper, ordering: .relaxed)
+        DoorbellLine(control: view.control, data: false).waiters.pointee.wrappingAdd(
+            DoorbellLine.eventFDSleeper, ordering: .relaxed)
     }
 
     /// Undoes ``announceEventFDSleeper()``.
     @inlinable
     public func withdrawEventFDSleeper() {
         // Relaxed: only a hint that makes the consumer skip its syscall.
-        DoorbellLine(control: view.control, data: false).waiters.pointee.subtract(DoorbellLine.eventFDSleeper, ordering: .relaxed)
+        DoorbellLine(control: view.control, data: false).waiters.pointee.wrappingSubtract(
+            DoorbellLine.eventFDSleeper, ordering: .relaxed)
     }
 
     /// Free slots, at least `wanted` if that many are free: reads the

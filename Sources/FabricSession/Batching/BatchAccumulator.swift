@@ -17,11 +17,16 @@ package struct BatchAccumulator: ~Copyable {
     package private(set) var oldestArrival: UInt64 = 0
     /// The rules.
     package let policy: BatchingPolicy
+    /// The most descriptors one batch holds: the policy's size, capped at the
+    /// ring's capacity (a batch larger than the ring could never be posted
+    /// all at once).
+    package let limit: Int
 
-    /// An empty batch under `policy`.
-    package init(policy: BatchingPolicy) {
+    /// An empty batch under `policy`, for a ring of `ringCapacity` slots.
+    package init(policy: BatchingPolicy, ringCapacity: Int) {
         self.policy = policy
-        storage = .allocate(capacity: BatchingPolicy.largestBatch)
+        limit = max(1, min(policy.maximumBatchSize, ringCapacity))
+        storage = .allocate(capacity: limit)
     }
 
     deinit { storage.deallocate() }
@@ -29,23 +34,30 @@ package struct BatchAccumulator: ~Copyable {
     /// Whether nothing is gathered.
     package var isEmpty: Bool { count == 0 }
     /// Whether no further descriptor fits (a post must succeed first).
-    package var isFull: Bool { count == BatchingPolicy.largestBatch }
+    package var isFull: Bool { count >= limit }
 
     /// Adds `descriptor` (which must not find the batch ``isFull``) arriving
     /// at `now`; returns whether the batch should be posted now: it reached
-    /// the policy's size, or the policy posts immediately.
+    /// its size, or the policy posts immediately.
     package mutating func append(_ descriptor: Descriptor, now: UInt64) -> Bool {
         precondition(!isFull, "append to a full batch: post it first")
         if count == 0 { oldestArrival = now }
         storage[count] = descriptor
         count += 1
-        return count >= policy.maximumBatchSize || policy.postsImmediately
+        return count >= limit || policy.postsImmediately
+    }
+
+    /// Takes back the most recent descriptor (a caller that posts every
+    /// request at once refuses the one whose post found the ring full).
+    package mutating func removeLast() {
+        precondition(count > 0)
+        count -= 1
     }
 
     /// When the gathered batch is due, or nil when nothing is gathered.
     package var dueTime: UInt64? {
         guard count > 0 else { return nil }
-        if count >= policy.maximumBatchSize || policy.postsImmediately { return oldestArrival }
+        if count >= limit || policy.postsImmediately { return oldestArrival }
         let (due, overflow) = oldestArrival.addingReportingOverflow(policy.maximumWait.saturatingNanoseconds)
         return overflow ? .max : due
     }

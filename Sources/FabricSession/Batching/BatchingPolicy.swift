@@ -8,12 +8,16 @@ import FabricSystem
 ///
 /// Both controller paths (`FabricClient` and `ControllerSession.stage(_:)`)
 /// apply it through the same accumulator, with the same rules:
-/// - a batch is posted as soon as it holds `maximumBatchSize` requests;
-/// - with `maximumWait` zero (or a size of 1) every request is posted at once;
+/// - a batch is posted as soon as it holds `maximumBatchSize` requests (or as
+///   many as the submission ring holds, if that is fewer);
+/// - with `maximumWait` zero (or a size of 1) every request is posted at once,
+///   and one that finds the ring full is refused (`queueFull`), exactly as an
+///   unbatched submit is;
 /// - otherwise a partial batch is posted once its first request has waited
-///   `maximumWait`;
-/// - a post that finds the submission ring full keeps the batch gathered (its
-///   requests are accepted and have ids) and the next due check retries.
+///   `maximumWait`; a post that finds the ring full keeps the batch gathered
+///   (its requests are accepted and have ids) and is retried as the daemon
+///   frees room: by the next submit, flush or wait on `ControllerSession`, by
+///   the reaper after the next completion on `FabricClient`.
 public struct BatchingPolicy: Sendable, Equatable {
     /// The most requests one batch can hold.
     public static let largestBatch = 8

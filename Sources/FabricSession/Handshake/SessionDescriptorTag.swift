@@ -10,7 +10,7 @@ import FabricSystem
 /// | 1 | submission ring region (SPSC of `Descriptor`) | producer |
 /// | 2 | completion ring region (SPSC of `Completion`) | consumer |
 /// | 3 | data region (``DataRegion``: the buffer slots) | fills inputs, reads outputs |
-/// | 4 | daemon doorbell eventfd (signal: work for the daemon) | signals |
+/// | 4 | this session's daemon doorbell eventfd (signal: work for the daemon) | signals |
 /// | 5 | session doorbell eventfd (signal: work for this controller) | waits |
 public enum SessionDescriptorTag: UInt8, Sendable, CaseIterable {
     /// The submission ring: the controller produces descriptors, the daemon consumes them.
@@ -19,8 +19,10 @@ public enum SessionDescriptorTag: UInt8, Sendable, CaseIterable {
     case completionRing = 2
     /// The data region holding the session's buffer slots.
     case dataRegion = 3
-    /// The daemon's eventfd: "data available" on every submission ring, "space
-    /// available" on every completion ring. One per daemon, shared by all sessions.
+    /// This session's eventfd towards the daemon: "data available" on its
+    /// submission ring, "space available" on its completion ring. One per
+    /// session (never shared), so no controller can take or flood another
+    /// session's wake-ups.
     case daemonDoorbell = 4
     /// This session's eventfd: "data available" on its completion ring,
     /// "space available" on its submission ring.

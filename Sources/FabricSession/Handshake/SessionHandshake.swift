@@ -30,6 +30,21 @@ public enum SessionHandshake {
     /// At most this many descriptors are passed in one grant.
     public static let maximumDescriptors = 16
 
+    /// Room for the reason text in a reply.
+    public static let reasonCapacity = 32
+
+    /// `reason` as UTF-8, cut to ``reasonCapacity`` bytes at a character
+    /// boundary (never half a character).
+    static func reasonBytes(_ reason: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for character in reason {
+            let encoded = Array(String(character).utf8)
+            guard bytes.count + encoded.count <= reasonCapacity else { break }
+            bytes += encoded
+        }
+        return bytes
+    }
+
     /// The hello a client sends.
     public static func hello(version: UInt32 = protocolVersion) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: helloSize)
@@ -50,7 +65,7 @@ public enum SessionHandshake {
             b.storeBytes(of: sessionID.littleEndian, toByteOffset: 16, as: UInt64.self)
             b.storeBytes(of: UInt32(descriptorCount).littleEndian, toByteOffset: 24, as: UInt32.self)
         }
-        let text = Array(reason.utf8.prefix(32))
+        let text = SessionHandshake.reasonBytes(reason)
         bytes.replaceSubrange(32..<32 + text.count, with: text)
         return bytes
     }
@@ -117,45 +132,77 @@ public struct SessionGrant: Sendable {
 }
 
 extension UnixSocket {
-    /// Daemon side: reads the client's hello (within `timeout`), checks its
-    /// version and the peer's kernel credentials against `policy`, and either
-    /// sends a rejection and throws, or calls `grant` and sends the reply with
-    /// its descriptors (the daemon keeps its own copies).
+    /// Daemon side, in one call: reads the client's hello (within `timeout`),
+    /// checks its version and the peer's kernel credentials against `policy`,
+    /// and either sends a rejection and throws, or calls `grant` and sends the
+    /// reply with its descriptors (the daemon keeps its own copies).
+    ///
+    /// This blocks the calling thread until the hello arrives. A server that
+    /// talks to several clients at once (as `FabricDaemon` does) checks the
+    /// credentials with ``refuseUnlessAdmitted(by:)`` at accept, collects the
+    /// hello bytes as they arrive, and answers with ``answer(hello:from:grant:)``.
     public func serveHandshake(
         policy: PeerPolicy, timeout: Duration,
         grant: (PeerCredentials) throws(SessionError) -> SessionGrant
     ) throws(SessionError) -> (PeerCredentials, SessionGrant) {
-        let credentials: PeerCredentials
+        let credentials = try refuseUnlessAdmitted(by: policy)
         let hello: [UInt8]
-        do {
-            credentials = try peerCredentials()
-            hello = try receive(exactly: SessionHandshake.helloSize, timeout: timeout)
-        } catch { throw .socket(error) }
+        do { hello = try receive(exactly: SessionHandshake.helloSize, timeout: timeout) } catch {
+            switch error {
+            case .timedOut: refuse(.malformed, reason: "timed out waiting for hello")
+            case .peerClosed: refuse(.malformed, reason: "truncated hello")
+            case .system: break
+            }
+            throw .socket(error)
+        }
+        return (credentials, try answer(hello: hello, from: credentials, grant: grant))
+    }
+
+    /// Daemon side, at accept: the peer's kernel credentials (`SO_PEERCRED`)
+    /// if `policy` admits them; otherwise the peer gets a
+    /// ``SessionRejection/notAllowed`` reply at once (before it has sent
+    /// anything) and this throws.
+    public func refuseUnlessAdmitted(by policy: PeerPolicy) throws(SessionError) -> PeerCredentials {
+        let credentials: PeerCredentials
+        do { credentials = try peerCredentials() } catch { throw .socket(error) }
+        guard policy.admits(credentials) else {
+            refuse(.notAllowed, reason: "uid \(credentials.uid) gid \(credentials.gid)")
+            throw .rejected(.notAllowed, reason: "\(credentials)")
+        }
+        return credentials
+    }
+
+    /// Daemon side, once the whole hello has arrived: checks its magic and
+    /// version, then either sends a rejection and throws, or calls `grant`
+    /// and sends the reply with its descriptors (the daemon keeps its own
+    /// copies). A grant that fails still answers the client: with its own
+    /// rejection (say, busy), or "busy" with the reason.
+    public func answer(
+        hello: [UInt8], from credentials: PeerCredentials,
+        grant: (PeerCredentials) throws(SessionError) -> SessionGrant
+    ) throws(SessionError) -> SessionGrant {
+        guard hello.count == SessionHandshake.helloSize else {
+            refuse(.malformed, reason: "hello of \(hello.count) bytes")
+            throw .malformed("hello of \(hello.count) bytes, not \(SessionHandshake.helloSize)")
+        }
         let magic = UInt64(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self) })
         let version = UInt32(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self) })
-        func refuse(_ why: SessionRejection, _ reason: String, _ error: SessionError) throws(SessionError) -> Never {
-            try? send(SessionHandshake.reply(status: why.rawValue, sessionID: 0, descriptorCount: 0, reason: reason))
-            throw error
-        }
         guard magic == SessionHandshake.helloMagic else {
-            try refuse(.malformed, "bad magic", .malformed("hello magic 0x\(String(magic, radix: 16))"))
+            refuse(.malformed, reason: "bad magic")
+            throw .malformed("hello magic 0x\(String(magic, radix: 16))")
         }
         guard version == SessionHandshake.protocolVersion else {
-            try refuse(
-                .versionMismatch, "daemon speaks \(SessionHandshake.protocolVersion)",
-                .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version))
+            refuse(.versionMismatch, reason: "daemon speaks \(SessionHandshake.protocolVersion)")
+            throw .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version)
         }
-        guard policy.admits(credentials) else {
-            try refuse(
-                .notAllowed, "uid \(credentials.uid) gid \(credentials.gid)",
-                .rejected(.notAllowed, reason: "\(credentials)"))
-        }
-        // A grant that fails still answers the client: with its own rejection
-        // (say, busy), or "busy" with the reason when resources ran out.
         let granted: SessionGrant
         do { granted = try grant(credentials) } catch {
-            if case .rejected(let why, let reason) = error { try refuse(why, reason, error) }
-            try refuse(.busy, "\(error)", error)
+            if case .rejected(let why, let reason) = error {
+                refuse(why, reason: reason)
+            } else {
+                refuse(.busy, reason: "\(error)")
+            }
+            throw error
         }
         guard granted.descriptors.count <= SessionHandshake.maximumDescriptors else {
             throw .malformed("grant of \(granted.descriptors.count) descriptors exceeds \(SessionHandshake.maximumDescriptors)")
@@ -171,7 +218,14 @@ extension UnixSocket {
                 throw .descriptorPassing(error)
             }
         }
-        return (credentials, granted)
+        return granted
+    }
+
+    /// Daemon side: sends a rejection reply (`why`, and `reason` cut to the
+    /// reply's 32 bytes on a character boundary). Best effort: a peer that is
+    /// gone is not an error here.
+    public func refuse(_ why: SessionRejection, reason: String) {
+        try? send(SessionHandshake.reply(status: why.rawValue, sessionID: 0, descriptorCount: 0, reason: reason))
     }
 
     /// Client side: sends the hello and waits (within `timeout`) for the
@@ -201,9 +255,10 @@ extension UnixSocket {
         let count = Int(field(24, UInt32.self))
         guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
         var descriptors: [(tag: UInt8, descriptor: FileDescriptor)] = []
+        let end = deadline(after: timeout)
         for _ in 0..<count {
             let readable: Bool
-            do { readable = try waitReadable(timeout: timeout) } catch {
+            do { readable = try waitReadable(until: end) } catch {
                 descriptors.forEach { try? $0.descriptor.close() }
                 throw .socket(error)
             }

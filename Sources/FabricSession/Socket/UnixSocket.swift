@@ -80,14 +80,27 @@ public struct UnixSocket: ~Copyable {
         } catch { throw .system(error) }
     }
 
-    /// Whether data (or end of stream) can be read within `timeout` (`ppoll`).
+    /// Whether data (or end of stream) can be read before `deadline`
+    /// (`MonotonicClock` nanoseconds), waiting again after a signal
+    /// interrupts the wait, so only the deadline ends it early.
+    public func waitReadable(until deadline: UInt64) throws(SocketError) -> Bool {
+        while true {
+            let now = MonotonicClock.now()
+            guard now < deadline else { return false }
+            if try waitReadable(timeout: .nanoseconds(Int64(clamping: deadline - now))) { return true }
+        }
+    }
+
+    /// Whether data (or end of stream) can be read within `timeout` (`ppoll`;
+    /// a signal that interrupts the wait returns `false` early: see
+    /// ``waitReadable(until:)`` for a wait that only its deadline ends).
     public func waitReadable(timeout: Duration) throws(SocketError) -> Bool {
         do {
             return try Poll.waitReadable(fileDescriptor, timeoutNanoseconds: Int64(clamping: timeout.saturatingNanoseconds))
         } catch { throw .system(error) }
     }
 
-    /// Whether the peer has closed its end or died (`poll(2)` with a zero
+    /// Whether the peer has closed its end or died (`ppoll(2)` with a zero
     /// timeout for `POLLHUP`/`POLLRDHUP`/`POLLERR`, then a `MSG_PEEK` read for
     /// end of stream). Never blocks. Bytes waiting to be read do not count as
     /// a hang-up.
@@ -147,8 +160,7 @@ public struct UnixSocket: ~Copyable {
         var bytes = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let now = MonotonicClock.now()
-            guard now < end, try waitReadable(timeout: .nanoseconds(Int64(clamping: end - now))) else { throw .timedOut }
+            guard try waitReadable(until: end) else { throw .timedOut }
             let result = bytes.withUnsafeMutableBytes { buffer in
                 Result { () throws(SystemCallError) -> Int in
                     try UnixDomainSocket.receive(fileDescriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
