@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -79,6 +80,8 @@ int cfq_pin_current_thread(int cpu) {
 }
 
 int cfq_sched_getcpu(void) { return sched_getcpu(); }
+
+const char *cfq_errno_name(int error) { return strerrorname_np(error); }
 
 int cfq_fstatfs_type(int fd, int64_t *type) {
     struct statfs s;

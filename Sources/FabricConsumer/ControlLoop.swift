@@ -3,13 +3,42 @@ import FabricSystem
 import Glibc
 import Synchronization
 
+/// A connection whose peer passed the credential check at accept and whose
+/// hello is still arriving. Control thread only.
+final class PendingHandshake {
+    /// Taken when the handshake succeeds and the socket moves to the session.
+    var socket: UnixSocket?
+    let peer: PeerCredentials
+    /// `MonotonicClock` time past which the peer is refused.
+    let deadline: UInt64
+    /// Hello bytes received so far.
+    var hello: [UInt8] = []
+
+    init(socket: consuming UnixSocket, peer: PeerCredentials, deadline: UInt64) {
+        self.socket = consume socket
+        self.peer = peer
+        self.deadline = deadline
+        hello.reserveCapacity(SessionHandshake.helloSize)
+    }
+}
+
 extension DaemonCore {
-    /// The control thread: one `poll(2)` over the listening socket, its own
-    /// eventfd and every session's socket. A controller's socket reports a
-    /// hang-up the moment the controller exits or is killed (the kernel closes
-    /// it), so a dead controller's session is dropped within one wake-up.
+    /// The control thread: one `ppoll(2)` over the listening socket, its own
+    /// eventfd, every handshake in progress and every session's socket.
+    ///
+    /// Nothing here blocks on a peer. A connection's credentials are checked
+    /// the moment it is accepted (a peer the policy refuses is answered at
+    /// once); its hello is collected as it arrives, without waiting, and
+    /// answered when complete; a peer that is silent past
+    /// ``DaemonConfiguration/handshakeTimeout`` or closes mid-hello is
+    /// answered and dropped. So a slow or silent peer costs only its own
+    /// connection: other handshakes, and noticing that a controller died,
+    /// never wait behind it. A controller's socket reports a hang-up the
+    /// moment the controller exits or is killed (the kernel closes it), so a
+    /// dead controller's session is dropped within one wake-up.
     func runControlLoop(_ binding: Binding) {
         var sessions: [DaemonSession] = []
+        var pending: [PendingHandshake] = []
         var entries: [pollfd] = []
         let hangUpEvents = Poll.readable | Poll.readHangUp
 
@@ -18,19 +47,35 @@ extension DaemonCore {
             entries.removeAll(keepingCapacity: true)
             entries.append(pollfd(fd: binding.listener.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             entries.append(pollfd(fd: binding.controlDoorbell.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
+            for handshake in pending {
+                entries.append(pollfd(fd: handshake.socket?.fileDescriptor.rawValue ?? -1, events: Poll.readable, revents: 0))
+            }
             var watched: [DaemonSession] = []
             for session in sessions where !session.isEndRequested {
                 guard let fd = session.socket?.fileDescriptor.rawValue else { continue }
                 entries.append(pollfd(fd: fd, events: hangUpEvents, revents: 0))
                 watched.append(session)
             }
-            do { _ = try Poll.wait(&entries, timeoutNanoseconds: 1_000_000_000) } catch {
+            let now = MonotonicClock.now()
+            var timeout: UInt64 = 1_000_000_000
+            for handshake in pending { timeout = min(timeout, handshake.deadline > now ? handshake.deadline - now : 0) }
+            do { _ = try Poll.wait(&entries, timeoutNanoseconds: Int64(timeout)) } catch {
                 logger.error("control poll failed", metadata: ["error": "\(error)"])
             }
             if entries[1].revents != 0 { _ = try? binding.controlDoorbell.consume() }
 
+            // Handshakes: take what has arrived, answer the complete, drop the late.
+            let afterPoll = MonotonicClock.now()
+            var stillPending: [PendingHandshake] = []
+            for (i, handshake) in pending.enumerated()
+            where !progress(handshake, readable: entries[2 + i].revents != 0, now: afterPoll, binding, &sessions) {
+                stillPending.append(handshake)
+            }
+            pending = stillPending
+
             // Hang-ups: ask the poll thread to let go (and wake it if it sleeps).
-            for (i, session) in watched.enumerated() where entries[i + 2].revents != 0 {
+            let firstSession = 2 + (entries.count - 2 - watched.count)
+            for (i, session) in watched.enumerated() where entries[firstSession + i].revents != 0 {
                 if session.socket?.peerHasClosed() ?? true {
                     session.requestEnd(.controllerGone)
                     try? binding.daemonDoorbell.signal()
@@ -44,8 +89,9 @@ extension DaemonCore {
                 close(session)
                 return true
             }
-            if entries[0].revents != 0 { accept(binding, into: &sessions) }
+            if entries[0].revents != 0 { acceptConnections(binding, into: &pending) }
         }
+        for handshake in pending { handshake.socket?.refuse(.busy, reason: "daemon stopping") }
         // The poll thread has stopped and retired every session by now.
         for session in sessions { close(session) }
     }
@@ -58,24 +104,73 @@ extension DaemonCore {
         emit(.sessionClosed(id: session.id, reason: session.reason ?? .controllerGone))
     }
 
-    /// Accepts one controller, runs the handshake, and hands the session to
-    /// the poll thread. A refused or failed handshake closes the connection.
-    private func accept(_ binding: Binding, into sessions: inout [DaemonSession]) {
-        let connection: UnixSocket
-        do {
-            guard let accepted = try binding.listener.accept(timeout: .zero) else { return }
-            connection = accepted
-        } catch {
-            logger.warning("accept failed", metadata: ["error": "\(error)"])
-            return
+    /// Accepts every connection waiting (a bounded number per wake-up),
+    /// checks each peer's credentials at once, and queues the admitted ones
+    /// for their hello.
+    private func acceptConnections(_ binding: Binding, into pending: inout [PendingHandshake]) {
+        for _ in 0..<32 {
+            let connection: UnixSocket
+            do {
+                guard let accepted = try binding.listener.accept(timeout: .zero) else { return }
+                connection = accepted
+            } catch {
+                logger.warning("accept failed", metadata: ["error": "\(error)"])
+                return
+            }
+            let peer: PeerCredentials
+            do { peer = try connection.refuseUnlessAdmitted(by: configuration.peerPolicy) } catch {
+                refused(peer: try? connection.peerCredentials(), error)
+                continue
+            }
+            guard pending.count < configuration.maximumPendingHandshakes else {
+                connection.refuse(.busy, reason: "\(pending.count) handshakes pending")
+                refused(peer: peer, .rejected(.busy, reason: "\(pending.count) handshakes pending"))
+                continue
+            }
+            let deadline = deadline(after: configuration.handshakeTimeout)
+            pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline))
         }
+    }
+
+    /// Moves one handshake on: reads what has arrived (never waiting),
+    /// answers a complete hello, refuses a truncated or late one. Returns
+    /// whether the handshake is finished (answered or dropped).
+    private func progress(
+        _ handshake: PendingHandshake, readable: Bool, now: UInt64, _ binding: Binding, _ sessions: inout [DaemonSession]
+    ) -> Bool {
+        if readable {
+            do {
+                let missing = SessionHandshake.helloSize - handshake.hello.count
+                guard let arrived = try handshake.socket?.receiveAvailable(maximum: missing) else { return true }
+                handshake.hello += arrived
+            } catch {
+                let have = handshake.hello.count
+                if case .peerClosed = error {
+                    handshake.socket?.refuse(.malformed, reason: "truncated hello (\(have) of \(SessionHandshake.helloSize))")
+                    refused(peer: handshake.peer, .malformed("truncated hello: \(have) of \(SessionHandshake.helloSize) bytes"))
+                } else {
+                    refused(peer: handshake.peer, .socket(error))
+                }
+                return true
+            }
+            if handshake.hello.count == SessionHandshake.helloSize {
+                finish(handshake, binding, &sessions)
+                return true
+            }
+        }
+        if now >= handshake.deadline {
+            handshake.socket?.refuse(.malformed, reason: "timed out waiting for hello")
+            refused(peer: handshake.peer, .socket(.timedOut))
+            return true
+        }
+        return false
+    }
+
+    /// Answers a complete hello: a session for the peer, or a refusal.
+    private func finish(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) {
         var created: DaemonSession?
-        let outcome: Result<PeerCredentials, SessionError>
         do {
-            let (peer, _) = try connection.serveHandshake(
-                policy: configuration.peerPolicy,
-                timeout: configuration.handshakeTimeout
-            ) {
+            _ = try handshake.socket?.answer(hello: handshake.hello, from: handshake.peer) {
                 (peer) throws(SessionError) -> SessionGrant in
                 // Relaxed: only the control thread changes the count.
                 guard activeSessions.load(ordering: .relaxed) < configuration.maximumSessions else {
@@ -86,27 +181,26 @@ extension DaemonCore {
                 created = session
                 return session.grant()
             }
-            outcome = .success(peer)
         } catch {
-            outcome = .failure(error)
+            refused(peer: handshake.peer, error)
+            return
         }
-        switch outcome {
-        case .success(let peer):
-            guard let session = created else { return }
-            session.socket = consume connection
-            sessions.append(session)
-            // Relaxed: a statistic and the admission check, both control-thread only.
-            activeSessions.add(1, ordering: .relaxed)
-            DaemonCounters.bump(counters.sessionsOpened)
-            inbox.withLock { arrived in
-                arrived.append(session)
-                inboxPending.store(true, ordering: .relaxed)
-            }
-            try? binding.daemonDoorbell.signal()
-            emit(.sessionOpened(id: session.id, peer: peer))
-        case .failure(let error):
-            DaemonCounters.bump(counters.connectionsRefused)
-            emit(.connectionRefused(peer: try? connection.peerCredentials(), error: error))
+        guard let session = created, let connection = handshake.socket.take() else { return }
+        session.socket = consume connection
+        sessions.append(session)
+        // Relaxed: a statistic and the admission check, both control-thread only.
+        activeSessions.add(1, ordering: .relaxed)
+        DaemonCounters.bump(counters.sessionsOpened)
+        inbox.withLock { arrived in
+            arrived.append(session)
+            inboxPending.store(true, ordering: .relaxed)
         }
+        try? binding.daemonDoorbell.signal()
+        emit(.sessionOpened(id: session.id, peer: handshake.peer))
+    }
+
+    private func refused(peer: PeerCredentials?, _ error: SessionError) {
+        DaemonCounters.bump(counters.connectionsRefused)
+        emit(.connectionRefused(peer: peer, error: error))
     }
 }

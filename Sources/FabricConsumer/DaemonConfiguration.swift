@@ -26,8 +26,14 @@ public struct DaemonConfiguration: Sendable {
     public var idle: IdleStrategy = .adaptive(spinFor: .microseconds(50))
     /// Where the poll thread runs (nil: wherever the scheduler puts it).
     public var pollThreadPlacement: ThreadPlacement?
-    /// How long a connecting controller has to complete the handshake.
+    /// How long a connecting controller has to send its hello. Handshakes
+    /// never wait for one another: a silent peer holds only its own
+    /// connection for this long.
     public var handshakeTimeout: Duration = .seconds(1)
+    /// At most this many connections may be between accept and a complete
+    /// hello at once; more are refused with `SessionRejection.busy`. Every
+    /// one of them has passed ``peerPolicy`` already.
+    public var maximumPendingHandshakes = 64
     /// Where the daemon logs session events.
     public var logger = Logger(label: "fabricqueue.daemon")
 

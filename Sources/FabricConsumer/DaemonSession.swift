@@ -59,12 +59,17 @@ final class DaemonSession: @unchecked Sendable {
             submissions = try SPSCConsumer(region: submissionRegion)
             completions = try SPSCProducer(region: completionRegion)
         } catch {
+            // The reply has 32 bytes for the reason: the call and its errno name fit.
+            if case .system(let failure) = error { throw .rejected(.busy, reason: failure.brief) }
             throw .rejected(.busy, reason: "session resources: \(error)")
         }
         do {
             sessionDoorbellFD = try EventFD()
             daemonDoorbellFD = try EventFD()
-        } catch { throw .rejected(.busy, reason: "eventfd: \(error)") }
+        } catch {
+            if case .system(let failure) = error { throw .rejected(.busy, reason: failure.brief) }
+            throw .rejected(.busy, reason: "eventfd: \(error)")
+        }
         self.id = id
         self.peer = peer
         socket = nil

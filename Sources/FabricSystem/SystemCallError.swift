@@ -1,3 +1,4 @@
+import CFabricSystem
 import SystemPackage
 
 /// A system call that failed: which one, and the `errno` it returned.
@@ -21,4 +22,15 @@ public struct SystemCallError: Error, Equatable, Hashable, Sendable, CustomStrin
 
     /// `"mmap failed: Cannot allocate memory (errno 12)"`.
     public var description: String { "\(operation) failed: \(errno) (errno \(errno.rawValue))" }
+
+    /// The short form, `"memfd_create: ENOMEM"`, for places with little room
+    /// (a session reply's 32-byte reason).
+    public var brief: String { "\(operation): \(errnoName)" }
+
+    /// The errno's symbolic name (`"ENOMEM"`), or `"errno N"` for one glibc
+    /// does not name.
+    public var errnoName: String {
+        guard let name = cfq_errno_name(errno.rawValue) else { return "errno \(errno.rawValue)" }
+        return String(cString: name)
+    }
 }

@@ -14,6 +14,7 @@
 //   garbage SOCKET                                    bad descriptors, then corrupt ring indices
 //   poison-doorbells SOCKET SECONDS                   nonsense in its own doorbell words (Hostile.swift)
 //   drain-doorbell SOCKET SECONDS                     read its daemon eventfd as fast as it can
+//   await-verdict SOCKET UID GID                      connect as UID/GID, send nothing, print the reply
 
 import FabricDiagnostics
 import FabricQueue
@@ -192,6 +193,18 @@ case "poison-doorbells":
 
 case "drain-doorbell":
     runDrainDoorbell(socket: arg(2), seconds: int(3))
+
+case "await-verdict":
+    // Connect without sending a hello and print the daemon's reply: a peer the
+    // policy refuses is answered at accept, before it says anything.
+    becomeUser(uid: UInt32(int(3)), gid: UInt32(int(4)))
+    do {
+        let socket = try UnixSocket.connect(to: FilePath(arg(2)))
+        let reply = try socket.receive(exactly: SessionHandshake.replySize, timeout: .seconds(10))
+        let status = reply.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) }
+        let reason = String(decoding: reply[32..<64].prefix { $0 != 0 }, as: UTF8.self)
+        line("status \(status) reason \(reason)")
+    } catch { fail("\(error)") }
 
 case "pingpong":
     runPingPong(

@@ -95,6 +95,10 @@ int cfq_pin_current_thread(int cpu);
 /// sched_getcpu(3) (needs _GNU_SOURCE): the CPU the caller runs on, or -1.
 int cfq_sched_getcpu(void);
 
+/// strerrorname_np(3) (glibc 2.32+, needs _GNU_SOURCE): the symbolic name
+/// of an errno value ("ENOMEM"), or NULL for an unknown one.
+const char *cfq_errno_name(int error);
+
 /// fstatfs(2) f_type of the filesystem holding `fd`, into `type`. 0, or -1
 /// with errno.
 int cfq_fstatfs_type(int fd, int64_t *type);

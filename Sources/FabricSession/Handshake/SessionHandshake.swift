@@ -226,6 +226,9 @@ extension UnixSocket {
     /// gone is not an error here.
     public func refuse(_ why: SessionRejection, reason: String) {
         try? send(SessionHandshake.reply(status: why.rawValue, sessionID: 0, descriptorCount: 0, reason: reason))
+        // Closing with unread bytes makes the kernel reset the connection,
+        // which can cost the peer the reply it has not read yet.
+        discardPendingBytes()
     }
 
     /// Client side: sends the hello and waits (within `timeout`) for the
@@ -234,11 +237,13 @@ extension UnixSocket {
     public func requestSession(
         timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
     ) throws(SessionError) -> SessionGrant {
+        // A daemon that refuses us at accept answers and closes before our
+        // hello lands: the send then fails, and the answer is still there.
+        do { try send(SessionHandshake.hello(version: version)) } catch {
+            guard case .peerClosed = error else { throw .socket(error) }
+        }
         let reply: [UInt8]
-        do {
-            try send(SessionHandshake.hello(version: version))
-            reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout)
-        } catch { throw .socket(error) }
+        do { reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout) } catch { throw .socket(error) }
         func field<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T {
             T(littleEndian: reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
         }

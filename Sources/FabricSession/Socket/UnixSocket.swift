@@ -154,6 +154,28 @@ public struct UnixSocket: ~Copyable {
         }
     }
 
+    /// Reads whatever has arrived, at most `maximum` bytes, without waiting
+    /// (`recv(2)` with `MSG_DONTWAIT`): empty when nothing is there.
+    ///
+    /// - Throws: ``SocketError/peerClosed`` at end of stream.
+    public func receiveAvailable(maximum: Int) throws(SocketError) -> [UInt8] {
+        guard maximum > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: maximum)
+        let result = bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemCallError) -> Int in
+                try UnixDomainSocket.receive(fileDescriptor, into: buffer, dontWait: true)
+            }
+        }
+        switch result {
+        case .success(0): throw .peerClosed
+        case .success(let n): return Array(bytes[0..<n])
+        case .failure(let error):
+            if error.errno == .resourceTemporarilyUnavailable { return [] }
+            if error.errno == .connectionReset { throw .peerClosed }
+            throw .system(error)
+        }
+    }
+
     /// Reads exactly `count` bytes, waiting at most `timeout` in all.
     public func receive(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
         let end = deadline(after: timeout)
