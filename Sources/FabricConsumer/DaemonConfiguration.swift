@@ -11,7 +11,10 @@ public struct DaemonConfiguration: Sendable {
     /// is checked as well).
     public var socketPermissions: FilePermissions = [.ownerReadWrite]
     /// Remove a stale socket file at ``socketPath`` before binding (a daemon
-    /// restarting after a crash finds its old one there).
+    /// restarting after a crash finds its old one there). Only a socket that
+    /// nothing listens on is removed: a live daemon at the path makes
+    /// ``FabricDaemon/start()`` fail with "a daemon is already listening on
+    /// PATH", and a file that is not a socket is never touched.
     public var replaceStaleSocket = true
     /// Which peers may open a session (checked with `SO_PEERCRED`).
     public var peerPolicy: PeerPolicy = .sameUser

@@ -64,7 +64,7 @@ final class DaemonCore: Sendable {
         do {
             let listener = try UnixSocket.listen(
                 at: configuration.socketPath, permissions: configuration.socketPermissions,
-                replaceExisting: configuration.replaceStaleSocket)
+                replaceStale: configuration.replaceStaleSocket)
             return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
         } catch { throw .socket(error) }
     }

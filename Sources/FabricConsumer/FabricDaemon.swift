@@ -1,6 +1,8 @@
 import CoreMetrics
+import Dispatch
 import FabricSession
 import FabricSystem
+import Glibc
 import Synchronization
 import SystemPackage
 
@@ -86,6 +88,57 @@ public final class FabricDaemon: Sendable {
         try? binding.controlDoorbell.signal()
         control.join()
         core.counters.publish()
+    }
+
+    /// Starts the daemon (unless it is running already), serves until the
+    /// process receives one of `signals` (default `SIGINT` and `SIGTERM`),
+    /// then stops: every session ends, the threads exit and the socket file
+    /// is removed. Returns the signal that arrived.
+    ///
+    /// The signals are taken with Dispatch signal sources: their default
+    /// action (ending the process) is set aside while this runs and restored
+    /// afterwards, so a `kill` or Ctrl-C stops the daemon cleanly instead of
+    /// leaving its socket behind.
+    ///
+    /// ```swift
+    /// let daemon = FabricDaemon(configuration: DaemonConfiguration(socketPath: "/tmp/fq.sock"), handlers: [1: Doubler()])
+    /// try daemon.run()          // until Ctrl-C or SIGTERM
+    /// ```
+    ///
+    /// - Throws: ``DaemonError`` when the daemon cannot start.
+    @discardableResult
+    public func run(untilSignal signals: [Int32] = [SIGINT, SIGTERM]) throws(DaemonError) -> Int32 {
+        let arrived = LockedBox<Int32?>(nil)
+        let wakeUp: EventFD
+        do { wakeUp = try EventFD() } catch { throw .doorbell(error) }
+        let queue = DispatchQueue(label: "fabricqueue.daemon.signals")
+        var previous: [(Int32, sighandler_t?)] = []
+        var sources: [any DispatchSourceSignal] = []
+        for number in signals {
+            // Dispatch sees the signal only once its default action is off.
+            previous.append((number, signal(number, SIG_IGN)))
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                arrived.withLock { if $0 == nil { $0 = number } }
+                try? wakeUp.signal()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        defer {
+            for source in sources { source.cancel() }
+            for (number, handler) in previous { signal(number, handler) }
+        }
+        if threads.withLock({ $0 == nil }) {
+            do { try start() } catch {
+                if error != .alreadyStarted { throw error }
+            }
+        }
+        while arrived.withLock({ $0 }) == nil {
+            _ = try? wakeUp.wait(timeoutNanoseconds: 1_000_000_000)
+        }
+        stop()
+        return arrived.withLock { $0 } ?? 0
     }
 
     /// What the daemon has done so far.

@@ -19,6 +19,10 @@ public enum WaitStrategy: Sendable, Equatable {
 public struct ControllerOptions: Sendable {
     /// How long connecting and the handshake may take.
     public var connectTimeout: Duration = .seconds(2)
+    /// How long to keep retrying while no daemon listens at the socket path
+    /// yet (a controller started before its daemon). Zero (the default):
+    /// fail at once with `SessionError.daemonUnreachable(path:_:)`.
+    public var waitForDaemon: Duration = .zero
     /// How to wait for completions and for ring space.
     public var wait: WaitStrategy = .adaptive(spinFor: .microseconds(20))
     /// How often a blocked wait wakes to check that the daemon is still

@@ -1,5 +1,6 @@
 import FabricSession
 import FabricSystem
+import Glibc
 import Synchronization
 import SystemPackage
 
@@ -24,8 +25,7 @@ final class SessionConnection: @unchecked Sendable {
 
     /// Connects to the daemon at `path` and runs the handshake.
     init(path: FilePath, options: ControllerOptions) throws(SessionError) {
-        let socket: UnixSocket
-        do { socket = try UnixSocket.connect(to: path) } catch { throw .socket(error) }
+        let socket = try Self.connect(to: path, waitingUpTo: options.waitForDaemon)
         let grant = try socket.requestSession(timeout: options.connectTimeout)
         var byTag: [UInt8: FileDescriptor] = [:]
         defer { for (_, fd) in byTag { try? fd.close() } }
@@ -76,6 +76,21 @@ final class SessionConnection: @unchecked Sendable {
         case .adaptive(let spin, let eventFD):
             submissionWait = .adaptive(spinFor: spin, then: eventFD ? submissionRing : .futex)
             completionWait = .adaptive(spinFor: spin, then: eventFD ? completionRing : .futex)
+        }
+    }
+
+    /// Connects to `path`, retrying every 10 ms for up to `wait` while no
+    /// daemon is there yet (no socket file, or nothing listening on it).
+    private static func connect(to path: FilePath, waitingUpTo wait: Duration) throws(SessionError) -> UnixSocket {
+        let end = deadline(after: wait)
+        while true {
+            do { return try UnixSocket.connect(to: path) } catch {
+                guard case .system(let failure) = error,
+                    failure.errno == .noSuchFileOrDirectory || failure.errno == .connectionRefused
+                else { throw .socket(error) }
+                guard MonotonicClock.now() < end else { throw .daemonUnreachable(path: path.string, error) }
+                usleep(10_000)
+            }
         }
     }
 

@@ -127,6 +127,20 @@ package enum FileSystem {
         }
     }
 
+    /// `lstat(2)`: the path's own status (a link is not followed), or nil
+    /// when nothing is there.
+    package static func linkStatus(_ path: FilePath) throws(SystemCallError) -> Glibc.stat? {
+        var result = Glibc.stat()
+        switch valueOrErrno(retryOnInterrupt: true, { lstat(path.string, &result) }) {
+        case .success: return result
+        case .failure(.noSuchFileOrDirectory): return nil
+        case .failure(let error): throw SystemCallError("lstat", error)
+        }
+    }
+
+    /// Whether `mode` is a socket's.
+    package static func isSocket(_ mode: mode_t) -> Bool { mode & S_IFMT == S_IFSOCK }
+
     /// `chmod(2)`.
     package static func changeMode(of path: FilePath, to permissions: FilePermissions) throws(SystemCallError) {
         _ = try systemCall("chmod") { chmod(path.string, mode_t(permissions.rawValue)) }

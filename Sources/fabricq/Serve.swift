@@ -47,13 +47,6 @@ struct Serve: ParsableCommand {
             submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
             slotSize: slotSize, slotCount: slots)
         configuration.burstSize = burst
-        // Block the stop signals before threads start, so only sigwait sees them.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGINT)
-        sigaddset(&stopSignals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
         let daemon = FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers) { event in
             say("\(event)")
         }
@@ -62,9 +55,11 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         say("listening on \(socket)")
-        var received: Int32 = 0
-        sigwait(&stopSignals, &received)
-        daemon.stop()
+        // Serves until SIGINT or SIGTERM, then ends every session and removes the socket.
+        do { try daemon.run() } catch {
+            report("\(error)")
+            throw ExitCode(1)
+        }
         let s = daemon.statistics
         say("stopped: \(s.sessionsOpened) sessions, \(s.commandsReceived) commands, \(s.commandsFailed) failed")
     }

@@ -1,4 +1,5 @@
 import DaemonTestSupport
+import FabricConsumer
 import FabricProducer
 import FabricSystem
 import Foundation

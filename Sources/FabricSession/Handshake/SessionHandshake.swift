@@ -96,6 +96,9 @@ public enum SessionRejection: UInt32, Sendable, CustomStringConvertible {
 public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The control socket failed (closed, timed out, system error).
     case socket(SocketError)
+    /// Nothing accepts connections at the socket path (no file there, or a
+    /// stale socket whose daemon is gone).
+    case daemonUnreachable(path: String, SocketError)
     /// The two sides speak different protocol versions.
     case versionMismatch(daemon: UInt32, client: UInt32)
     /// The daemon refused the peer (`reason` is the daemon's text).
@@ -108,6 +111,7 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .socket(let e): "session socket: \(e)"
+        case .daemonUnreachable(let path, let e): "no daemon at \(path) (\(e)): is the daemon running?"
         case .versionMismatch(let daemon, let client): "protocol version mismatch (daemon speaks \(daemon), client \(client))"
         case .rejected(let why, let reason): "session rejected: \(why)\(reason.isEmpty ? "" : " (\(reason))")"
         case .malformed(let what): "malformed handshake: \(what)"
@@ -151,7 +155,7 @@ extension UnixSocket {
             switch error {
             case .timedOut: refuse(.malformed, reason: "timed out waiting for hello")
             case .peerClosed: refuse(.malformed, reason: "truncated hello")
-            case .system: break
+            case .system, .alreadyListening, .notASocket: break
             }
             throw .socket(error)
         }

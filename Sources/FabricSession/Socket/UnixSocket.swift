@@ -11,12 +11,19 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
     case peerClosed
     /// Nothing arrived before the deadline.
     case timedOut
+    /// Another process is listening at the path: it is not stale, so it is
+    /// left alone.
+    case alreadyListening(path: String)
+    /// Something other than a socket is at the path; it is left alone.
+    case notASocket(path: String, fileType: String)
 
     public var description: String {
         switch self {
         case .system(let error): "\(error)"
         case .peerClosed: "peer closed the connection"
         case .timedOut: "timed out"
+        case .alreadyListening(let path): "a daemon is already listening on \(path)"
+        case .notASocket(let path, let type): "\(path) is a \(type), not a socket: refusing to replace it"
         }
     }
 }
@@ -31,33 +38,80 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
 public struct UnixSocket: ~Copyable {
     /// The socket's descriptor, owned by this value.
     public let fileDescriptor: FileDescriptor
-    /// The path a listening socket is bound to (removed on deinit), or nil.
+    /// The path a listening socket is bound to, or nil. On deinit the path
+    /// is removed only while it still names this socket's file.
     public let boundPath: FilePath?
+    /// Device and inode of the socket file this value bound, to tell it from
+    /// a file another process has since put at the same path.
+    private let boundFile: (device: UInt64, inode: UInt64)?
 
-    init(_ fd: FileDescriptor, boundPath: FilePath? = nil) {
+    init(_ fd: FileDescriptor, boundPath: FilePath? = nil, boundFile: (device: UInt64, inode: UInt64)? = nil) {
         fileDescriptor = fd
         self.boundPath = boundPath
+        self.boundFile = boundFile
     }
 
     deinit {
         try? fileDescriptor.close()
-        if let boundPath { try? FileSystem.unlink(boundPath) }
+        if let boundPath, let boundFile, let status = try? FileSystem.linkStatus(boundPath),
+            UInt64(status.st_dev) == boundFile.device, UInt64(status.st_ino) == boundFile.inode
+        {
+            try? FileSystem.unlink(boundPath)
+        }
     }
 
     /// Binds a listening socket at `path` (`socket`, `bind`, `listen`) and sets
     /// its file mode with `chmod(2)` (default 0600: only the owner may connect;
-    /// `SO_PEERCRED` checks are a second line). A stale socket file at `path`
-    /// is replaced only when `replaceExisting` is set.
+    /// `SO_PEERCRED` checks are a second line).
+    ///
+    /// With `replaceStale`, a socket file already at `path` is removed only
+    /// when nothing listens on it (a `connect(2)` to it is refused: the
+    /// daemon that bound it is gone). A live listener is
+    /// ``SocketError/alreadyListening(path:)`` and anything that is not a
+    /// socket is ``SocketError/notASocket(path:fileType:)``: both are left
+    /// untouched. When the returned socket is released it removes `path`
+    /// only if `path` still names the file it bound, never a successor's.
     public static func listen(
         at path: FilePath, permissions: FilePermissions = [.ownerReadWrite],
-        replaceExisting: Bool = false, backlog: Int32 = 64
+        replaceStale: Bool = false, backlog: Int32 = 64
     ) throws(SocketError) -> UnixSocket {
-        if replaceExisting { try? FileSystem.unlinkIfPresent(path) }
+        if replaceStale { try removeStaleSocket(at: path) }
         let fd: FileDescriptor
-        do { fd = try UnixDomainSocket.listen(at: path, backlog: backlog) } catch { throw .system(error) }
-        let socket = UnixSocket(fd, boundPath: path)
+        do { fd = try UnixDomainSocket.listen(at: path, backlog: backlog) } catch {
+            if error.errno == .addressInUse, (try? isListening(path)) == true { throw .alreadyListening(path: path.string) }
+            throw .system(error)
+        }
+        let bound = try? FileSystem.linkStatus(path)
+        let socket = UnixSocket(
+            fd, boundPath: path, boundFile: bound.map { (UInt64($0.st_dev), UInt64($0.st_ino)) })
         do { try FileSystem.changeMode(of: path, to: permissions) } catch { throw .system(error) }
         return socket
+    }
+
+    /// Whether a process accepts connections at `path` (a probe `connect(2)`).
+    private static func isListening(_ path: FilePath) throws(SocketError) -> Bool {
+        do {
+            let probe = try UnixDomainSocket.connect(to: path)
+            try? probe.close()
+            return true
+        } catch {
+            switch error.errno {
+            case .connectionRefused, .noSuchFileOrDirectory: return false
+            default: throw .system(error)
+            }
+        }
+    }
+
+    /// Removes the socket file at `path` if nothing listens on it.
+    private static func removeStaleSocket(at path: FilePath) throws(SocketError) {
+        let status: Glibc.stat?
+        do { status = try FileSystem.linkStatus(path) } catch { throw .system(error) }
+        guard let status else { return }
+        guard FileSystem.isSocket(status.st_mode) else {
+            throw .notASocket(path: path.string, fileType: FileSystem.fileTypeName(status.st_mode))
+        }
+        if try isListening(path) { throw .alreadyListening(path: path.string) }
+        do { try FileSystem.unlinkIfPresent(path) } catch { throw .system(error) }
     }
 
     /// Connects to the listening socket at `path` (`connect(2)`).
