@@ -11,11 +11,14 @@
  *
  * Doorbells: after posting it rings the daemon's eventfd if the daemon sleeps
  * (fq_ring_consumer_fd); it waits for completions by spinning 20 us, then
- * sleeping on the completion ring's futex, which the daemon rings.
+ * sleeping on the completion ring's futex, which the daemon rings, in 20 ms
+ * slices: after an empty slice it checks the control socket, so a dead
+ * daemon is noticed within one slice (exit status 1, "daemon gone").
  */
 #define _GNU_SOURCE
 #include "fabricqueue.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -36,17 +39,38 @@ static int read_exactly(int fd, void *buffer, size_t n) {
     return 0;
 }
 
-/* Receives one SCM_RIGHTS message: a one-byte tag and one descriptor. */
+/*
+ * Receives one SCM_RIGHTS message: a one-byte tag and exactly one descriptor.
+ * Anything else (no descriptor, several, a truncated control buffer) is
+ * refused, and every descriptor the kernel installed for it is closed first,
+ * so a hostile daemon cannot leak descriptors into this process.
+ */
 static int receive_fd(int socket_fd, uint8_t *tag) {
-    char control[CMSG_SPACE(sizeof(int))];
+    union { char buffer[CMSG_SPACE(8 * sizeof(int))]; struct cmsghdr align; } control;
+    memset(&control, 0, sizeof control);
     struct iovec io = { .iov_base = tag, .iov_len = 1 };
-    struct msghdr msg = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
-    if (recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    return fd;
+    struct msghdr msg = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = control.buffer, .msg_controllen = sizeof control.buffer };
+    ssize_t n;
+    do { n = recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    int received[8], count = 0;
+    for (struct cmsghdr *c = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
+        size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < fds && count < 8; i++) memcpy(&received[count++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    if (n == 1 && count == 1 && !(msg.msg_flags & MSG_CTRUNC)) return received[0];
+    for (int i = 0; i < count; i++) close(received[i]);
+    return -1;
+}
+
+/* Whether the daemon has gone: its end of the control socket hung up (the
+ * kernel closes it when the daemon exits, however it exits). Never blocks. */
+static bool daemon_gone(int socket_fd) {
+    struct pollfd p = { .fd = socket_fd, .events = POLLIN | POLLRDHUP, .revents = 0 };
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)) return true;
+    char byte;
+    return recv(socket_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 /* Maps a granted descriptor whole; returns its size in *size. */
@@ -110,8 +134,13 @@ int main(int argc, char **argv) {
     if (fq_attach_data(data, data_size, &dh) != FQ_OK) return fail("bad data region");
     if (dh->slot_count < 2 || payload > dh->slot_size) return fail("payload does not fit a slot");
     const uint32_t me = (uint32_t)getpid();
-    if (fq_claim_role(&submissions.control->producer_owner, me)) return fail("submission producer role taken");
-    if (fq_claim_role(&completions.control->consumer_owner, me)) return fail("completion consumer role taken");
+    int producer_lock = -1, consumer_lock = -1;
+    if (fq_claim_role(fds[FQ_SESSION_TAG_SUBMISSION_RING], FQ_ROLE_LOCK_PRODUCER, &submissions.control->producer_owner, me,
+                      &producer_lock))
+        return fail("submission producer role taken");
+    if (fq_claim_role(fds[FQ_SESSION_TAG_COMPLETION_RING], FQ_ROLE_LOCK_CONSUMER, &completions.control->consumer_owner, me,
+                      &consumer_lock))
+        return fail("completion consumer role taken");
     fq_producer producer;
     fq_consumer consumer;
     fq_producer_init(&producer, &submissions);
@@ -135,10 +164,15 @@ int main(int argc, char **argv) {
         wakeups += fq_ring_consumer_fd(&submissions, daemon_doorbell);
         fq_completion c;
         int got;
+        const uint64_t waiting_since = fq_now_ns();
         while ((got = fq_dequeue_completion(&consumer, &c)) == 0) {
-            if (!fq_wait_for_data(&consumer, 20000, 10000000000LL)) {
-                fprintf(stderr, "c_session: no completion for command %lu within 10 s\n", (unsigned long)(seq + 1));
-                return 1;
+            /* Wait in 20 ms slices; after an empty one, ask the socket whether the daemon is still there. */
+            if (!fq_wait_for_data(&consumer, 20000, 20000000LL)) {
+                if (daemon_gone(sock)) return fail("daemon gone (its control socket closed)");
+                if (fq_now_ns() - waiting_since > 10000000000ULL) {
+                    fprintf(stderr, "c_session: no completion for command %lu within 10 s\n", (unsigned long)(seq + 1));
+                    return 1;
+                }
             }
         }
         if (got < 0) return fail("completion ring indices corrupt");
@@ -155,8 +189,8 @@ int main(int argc, char **argv) {
         }
     }
     qsort(latency, count, sizeof *latency, compare_u64);
-    fq_release_role(&submissions.control->producer_owner, me);
-    fq_release_role(&completions.control->consumer_owner, me);
+    fq_release_role(&submissions.control->producer_owner, me, producer_lock);
+    fq_release_role(&completions.control->consumer_owner, me, consumer_lock);
     printf("c_session: %lu round trips ok (session %lu), p50 %lu ns, p99 %lu ns, %lu daemon wake-ups\n",
            (unsigned long)count, (unsigned long)reply.session_id,
            (unsigned long)(count ? latency[count / 2] : 0), (unsigned long)(count ? latency[count * 99 / 100] : 0),

@@ -25,6 +25,8 @@ const int CFQ_F_GET_SEALS = F_GET_SEALS;
 const int CFQ_F_SEAL_SEAL = F_SEAL_SEAL;
 const int CFQ_F_SEAL_SHRINK = F_SEAL_SHRINK;
 const int CFQ_F_SEAL_GROW = F_SEAL_GROW;
+const int CFQ_F_OFD_SETLK = F_OFD_SETLK;
+const int CFQ_F_OFD_GETLK = F_OFD_GETLK;
 const int CFQ_FUTEX_WAIT = FUTEX_WAIT;
 const int CFQ_FUTEX_WAKE = FUTEX_WAKE;
 const int CFQ_EFD_CLOEXEC = EFD_CLOEXEC;
@@ -40,6 +42,8 @@ const int64_t CFQ_HUGETLBFS_MAGIC = HUGETLBFS_MAGIC;
 int cfq_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
 
 int cfq_fcntl_int(int fd, int command, int argument) { return fcntl(fd, command, argument); }
+
+int cfq_fcntl_lock(int fd, int command, struct flock *lock) { return fcntl(fd, command, lock); }
 
 long cfq_futex(uint32_t *word, int operation, uint32_t value, const struct timespec *timeout) {
     return syscall(SYS_futex, word, operation, value, timeout, NULL, 0);

@@ -147,4 +147,54 @@ final class CInteropTests: XCTestCase {
         XCTAssertEqual(run.wait(timeout: 30).map(ChildProcess.exitCode), 1)
         XCTAssertTrue(run.standardError.contains("/nonexistent/fq.sock"), run.standardError)
     }
+
+    /// Issue 13, item 16: `fabricqueue.h` compiles on its own as the C11 it
+    /// claims (it used to need `_GNU_SOURCE` for `syscall` and
+    /// `clock_gettime`), natively and for riscv64.
+    func testHeaderCompilesAloneAsStrictC11() throws {
+        let unit = NSTemporaryDirectory() + "fq-header-\(getpid()).c"
+        try "#include \"fabricqueue.h\"\nint main(void) { return (int)(fq_now_ns() & 0u); }\n"
+            .write(toFile: unit, atomically: true, encoding: .utf8)
+        defer { unlink(unit) }
+        var compilers: [String] = []
+        if let cc = which("cc") { compilers.append(cc) }
+        if let cross = which("riscv64-linux-gnu-gcc") { compilers.append(cross) }
+        guard !compilers.isEmpty else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
+        for compiler in compilers {
+            for standard in ["-std=c11", "-std=gnu11"] {
+                let build = try ChildProcess(
+                    compiler,
+                    [
+                        standard, "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only",
+                        "-I", Self.repository + "/Sources/CFabricQueueABI/include", unit,
+                    ])
+                build.assertSuccess(timeout: 60)
+            }
+        }
+    }
+
+    /// Issue 13, item 16: the C session controller notices a dead daemon
+    /// through its socket, as the Swift one does (it used to wait out its
+    /// 10 s completion timeout).
+    func testCSessionControllerNoticesADeadDaemonThroughItsSocket() throws {
+        guard let cc = which("cc") else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
+        let controller = try buildController(cc, extra: ["-std=c11", "-Wextra"], source: "c_session.c")
+        let socket = NSTemporaryDirectory() + "fq-c-dead-\(getpid()).sock"
+        let daemon = try ChildProcess("fabricq", ["serve", "--socket", socket])
+        defer {
+            daemon.terminate()
+            unlink(socket)
+        }
+        XCTAssertTrue(daemon.waitForOutput("listening on", timeout: 20), daemon.standardError)
+        let run = try ChildProcess(controller, [socket, "100000000", "8"])
+        usleep(300_000)
+        let killedAt = Date()
+        daemon.terminate()
+        let status = try XCTUnwrap(run.wait(timeout: 10), "the C controller did not notice the dead daemon")
+        let noticed = Date().timeIntervalSince(killedAt)
+        print("measured: C session controller exited \(noticed * 1000) ms after the daemon's SIGKILL")
+        XCTAssertEqual(ChildProcess.exitCode(status), 1)
+        XCTAssertTrue(run.standardError.contains("daemon gone"), run.standardError)
+        XCTAssertLessThan(noticed, 2, "noticed after \(noticed) s")
+    }
 }

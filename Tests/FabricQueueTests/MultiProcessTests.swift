@@ -248,4 +248,63 @@ final class MultiProcessTests: XCTestCase {
         consumer.assertSuccess(timeout: 60)
         assertCleanReport(consumer, received: 40000, producers: 2)
     }
+
+    /// Issue 13, item 5: a role's liveness is the kernel's lock, not a pid.
+    /// A dead owner whose pid now names a live process (pid reuse) used to
+    /// keep its role forever.
+    func testADeadOwnersReusedPidDoesNotKeepTheRole() throws {
+        let path = temporaryRegionPath(self)
+        let region = try SharedRegion.create(at: FilePath(path), kind: .spsc, capacity: 64)
+        let reused = getppid()  // alive, and no ring endpoint: what a recycled pid looks like
+        region.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(
+                of: UInt32(bitPattern: reused), toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.consumerOwner,
+                as: UInt32.self)
+        }
+        let consumer = try SPSCConsumer<Descriptor>(region: region)
+        XCTAssertEqual(consumer.tookOverFrom, reused)
+        XCTAssertEqual(region.snapshot().consumerOwner, getpid())
+    }
+
+    /// Issue 13, item 5: a consumer in another pid namespace (sharing
+    /// /dev/shm) records a pid that means nothing here; judged by that pid
+    /// it looked dead and a second consumer took over its live role. The
+    /// lock says it is alive; once it is killed the role is free at once.
+    func testAConsumerInAnotherPidNamespaceKeepsItsRole() throws {
+        let path = temporaryRegionPath(self)
+        let region = try SharedRegion.create(at: FilePath(path), kind: .spsc, capacity: 64)
+        let helper = ChildProcess.executable("fabricq-test-helper")
+        let probe = try ChildProcess("/usr/bin/unshare", ["--pid", "--fork", "/bin/true"])
+        guard probe.wait(timeout: 20).map({ ChildProcess.exitedNormally($0) && ChildProcess.exitCode($0) == 0 }) == true else {
+            throw XCTSkip("cannot create a pid namespace here: \(probe.standardError)")
+        }
+        let holder = try ChildProcess(
+            "/usr/bin/unshare", ["--pid", "--fork", "--kill-child", helper, "hold-role", path, "consumer"])
+        XCTAssertTrue(holder.waitForOutput("ready", timeout: 20), holder.standardError)
+        let recorded = region.snapshot().consumerOwner
+        XCTAssertNotEqual(recorded, holder.pid, "the holder records its pid in its own namespace")
+        // Make the recorded pid one that certainly names no process here.
+        region.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(
+                of: UInt32(0x3FFF_FFF0), toByteOffset: RegionLayout.controlOffset + RegionLayout.Control.consumerOwner,
+                as: UInt32.self)
+        }
+        do {
+            _ = try SPSCConsumer<Descriptor>(region: region)
+            XCTFail("a second consumer took over a live consumer's role")
+        } catch {
+            guard case .endpointInUse(role: "consumer", _) = error else { return XCTFail("\(error)") }
+        }
+        holder.terminate()  // --kill-child: the holder dies with unshare
+        let end = Date().addingTimeInterval(5)
+        var taken: Int32?? = nil
+        while taken == nil && Date() < end {
+            if let consumer = try? SPSCConsumer<Descriptor>(region: region) {
+                taken = .some(consumer.tookOverFrom)
+            } else {
+                usleep(5_000)
+            }
+        }
+        XCTAssertEqual(taken, .some(0x3FFF_FFF0), "the role came free when its holder died")
+    }
 }

@@ -14,15 +14,35 @@
 #define FABRICQUEUE_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+/*
+ * Strict C11 (-std=c11, no _GNU_SOURCE or _DEFAULT_SOURCE) hides the POSIX
+ * and Linux declarations this header uses. Declaring them again is harmless
+ * where the system headers did declare them (the types are the same as
+ * glibc's and musl's), and the constants are Linux's own ABI values, the
+ * same on every architecture this header supports. So the header compiles on
+ * its own under -std=c11 -pedantic, and as gnu11.
+ */
+long syscall(long number, ...);
+int clock_gettime(int clock, struct timespec *time);
+#define FQ_CLOCK_MONOTONIC 1
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 02000000
+#endif
+#ifndef F_OFD_SETLK
+#define F_OFD_SETLK 37
+#endif
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "The FabricQueue ABI is little-endian."
@@ -191,19 +211,61 @@ static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
 }
 
 /*
- * Claims an endpoint role word (producer_owner / consumer_owner) for `pid`, as
- * the Swift endpoints do: 0 -> pid. Acq_rel: we see everything the previous
- * owner published before it released the role. Returns the holder's pid on failure, 0 on success.
+ * Exclusive roles (the SPSC producer, every ring's consumer). Who holds a role
+ * is decided by an open-file-description lock (fcntl F_OFD_SETLK, a write lock
+ * on one byte) on the region's file, at the role's byte below: the kernel
+ * drops it when its holder closes it or exits, however it exits, so pid reuse
+ * and pid namespaces cannot fool it. The owner word keeps the holder's pid for
+ * information (fabricq inspect). The Swift endpoints do exactly this.
  */
-static inline uint32_t fq_claim_role(_Atomic uint32_t *word, uint32_t pid) {
-    uint32_t expected = 0;
-    if (atomic_compare_exchange_strong_explicit(word, &expected, pid, memory_order_acq_rel, memory_order_acquire)) return 0;
-    return expected;
+#define FQ_ROLE_LOCK_PRODUCER (1LL << 62)
+#define FQ_ROLE_LOCK_CONSUMER ((1LL << 62) + 1)
+#define FQ_ROLE_ERROR 0xFFFFFFFFu
+
+/*
+ * Claims the role whose lock byte is `role_byte` (FQ_ROLE_LOCK_*) of the region
+ * behind `region_fd`, and records `pid` in the role's owner `word`. On success
+ * returns 0 and stores in *lock_fd the descriptor that holds the lock: keep it
+ * open for as long as you hold the role (fq_release_role closes it). When a
+ * live process holds the role, returns the pid its owner word names (nonzero);
+ * FQ_ROLE_ERROR with errno set when a system call failed.
+ * Acq_rel exchange of the word: we see everything the previous owner
+ * published before it let go, and our later writes follow the claim.
+ */
+static inline uint32_t fq_claim_role(int region_fd, long long role_byte, _Atomic uint32_t *word, uint32_t pid, int *lock_fd) {
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", region_fd);
+    int own = open(path, O_RDWR | O_CLOEXEC); /* a new open file description: its own lock */
+    if (own < 0) return FQ_ROLE_ERROR;
+    struct flock lock;
+    memset(&lock, 0, sizeof lock);
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    lock.l_start = (off_t)role_byte;
+    lock.l_len = 1;
+    int r;
+    do { r = fcntl(own, F_OFD_SETLK, &lock); } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        int saved = errno;
+        close(own);
+        errno = saved;
+        if (saved == EAGAIN || saved == EACCES) {
+            /* Acquire: read the holder's pid as it published it. */
+            uint32_t holder = atomic_load_explicit(word, memory_order_acquire);
+            return holder ? holder : FQ_ROLE_ERROR;
+        }
+        return FQ_ROLE_ERROR;
+    }
+    atomic_exchange_explicit(word, pid, memory_order_acq_rel);
+    *lock_fd = own;
+    return 0;
 }
 
-/* Releases a role claimed with fq_claim_role. Release: our last index store is visible to the next owner. */
-static inline void fq_release_role(_Atomic uint32_t *word, uint32_t pid) {
+/* Releases a role claimed with fq_claim_role. Release: our last index store is
+ * visible to the next owner; closing `lock_fd` drops the lock. */
+static inline void fq_release_role(_Atomic uint32_t *word, uint32_t pid, int lock_fd) {
     atomic_compare_exchange_strong_explicit(word, &pid, 0, memory_order_release, memory_order_relaxed);
+    close(lock_fd);
 }
 
 /* ---- producing --------------------------------------------------------------- */
@@ -352,7 +414,7 @@ static inline bool fq_ring_producers_fd(const fq_ring *r, int eventfd) {
 
 static inline uint64_t fq_now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(FQ_CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 

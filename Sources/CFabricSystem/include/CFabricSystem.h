@@ -36,6 +36,13 @@ extern const int CFQ_F_SEAL_SEAL;
 extern const int CFQ_F_SEAL_SHRINK;
 extern const int CFQ_F_SEAL_GROW;
 
+/// fcntl(2) with a struct flock (F_OFD_SETLK, F_OFD_GETLK: open file
+/// description locks, which need _GNU_SOURCE). -1 with errno.
+struct flock;
+int cfq_fcntl_lock(int fd, int command, struct flock *lock);
+extern const int CFQ_F_OFD_SETLK;
+extern const int CFQ_F_OFD_GETLK;
+
 /// futex(2) on a 32-bit word, without FUTEX_PRIVATE_FLAG (so it works between
 /// processes sharing the page): `syscall(SYS_futex, word, op, value, timeout,
 /// NULL, 0)`, which Swift cannot call because syscall(2) is variadic.

@@ -66,6 +66,20 @@ public enum RegionLayout {
     }
 
     /// Ring control block offsets, relative to `controlOffset`.
+    /// The bytes of a region's file whose open-file-description locks
+    /// (`fcntl(F_OFD_SETLK)`, a write lock on one byte) say who holds each
+    /// exclusive role: an endpoint holds its byte's lock for as long as it
+    /// exists, and the kernel drops it when the holder exits. A peer written
+    /// in another language claims a role the same way (see `fq_claim_role`
+    /// in `fabricqueue.h`). The bytes lie far past the end of any region;
+    /// locks there need no file space.
+    public enum RoleLock {
+        /// The SPSC producer role.
+        public static let producerByte: Int64 = 1 << 62
+        /// The consumer role (SPSC and MPSC).
+        public static let consumerByte: Int64 = (1 << 62) + 1
+    }
+
     public enum Control {
         /// UInt64: next position the producer(s) will write. SPSC: published by
         /// the producer (release). MPSC: the reservation counter (CAS).

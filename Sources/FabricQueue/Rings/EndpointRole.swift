@@ -1,13 +1,13 @@
 import FabricSystem
 import Synchronization
+import SystemPackage
 
-/// Exclusive roles recorded in the ring's administrative cache line: the pid of
-/// the process holding the role, or 0. A role held by a process that no longer
-/// exists is taken over, so a restarted peer resumes where the dead one stopped.
+/// Exclusive roles of a ring: the SPSC producer and every ring's consumer.
 enum EndpointRole: String {
     case producer
     case consumer
 
+    /// The owner word in the control block's administrative line.
     var offset: Int {
         switch self {
         case .producer: RegionLayout.Control.producerOwner
@@ -15,33 +15,58 @@ enum EndpointRole: String {
         }
     }
 
-    /// Claims the role for this process. Returns the pid of a dead owner it
-    /// took over from, or nil.
-    static func claim(_ role: EndpointRole, word: UnsafeMutablePointer<Atomic<UInt32>>) throws(RegionError) -> Int32? {
-        let me = UInt32(bitPattern: currentProcessID)
-        var expected: UInt32 = 0
-        while true {
-            // Acquiring-and-releasing: we see everything the previous owner wrote
-            // before it released the role, and our later writes follow the claim.
-            let (exchanged, found) = word.pointee.compareExchange(
-                expected: expected, desired: me, ordering: .acquiringAndReleasing)
-            if exchanged { return expected == 0 ? nil : Int32(bitPattern: expected) }
-            if found == 0 {
-                expected = 0
-                continue
-            }
-            let owner = Int32(bitPattern: found)
-            if found == me || processExists(owner) {
-                throw .endpointInUse(role: role.rawValue, ownerPID: owner)
-            }
-            expected = found  // dead owner: take over
+    /// The byte of the region's file whose lock stands for this role.
+    var lockByte: Int64 {
+        switch self {
+        case .producer: RegionLayout.RoleLock.producerByte
+        case .consumer: RegionLayout.RoleLock.consumerByte
         }
     }
+}
 
-    /// Releases the role if this process still holds it.
-    static func release(word: UnsafeMutablePointer<Atomic<UInt32>>) {
+/// A role this process holds, from claim to release (its deinit).
+///
+/// Who holds a role is decided by an open-file-description lock on one
+/// byte of the region's file (``RegionLayout/RoleLock``): the kernel drops
+/// it when the holder closes it or exits, however it exits, so a dead
+/// holder's role is free at once, a live holder's never is, whatever pids
+/// say (a dead holder's pid may have been reused; a holder in another pid
+/// namespace has a pid that means nothing here). The owner word keeps the
+/// holder's pid as information (`fabricq inspect`, ``SPSCProducer/tookOverFrom``).
+struct RoleClaim: ~Copyable {
+    /// Keeps the mapping that `word` points into alive until this claim is
+    /// released: an endpoint's stored properties are destroyed in an order
+    /// this claim cannot rely on.
+    let region: SharedRegion
+    let word: UnsafeMutablePointer<Atomic<UInt32>>
+    let lock: FileDescriptor
+    /// The pid the owner word named when this claim took the role over (a
+    /// previous holder that died without releasing), or nil.
+    let tookOverFrom: Int32?
+
+    /// Claims `role` of the ring in `region`, whose owner word is `word`.
+    init(_ role: EndpointRole, region: SharedRegion, word: UnsafeMutablePointer<Atomic<UInt32>>) throws(RegionError) {
+        let held: FileDescriptor?
+        do { held = try FileLock.tryExclusiveByte(of: region.fileDescriptor, at: role.lockByte) } catch {
+            throw .system(error)
+        }
+        guard let held else {
+            // Acquire: read the holder's pid as it published it.
+            throw .endpointInUse(role: role.rawValue, ownerPID: Int32(bitPattern: word.pointee.load(ordering: .acquiring)))
+        }
+        let me = UInt32(bitPattern: currentProcessID)
+        // Acquiring-and-releasing: we see everything the previous holder wrote
+        // before it let go of the role, and our later writes follow the claim.
+        let previous = word.pointee.exchange(me, ordering: .acquiringAndReleasing)
+        self.region = region
+        self.word = word
+        lock = held
+        tookOverFrom = previous == 0 || previous == me ? nil : Int32(bitPattern: previous)
+    }
+
+    deinit {
         // Release: our last index stores are visible to whoever claims next.
-        _ = word.pointee.compareExchange(
-            expected: UInt32(bitPattern: currentProcessID), desired: 0, ordering: .releasing)
+        _ = word.pointee.compareExchange(expected: UInt32(bitPattern: currentProcessID), desired: 0, ordering: .releasing)
+        try? lock.close()
     }
 }

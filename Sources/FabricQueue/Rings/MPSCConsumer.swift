@@ -20,6 +20,8 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
+    /// The exclusive role this endpoint holds (released when it goes away).
+    let role: RoleClaim
     @usableFromInline var localTail: UInt64
     @usableFromInline var stallPosition: UInt64
     @usableFromInline var stallSince: UInt64
@@ -41,10 +43,11 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
         stallTimeout: Duration = .milliseconds(500)
     ) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .mpsc)
-        let previousOwner = try EndpointRole.claim(.consumer, word: view.ownerWord(EndpointRole.consumer.offset))
-        if previousOwner != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }
+        let claim = try RoleClaim(.consumer, region: region, word: view.ownerWord(EndpointRole.consumer.offset))
+        if claim.tookOverFrom != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }
         self.view = view
-        self.tookOverFrom = previousOwner
+        self.tookOverFrom = claim.tookOverFrom
+        role = claim
         self.region = region
         stallPosition = .max
         stallSince = 0
@@ -53,8 +56,6 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
         // Acquire: resume after a previous consumer's last release of tail.
         localTail = view.tail.pointee.load(ordering: .acquiring)
     }
-
-    deinit { EndpointRole.release(word: view.ownerWord(EndpointRole.consumer.offset)) }
 
     /// Number of slots.
     @inlinable public var capacity: Int { Int(view.capacity) }

@@ -19,6 +19,8 @@ public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
+    /// The exclusive role this endpoint holds (released when it goes away).
+    let role: RoleClaim
     @usableFromInline var localTail: UInt64
     @usableFromInline var cachedHead: UInt64
     /// The pid of a dead consumer whose role this one took over, if any.
@@ -27,16 +29,16 @@ public struct SPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     /// Attaches the consumer end of the SPSC ring in `region`.
     public init(region: SharedRegion, of element: Element.Type = Element.self) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .spsc)
-        tookOverFrom = try EndpointRole.claim(.consumer, word: view.ownerWord(EndpointRole.consumer.offset))
+        let claim = try RoleClaim(.consumer, region: region, word: view.ownerWord(EndpointRole.consumer.offset))
+        tookOverFrom = claim.tookOverFrom
         if tookOverFrom != nil { view.clearStaleWaiters(RegionLayout.Control.dataWaiters) }
+        role = claim
         self.region = region
         self.view = view
         // Acquire: resume after a previous consumer's last release of tail.
         localTail = view.tail.pointee.load(ordering: .acquiring)
         cachedHead = localTail
     }
-
-    deinit { EndpointRole.release(word: view.ownerWord(EndpointRole.consumer.offset)) }
 
     /// Number of slots.
     @inlinable public var capacity: Int { Int(view.capacity) }

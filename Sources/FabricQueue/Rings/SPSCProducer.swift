@@ -19,6 +19,8 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
+    /// The exclusive role this endpoint holds (released when it goes away).
+    let role: RoleClaim
     @usableFromInline var localHead: UInt64
     @usableFromInline var cachedTail: UInt64
     /// The pid of a dead producer whose role this one took over, if any.
@@ -27,8 +29,10 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     /// Attaches the producer end of the SPSC ring in `region`.
     public init(region: SharedRegion, of element: Element.Type = Element.self) throws(RegionError) {
         let view = try RingView<Element>(region: region, kind: .spsc)
-        tookOverFrom = try EndpointRole.claim(.producer, word: view.ownerWord(EndpointRole.producer.offset))
+        let claim = try RoleClaim(.producer, region: region, word: view.ownerWord(EndpointRole.producer.offset))
+        tookOverFrom = claim.tookOverFrom
         if tookOverFrom != nil { view.clearStaleWaiters(RegionLayout.Control.spaceWaiters) }
+        role = claim
         self.region = region
         self.view = view
         // Acquire: resume after everything a previous (possibly dead) producer
@@ -39,8 +43,6 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
         // A tail that contradicts the head is not trusted: start out "full".
         cachedTail = head &- tail <= view.capacity ? tail : head &- view.capacity
     }
-
-    deinit { EndpointRole.release(word: view.ownerWord(EndpointRole.producer.offset)) }
 
     /// Number of slots.
     @inlinable public var capacity: Int { Int(view.capacity) }
