@@ -114,7 +114,13 @@ extension DaemonCore {
                 guard let accepted = try binding.listener.accept(timeout: .zero) else { return }
                 connection = accepted
             } catch {
-                logger.warning("accept failed", metadata: ["error": "\(error)"])
+                if case .system(let failure) = error,
+                    failure.errno == .tooManyOpenFiles || failure.errno == .tooManyOpenFilesInSystem
+                {
+                    refuseForLackOfDescriptors(binding, failure)
+                } else {
+                    logger.warning("accept failed", metadata: ["error": "\(error)"])
+                }
                 return
             }
             let peer: PeerCredentials
@@ -129,6 +135,24 @@ extension DaemonCore {
             }
             let deadline = deadline(after: configuration.handshakeTimeout)
             pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline))
+        }
+    }
+
+    /// Out of descriptors: frees the reserve one, accepts the waiting
+    /// connection, answers it "busy" with the errno, closes it, and takes the
+    /// reserve back. Without this the connection would wait unanswered and
+    /// the listener stay readable, spinning the control thread.
+    private func refuseForLackOfDescriptors(_ binding: Binding, _ failure: SystemCallError) {
+        try? binding.reserve?.close()
+        binding.reserve = nil
+        if let connection = try? binding.listener.accept(timeout: .zero) {
+            connection.refuse(.busy, reason: failure.brief)
+            refused(peer: try? connection.peerCredentials(), .rejected(.busy, reason: failure.brief))
+        }
+        binding.reserve = try? FileDescriptor.openFile("/dev/null", .readOnly, options: [.closeOnExec])
+        if binding.reserve == nil {
+            // Not even one descriptor: back off so a full backlog cannot spin this thread.
+            usleep(10_000)
         }
     }
 

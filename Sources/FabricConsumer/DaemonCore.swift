@@ -47,12 +47,21 @@ final class DaemonCore: Sendable {
         let daemonDoorbell: EventFD
         /// Work for the control thread: a retired session, or stop.
         let controlDoorbell: EventFD
+        /// A descriptor held in reserve (`/dev/null`): when the process runs
+        /// out of descriptors, the control thread closes it to accept the
+        /// waiting connection, answers it "busy" and closes it again, instead
+        /// of leaving it unanswered in the backlog and the listener readable
+        /// forever (a busy loop). Control thread only.
+        var reserve: FileDescriptor?
 
         init(listener: consuming UnixSocket, daemonDoorbell: EventFD, controlDoorbell: EventFD) {
             self.listener = listener
             self.daemonDoorbell = daemonDoorbell
             self.controlDoorbell = controlDoorbell
+            reserve = try? FileDescriptor.openFile("/dev/null", .readOnly, options: [.closeOnExec])
         }
+
+        deinit { try? reserve?.close() }
     }
 
     func bind() throws(DaemonError) -> Binding {

@@ -85,19 +85,31 @@ final class HandshakeIsolationTests: XCTestCase {
     func testResourceFailureReasonKeepsTheErrno() throws {
         let socket = temporarySocketPath(self)
         let serve = ChildProcess.executable("fabricq")
-        // Room for the daemon's own descriptors and one session, not two.
-        let daemon = try ChildProcess("/bin/sh", ["-c", "ulimit -n 16 && exec \(serve) serve --socket \(socket)"])
+        // Room for the daemon's own descriptors and a few sessions, not ten.
+        let daemon = try ChildProcess("/bin/sh", ["-c", "ulimit -n 40 && exec \(serve) serve --socket \(socket)"])
         XCTAssertTrue(daemon.waitForOutput("listening on", timeout: 20), daemon.standardError)
         defer { daemon.stop() }
-        var rejection: SessionError?
-        var sessions: [SessionGrant] = []
-        for _ in 0..<4 where rejection == nil {
-            let connection = try UnixSocket.connect(to: FilePath(socket))
-            do { sessions.append(try connection.requestSession(timeout: .seconds(5))) } catch { rejection = error }
+        final class Open {
+            let socket: UnixSocket
+            let grant: SessionGrant
+            init(_ socket: consuming UnixSocket, _ grant: SessionGrant) {
+                self.socket = socket
+                self.grant = grant
+            }
+            deinit { for (_, fd) in grant.descriptors { try? fd.close() } }
         }
-        defer { for grant in sessions { for (_, fd) in grant.descriptors { try? fd.close() } } }
+        var rejection: SessionError?
+        var open: [Open] = []  // sessions stay open, so the daemon's descriptors run out
+        for _ in 0..<10 where rejection == nil {
+            let connection = try UnixSocket.connect(to: FilePath(socket))
+            do {
+                let grant = try connection.requestSession(timeout: .seconds(5))
+                open.append(Open(connection, grant))
+            } catch { rejection = error }
+        }
+        defer { open.removeAll() }
         guard case .rejected(.busy, let reason) = try XCTUnwrap(rejection, "the daemon never ran out of descriptors") else {
-            return XCTFail("\(String(describing: rejection))")
+            return XCTFail("\(String(describing: rejection)); daemon: \(daemon.standardError)")
         }
         XCTAssertTrue(reason.hasSuffix(": EMFILE"), "reason \(reason)")
     }
