@@ -15,6 +15,9 @@ final class DaemonCore: Sendable {
 
     /// New sessions on their way to the poll thread.
     let inbox = LockedBox<[DaemonSession]>([])
+    /// Per model: when a handler error was last logged, and how many since
+    /// were left out (poll thread; a lock only because DaemonCore is shared).
+    let handlerErrorLog = LockedBox<[UInt32: (last: UInt64, suppressed: Int)]>([:])
     /// Whether ``inbox`` may hold something: the poll thread reads it on every
     /// pass and takes the lock only when it is set.
     let inboxPending = Atomic<Bool>(false)

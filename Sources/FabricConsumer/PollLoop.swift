@@ -167,7 +167,7 @@ extension DaemonCore {
             let model = scratch.descriptors[k].modelID
             var end = k + 1
             while end < n && scratch.valid[end] && scratch.descriptors[end].modelID == model { end += 1 }
-            run(model: model, range: k..<end, scratch)
+            run(model: model, range: k..<end, session: session, scratch)
             k = end
         }
 
@@ -195,7 +195,7 @@ extension DaemonCore {
 
     /// Calls the model's handler on `range` of the burst and fills in the
     /// completions from what it reported.
-    private func run(model: UInt32, range: Range<Int>, _ scratch: borrowing PollScratch) {
+    private func run(model: UInt32, range: Range<Int>, session: DaemonSession, _ scratch: borrowing PollScratch) {
         for k in range { scratch.results[k] = .unreported }
         let start = MonotonicClock.now()
         var threw = false
@@ -206,7 +206,10 @@ extension DaemonCore {
                 outputs: scratch.outputs.baseAddress! + range.lowerBound,
                 results: scratch.results.baseAddress! + range.lowerBound,
                 count: range.count)
-            do { try handler.handle(batch) } catch { threw = true }
+            do { try handler.handle(batch) } catch {
+                threw = true
+                reportHandlerError(error, model: model, session: session)
+            }
         }
         let end = MonotonicClock.now()
         for k in range {
@@ -265,18 +268,36 @@ extension DaemonCore {
         }
     }
 
+    /// Logs a handler's thrown error with its model and session (the
+    /// commands themselves complete `handlerFailed` / `HandlerFailure.threw`).
+    /// At most one line per model every 100 ms, so a handler that throws for
+    /// every command cannot flood the log; the count of the ones left out
+    /// goes with the next line.
+    private func reportHandlerError(_ error: any Error, model: UInt32, session: DaemonSession) {
+        let now = MonotonicClock.now()
+        let (due, suppressed) = handlerErrorLog.withLock { log -> (Bool, Int) in
+            var entry = log[model, default: (last: 0, suppressed: 0)]
+            guard entry.last == 0 || now &- entry.last >= 100_000_000 else {
+                entry.suppressed += 1
+                log[model] = entry
+                return (false, 0)
+            }
+            let suppressed = entry.suppressed
+            log[model] = (now, 0)
+            return (true, suppressed)
+        }
+        guard due else { return }
+        logger.error(
+            "handler threw",
+            metadata: [
+                "model": "\(model)", "session": "\(session.id)", "error": "\(error)",
+                "suppressed": "\(suppressed)",
+            ])
+    }
+
     /// The poll thread lets go of `session` and tells the control thread.
     private func retire(_ session: DaemonSession, _ binding: Binding) {
         session.markRetired()
         try? binding.controlDoorbell.signal()
     }
-}
-
-/// `Completion.detail` of a `CompletionStatus.handlerFailed` completion
-/// that the handler did not report itself.
-public enum HandlerFailure: UInt32, Sendable {
-    /// The handler returned without reporting this command.
-    case unreported = 0xFFFF_FFFE
-    /// The handler threw.
-    case threw = 0xFFFF_FFFF
 }

@@ -66,7 +66,7 @@ public struct CommandCompletion: Sendable, Equatable {
     /// The raw status code.
     public var statusCode: UInt32
     /// Status detail (`InvalidDescriptorReason` for an invalid descriptor,
-    /// the handler's code for a handler failure).
+    /// the handler's code for a handler failure); ``failure`` decodes it.
     public var detail: UInt32
     /// Bytes of output written to ``output``.
     public var outputSize: Int
@@ -78,6 +78,10 @@ public struct CommandCompletion: Sendable, Equatable {
     public var output: BufferSlot
     /// When each stage happened.
     public var timings: StageTimestamps
+
+    /// Why the command failed, decoded from ``statusCode`` and ``detail``
+    /// (nil when it succeeded).
+    public var failure: CommandFailure? { CommandFailure(statusCode: statusCode, detail: detail) }
 
     /// Whether the command succeeded.
     public var succeeded: Bool { status == .succeeded }
@@ -101,6 +105,26 @@ public struct StageTimestamps: Sendable, Equatable {
     /// Nanoseconds from `a` to `b`, 0 if the daemon's stamps are out of order.
     @inlinable
     static func span(_ a: UInt64, _ b: UInt64) -> UInt64 { b >= a ? b - a : 0 }
+
+    /// How long `stage` took, or nil when the command did not go through it
+    /// or its stamps cannot be trusted: a stage is measured only when both of
+    /// its stamps are set (a command refused before its handler ran has no
+    /// handler stamps), in order, and within submit…seen (the daemon's
+    /// stamps come from another process). The latency snapshots record only
+    /// what this returns.
+    public func duration(of stage: Stage) -> UInt64? {
+        func measured(_ a: UInt64, _ b: UInt64) -> UInt64? {
+            guard a != 0, b != 0, a <= b, a >= submitted, b <= seen else { return nil }
+            return b - a
+        }
+        switch stage {
+        case .queue: return measured(submitted, pickedUp)
+        case .dispatch: return measured(pickedUp, handlerStarted)
+        case .handler: return measured(handlerStarted, handlerFinished)
+        case .completion: return measured(handlerFinished, seen)
+        case .total: return measured(submitted, seen)
+        }
+    }
 
     /// Submit → pickup: time in the submission ring.
     public var queueNanoseconds: UInt64 { Self.span(submitted, pickedUp) }

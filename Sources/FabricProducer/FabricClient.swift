@@ -21,6 +21,10 @@ public struct CommandResult: Sendable, Equatable {
     /// When each stage happened.
     public var timings: StageTimestamps
 
+    /// Why the command failed, decoded from ``statusCode`` and ``detail``
+    /// (nil when it succeeded).
+    public var failure: CommandFailure? { CommandFailure(statusCode: statusCode, detail: detail) }
+
     /// Whether the command succeeded.
     public var succeeded: Bool { status == .succeeded }
 }

@@ -63,13 +63,16 @@ struct LatencyRecorder {
         Histogram(lowestDiscernibleValue: 1, highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
     }
 
+    /// Records every stage the command went through (see
+    /// ``StageTimestamps/duration(of:)``): a failed command refused before
+    /// its handler ran adds no dispatch, handler or completion sample, instead
+    /// of an uptime-sized one. Values beyond the range are clamped.
     mutating func record(_ t: StageTimestamps) {
-        // Values beyond the range (a daemon's garbage stamps) are clamped.
-        _ = queue.record(min(t.queueNanoseconds, Self.highest))
-        _ = dispatch.record(min(t.dispatchNanoseconds, Self.highest))
-        _ = handler.record(min(t.handlerNanoseconds, Self.highest))
-        _ = completion.record(min(t.completionNanoseconds, Self.highest))
-        _ = total.record(min(t.totalNanoseconds, Self.highest))
+        if let ns = t.duration(of: .queue) { _ = queue.record(min(ns, Self.highest)) }
+        if let ns = t.duration(of: .dispatch) { _ = dispatch.record(min(ns, Self.highest)) }
+        if let ns = t.duration(of: .handler) { _ = handler.record(min(ns, Self.highest)) }
+        if let ns = t.duration(of: .completion) { _ = completion.record(min(ns, Self.highest)) }
+        if let ns = t.duration(of: .total) { _ = total.record(min(ns, Self.highest)) }
     }
 
     var snapshot: LatencySnapshot {

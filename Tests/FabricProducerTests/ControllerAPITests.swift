@@ -4,6 +4,8 @@ import FabricDiagnostics
 import FabricProducer
 import FabricSystem
 import Foundation
+import InMemoryLogging
+import Logging
 import MetricsTestKit
 import Synchronization
 import SystemPackage
@@ -246,7 +248,10 @@ final class ControllerAPITests: XCTestCase {
 
     func testHandlerFailuresBecomeErrorCompletions() throws {
         let socket = temporarySocketPath(self)
-        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [60: PickyHandler()])
+        let logs = InMemoryLogHandler()
+        _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [60: PickyHandler()]) {
+            $0.logger = Logger(label: "test") { _ in logs }
+        }
         var session = try ControllerSession.connect(to: FilePath(socket))
         let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
         var results: [CommandCompletion] = []
@@ -257,6 +262,36 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertEqual(results.map(\.status), [.succeeded, .handlerFailed, .handlerFailed, .handlerFailed])
         XCTAssertEqual(results.map(\.detail), [0, 77, HandlerFailure.unreported.rawValue, HandlerFailure.threw.rawValue])
         XCTAssertEqual(session.statistics.failed, 3)
+        // Issue 13, item 14: the controller decodes why; the daemon logs what was thrown.
+        XCTAssertEqual(results.map(\.failure), [nil, .handlerCode(77), .handler(.unreported), .handler(.threw)])
+        let thrown = logs.entries.filter { $0.message == "handler threw" }
+        XCTAssertEqual(thrown.count, 1, "\(logs.entries)")
+        XCTAssertEqual(thrown.first?.metadata["model"], "60")
+        XCTAssertEqual(thrown.first?.metadata["session"], "\(session.sessionID)")
+        XCTAssertEqual(thrown.first?.metadata["error"], "Refusal()")
+    }
+
+    /// Issue 13, item 12: a command refused before its handler ran carries no
+    /// handler stamps; its dispatch, handler and completion stages are not
+    /// recorded (they used to be recorded as the whole uptime).
+    func testFailedCommandsRecordOnlyTheStagesTheyWentThrough() throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog())
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
+        try session.submit(CommandRequest(modelID: 999, input: input, inputSize: 8, output: output))
+        let done = try session.waitForCompletion(timeout: .seconds(5))
+        XCTAssertEqual(done.failure, .unknownModel)
+        XCTAssertNil(done.timings.duration(of: .handler))
+        XCTAssertNil(done.timings.duration(of: .completion))
+        XCTAssertNotNil(done.timings.duration(of: .queue))
+        let latency = session.latency
+        XCTAssertEqual(latency.summary(.queue).count, 1)
+        XCTAssertEqual(latency.summary(.total).count, 1)
+        XCTAssertEqual(latency.summary(.dispatch).count, 0)
+        XCTAssertEqual(latency.summary(.handler).count, 0)
+        XCTAssertEqual(latency.summary(.completion).count, 0)
+        XCTAssertLessThan(latency.summary(.total).max, 10_000_000_000, "no uptime-sized sample")
     }
 
     func testLatencySnapshotAndMetricsCountEveryCommand() throws {

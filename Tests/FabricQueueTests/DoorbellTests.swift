@@ -1,6 +1,8 @@
 import FabricDiagnostics
 import FabricQueue
+import Foundation
 import Glibc
+import Synchronization
 import SystemPackage
 import XCTest
 
@@ -131,5 +133,43 @@ final class DoorbellTests: XCTestCase {
         XCTAssertEqual(try semaphore.consume(), 1)
         XCTAssertEqual(try semaphore.consume(), 1)
         XCTAssertEqual(try semaphore.consume(), 0)
+    }
+
+    /// Issue 13, item 9: `close()` racing `signal()` on another thread used
+    /// to be check-then-use: a signal could write to the closed descriptor's
+    /// number after it was reused. Now the descriptor stays open until the
+    /// last call in progress returns; nothing ever lands on the reused number.
+    func testCloseWhileSignallingNeverTouchesAReusedDescriptor() throws {
+        for _ in 0..<200 {
+            let doorbell = try EventFD()
+            let stop = Atomic<Bool>(false)
+            let signaller = Thread {
+                // Acquire: pairs with the main thread's release store below.
+                while !stop.load(ordering: .acquiring) { _ = try? doorbell.signal() }
+            }
+            signaller.start()
+            usleep(200)
+            doorbell.close()
+            // Take the freed number (and the next few) with pipes: a stray
+            // 8-byte write would show up in one of them.
+            var pipes: [(Int32, Int32)] = []
+            for _ in 0..<4 {
+                var fds: [Int32] = [0, 0]
+                XCTAssertEqual(pipe(&fds), 0)
+                _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+                pipes.append((fds[0], fds[1]))
+            }
+            usleep(200)
+            // Release: the signaller stops after seeing it.
+            stop.store(true, ordering: .releasing)
+            while !signaller.isFinished { usleep(100) }
+            for (read, write) in pipes {
+                var byte: UInt8 = 0
+                XCTAssertEqual(Glibc.read(read, &byte, 1), -1, "a write reached a reused descriptor")
+                Glibc.close(read)
+                Glibc.close(write)
+            }
+            XCTAssertThrowsError(try doorbell.signal())
+        }
     }
 }

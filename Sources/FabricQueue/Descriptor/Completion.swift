@@ -92,3 +92,52 @@ public enum InvalidDescriptorReason: UInt32, Sendable, CaseIterable {
     /// A field reserved in this ABI version is not zero.
     case reservedFieldSet = 5
 }
+
+/// `Completion.detail` of a `CompletionStatus.handlerFailed` completion
+/// that the handler did not report itself (a handler that reports a failure
+/// chooses its own code; these two are reserved). Part of the ABI.
+public enum HandlerFailure: UInt32, Sendable, CaseIterable {
+    /// The handler returned without reporting this command.
+    case unreported = 0xFFFF_FFFE
+    /// The handler threw.
+    case threw = 0xFFFF_FFFF
+}
+
+/// Why a command failed, decoded from a completion's status and detail.
+public enum CommandFailure: Equatable, Sendable, CustomStringConvertible {
+    /// The daemon refused the descriptor; `reason` is nil for a detail this
+    /// build does not know.
+    case invalidDescriptor(InvalidDescriptorReason?)
+    /// No handler is registered for the command's model.
+    case unknownModel
+    /// The handler threw, or returned without reporting the command.
+    case handler(HandlerFailure)
+    /// The handler reported a failure with its own code.
+    case handlerCode(UInt32)
+    /// Another status: `cancelled`, `expired`, or one this build does not know.
+    case other(statusCode: UInt32, detail: UInt32)
+
+    /// The failure a completion with `statusCode` and `detail` reports; nil
+    /// for a success.
+    public init?(statusCode: UInt32, detail: UInt32) {
+        switch CompletionStatus(rawValue: statusCode) {
+        case .succeeded: return nil
+        case .invalidDescriptor: self = .invalidDescriptor(InvalidDescriptorReason(rawValue: detail))
+        case .unknownModel: self = .unknownModel
+        case .handlerFailed:
+            if let reserved = HandlerFailure(rawValue: detail) { self = .handler(reserved) } else { self = .handlerCode(detail) }
+        default: self = .other(statusCode: statusCode, detail: detail)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidDescriptor(let reason): "invalid descriptor: \(reason.map { "\($0)" } ?? "unknown reason")"
+        case .unknownModel: "unknown model"
+        case .handler(.threw): "the handler threw (the daemon's log says what)"
+        case .handler(.unreported): "the handler returned without reporting the command"
+        case .handlerCode(let code): "the handler failed with code \(code)"
+        case .other(let status, let detail): "status \(status), detail \(detail)"
+        }
+    }
+}

@@ -20,7 +20,11 @@ public final class EventFD: @unchecked Sendable {
     public let fileDescriptor: FileDescriptor
     /// Whether reads follow semaphore semantics.
     public let isSemaphore: Bool
-    private let closed = Atomic<Bool>(false)
+    /// Bit 63: closed. Bits 0–62: calls using the descriptor right now. The
+    /// descriptor is closed by whoever leaves it closed with no call in
+    /// progress, so no call can reach a closed (and perhaps reused) number.
+    private let state = Atomic<UInt64>(0)
+    private static let closedBit: UInt64 = 1 << 63
 
     /// Creates an eventfd with `eventfd(2)` (`EFD_NONBLOCK`, plus `EFD_CLOEXEC`
     /// unless `inheritable`, plus `EFD_SEMAPHORE` if `semaphore`).
@@ -47,43 +51,61 @@ public final class EventFD: @unchecked Sendable {
     }
 
     deinit {
-        // Relaxed: no other reference exists during deinit.
-        if !closed.load(ordering: .relaxed) { try? fileDescriptor.close() }
+        // Relaxed: no other reference exists during deinit, so no call is in progress.
+        if state.load(ordering: .relaxed) & Self.closedBit == 0 { try? fileDescriptor.close() }
     }
 
-    /// Closes the descriptor now; every later call throws `EBADF`. Idempotent.
+    /// Closes the descriptor; every later call throws `EBADF`. A call in
+    /// progress on another thread (a `wait` in `ppoll`, a `signal`) finishes
+    /// on the still-open descriptor, and the last one to finish closes it.
+    /// Idempotent.
     public func close() {
-        // Acquiring-and-releasing: exactly one caller closes.
-        if !closed.exchange(true, ordering: .acquiringAndReleasing) { try? fileDescriptor.close() }
+        // Acquiring-and-releasing: calls that finished before this happen
+        // before the close; exactly one caller sees the closed bit go on.
+        let before = state.bitwiseOr(Self.closedBit, ordering: .acquiringAndReleasing).oldValue
+        if before == 0 { try? fileDescriptor.close() }
     }
 
-    private func checkOpen(_ operation: String) throws(DoorbellError) {
-        // Acquire: pairs with `close`.
-        if closed.load(ordering: .acquiring) { throw .system(SystemCallError(operation, .badFileDescriptor)) }
+    /// Runs `body` with the descriptor held open: it cannot be closed (or
+    /// its number reused) until `body` returns.
+    private func using<R>(_ operation: String, _ body: () throws(SystemCallError) -> R) throws(DoorbellError) -> R {
+        var current = state.load(ordering: .relaxed)
+        while true {
+            if current & Self.closedBit != 0 { throw .system(SystemCallError(operation, .badFileDescriptor)) }
+            // Acquiring: our call follows everything before the last state change.
+            let (exchanged, found) = state.weakCompareExchange(
+                expected: current, desired: current &+ 1, ordering: .acquiring)
+            if exchanged { break }
+            current = found
+        }
+        defer {
+            // Acquiring-and-releasing: our call happens before a close that
+            // sees the count drop; the last one out after close() closes.
+            let after = state.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue
+            if after == Self.closedBit { try? fileDescriptor.close() }
+        }
+        do { return try body() } catch { throw .system(error) }
     }
 
     /// Adds `value` to the counter with `write(2)`, waking pollers. A counter
     /// already at its maximum is left as it is (a waiter is due to wake).
     public func signal(_ value: UInt64 = 1) throws(DoorbellError) {
-        try checkOpen("write")
-        do { try EventCounter.add(value, to: fileDescriptor) } catch { throw .system(error) }
+        try using("write") { () throws(SystemCallError) in try EventCounter.add(value, to: fileDescriptor) }
     }
 
     /// Reads and resets the counter (or takes one, for a semaphore) with
     /// `read(2)`; returns 0 when it was zero.
     @discardableResult
     public func consume() throws(DoorbellError) -> UInt64 {
-        try checkOpen("read")
-        do { return try EventCounter.take(from: fileDescriptor) } catch { throw .system(error) }
+        try using("read") { () throws(SystemCallError) in try EventCounter.take(from: fileDescriptor) }
     }
 
     /// Blocks in `ppoll(2)` until the counter is non-zero or the timeout passes
     /// (negative: forever). Does not consume. Returns whether it is readable
     /// (false also when a signal interrupted the wait: callers re-check).
     public func wait(timeoutNanoseconds: Int64) throws(DoorbellError) -> Bool {
-        try checkOpen("ppoll")
-        do { return try Poll.waitReadable(fileDescriptor, timeoutNanoseconds: timeoutNanoseconds) } catch {
-            throw .system(error)
+        try using("ppoll") { () throws(SystemCallError) in
+            try Poll.waitReadable(fileDescriptor, timeoutNanoseconds: timeoutNanoseconds)
         }
     }
 }

@@ -161,14 +161,20 @@ public enum ClassificationRun {
             let t4 = MonotonicClock.now()
 
             let t = done.timings
-            let stageValues: [(PipelineStage, UInt64)] = [
-                (.decode, p.decode), (.preprocess, p.preprocess), (.queue, t.queueNanoseconds),
-                (.dispatch, t.dispatchNanoseconds), (.inference, t.handlerNanoseconds),
-                (.completion, t.completionNanoseconds), (.postprocess, t4 - t3), (.endToEnd, t4 - p.started),
+            // The daemon's stages count only where the command went through
+            // them: a failed command has no inference, and its stamps say so.
+            let stageValues: [(PipelineStage, UInt64?)] = [
+                (.decode, p.decode), (.preprocess, p.preprocess), (.queue, t.duration(of: .queue)),
+                (.dispatch, t.duration(of: .dispatch)), (.inference, t.duration(of: .handler)),
+                (.completion, t.duration(of: .completion)), (.postprocess, t4 - t3), (.endToEnd, t4 - p.started),
             ]
-            for (stage, value) in stageValues { samples[stage, default: []].append(value) }
-            fabric += t.queueNanoseconds + t.dispatchNanoseconds + t.completionNanoseconds
-            total += t4 - p.started
+            for case (let stage, let value?) in stageValues { samples[stage, default: []].append(value) }
+            if let queue = t.duration(of: .queue), let dispatch = t.duration(of: .dispatch),
+                let completion = t.duration(of: .completion)
+            {
+                fabric += queue + dispatch + completion
+                total += t4 - p.started
+            }
             completed += 1
             // A micro-batch is done when its last command is (completions come in submission order).
             if p.endsBatch { batchesOut -= 1 }
