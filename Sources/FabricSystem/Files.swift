@@ -76,6 +76,18 @@ extension FileDescriptor {
         _ = try systemCall("fcntl(F_SETFL)") { cfq_fcntl_int(rawValue, F_SETFL, flags | O_NONBLOCK) }
     }
 
+    /// Up to `count` bytes from offset 0 (`pread(2)`), fewer at end of file.
+    package func readPrefix(_ count: Int) throws(SystemCallError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result = bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(SystemCallError) -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return try systemCall("pread") { Glibc.pread(rawValue, base, buffer.count, 0) }
+            }
+        }
+        return Array(bytes[0..<(try result.get())])
+    }
+
     /// `fstat(2)`.
     package func status() throws(SystemCallError) -> Glibc.stat {
         var result = Glibc.stat()

@@ -59,12 +59,22 @@ struct Create: ParsableCommand {
 
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Remove a named region's file (processes that map it keep it until they unmap).")
+        abstract: "Remove a named region's file (processes that map it keep it until they unmap).",
+        discussion: "Refuses a file that is not a valid FabricQueue region unless --force is given.")
 
     @Argument(help: "Path of the region file.")
     var path: String
 
+    @Flag(help: "Remove the file even if it is not a valid region (a damaged one, say).")
+    var force = false
+
     func run() throws {
+        if !force {
+            do { _ = try SharedRegion.attach(at: FilePath(path)) } catch {
+                report("\(path): not removed: \(error) (--force removes it anyway)")
+                throw ExitCode.failure
+            }
+        }
         do {
             try SharedRegion.unlink(at: FilePath(path))
         } catch {

@@ -25,7 +25,8 @@ func report(_ message: String) {
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-/// Parses `--kind`.
+/// Parses `--kind` by name; help lists the names (not the raw ABI values,
+/// which the parser would not take).
 extension RingKind: ExpressibleByArgument {
     public init?(argument: String) {
         switch argument.lowercased() {
@@ -34,4 +35,8 @@ extension RingKind: ExpressibleByArgument {
         default: return nil
         }
     }
+
+    public static var allValueStrings: [String] { ["spsc", "mpsc"] }
+
+    public var defaultValueDescription: String { self == .spsc ? "spsc" : "mpsc" }
 }

@@ -307,4 +307,42 @@ final class MultiProcessTests: XCTestCase {
         }
         XCTAssertEqual(taken, .some(0x3FFF_FFF0), "the role came free when its holder died")
     }
+
+    /// Issue 13, item 6: `inspect` mapped the file's size and touched every
+    /// page, so a valid 4 KiB region in a large sparse file allocated the
+    /// whole file in tmpfs. It now maps (and touches) what the header describes.
+    func testInspectMapsOnlyWhatTheHeaderDescribes() throws {
+        let path = temporaryRegionPath(self, "sparse")
+        let region = try SharedRegion.create(at: FilePath(path), kind: .spsc, capacity: 16)
+        let regionSize = region.info.regionSize
+        XCTAssertEqual(truncate(path, 256 << 20), 0)  // 256 MiB, sparse
+        let attached = try SharedRegion.attach(at: FilePath(path))
+        XCTAssertEqual(attached.mappedSize, regionSize)
+        let inspect = try ChildProcess("fabricq", ["inspect", path])
+        inspect.assertSuccess(timeout: 30)
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertLessThan(
+            Int(st.st_blocks) * 512, 1 << 20, "inspect allocated \(Int(st.st_blocks) * 512) bytes of the sparse file")
+    }
+
+    /// Issue 13, item 17: the CLI says what a file is and refuses to delete
+    /// what is not a region; `create --kind` help lists what it accepts.
+    func testCLIRefusesToRemoveNonRegionsAndNamesKinds() throws {
+        let path = temporaryRegionPath(self, "text")
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data("hello\n".utf8)))
+        let inspect = try ChildProcess("fabricq", ["inspect", path])
+        XCTAssertEqual(inspect.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(inspect.standardError.contains("not a FabricQueue region"), inspect.standardError)
+        let remove = try ChildProcess("fabricq", ["remove", path])
+        XCTAssertEqual(remove.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(remove.standardError.contains("not removed"), remove.standardError)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path))
+        try ChildProcess("fabricq", ["remove", "--force", path]).assertSuccess(timeout: 30)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        let help = try ChildProcess("fabricq", ["create", "--help"])
+        help.assertSuccess(timeout: 30)
+        XCTAssertTrue(help.standardOutput.contains("spsc or mpsc"), help.standardOutput)
+        XCTAssertFalse(help.standardOutput.contains("values: 1, 2"), help.standardOutput)
+    }
 }

@@ -43,6 +43,27 @@ package enum MappedFile {
         }
     }
 
+    /// Maps the header of a file already checked by ``inspect(_:minimumSize:)``,
+    /// lets `validate` check it and say how many bytes the region spans (at
+    /// most `fileSize`), then maps exactly those: a valid header in a much
+    /// larger file never makes the caller map, or touch, the rest.
+    package static func mapDescribed<Header>(
+        _ fd: FileDescriptor, fileSize: Int, hugePages: Bool,
+        validate: (UnsafeRawPointer) throws(RegionError) -> (Header, Int)
+    ) throws(RegionError) -> (UnsafeMutableRawPointer, Header, Int) {
+        let headerBytes = min(fileSize, hugePages ? 2 << 20 : Memory.pageSize)
+        let header = try map(fd: fd, size: headerBytes, prefault: false, hugePages: hugePages)
+        let described: (Header, Int)
+        do { described = try validate(header) } catch {
+            Memory.unmap(header, size: headerBytes)
+            throw error
+        }
+        Memory.unmap(header, size: headerBytes)
+        let size = described.1
+        guard size > 0, size <= fileSize else { throw .truncated(fileSize: fileSize, required: size) }
+        return (try map(fd: fd, size: size, prefault: false, hugePages: hugePages), described.0, size)
+    }
+
     /// Maps `size` bytes of `fd` shared and read-write (`mmap(2)`).
     package static func map(
         fd: FileDescriptor, size: Int, prefault: Bool, hugePages: Bool

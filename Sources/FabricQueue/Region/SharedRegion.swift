@@ -255,18 +255,31 @@ public final class SharedRegion: @unchecked Sendable {
     private static func validateAndMap(
         path: FilePath?, fd: FileDescriptor, expectedEpoch: UInt64?
     ) throws(RegionError) -> SharedRegion {
-        let (fileSize, isHuge) = try MappedFile.inspect(fd, minimumSize: RegionLayout.headerSize)
-        let base = try MappedFile.map(fd: fd, size: fileSize, prefault: false, hugePages: isHuge)
-        do throws(RegionError) {
-            let info = try validateHeader(base, fileSize: fileSize)
-            if let expectedEpoch, expectedEpoch != info.epoch {
-                throw .epochMismatch(expected: expectedEpoch, found: info.epoch)
+        let fileSize: Int, isHuge: Bool
+        do { (fileSize, isHuge) = try MappedFile.inspect(fd, minimumSize: RegionLayout.headerSize) } catch {
+            // A file too small for a header is most often no region at all:
+            // say so, rather than "truncated", unless it starts like one.
+            if case .truncated = error, let start = try? fd.readPrefix(8) {
+                var magic: UInt64 = 0
+                for (i, byte) in start.enumerated() { magic |= UInt64(byte) << (8 * UInt64(i)) }
+                if start.count < 8 || magic != RegionLayout.magic { throw .badMagic(found: magic) }
             }
-            return SharedRegion(path: path, fd: fd, base: base, mappedSize: fileSize, info: info, locked: false)
-        } catch {
-            Memory.unmap(base, size: fileSize)
             throw error
         }
+        // Map only what the header describes, once the header has been checked
+        // against the file: a small region in a huge (sparse) file costs its
+        // own size, not the file's.
+        let (base, info, mappedSize) = try MappedFile.mapDescribed(
+            fd, fileSize: fileSize, hugePages: isHuge
+        ) { (header) throws(RegionError) -> (RegionInfo, Int) in
+            let info = try validateHeader(header, fileSize: fileSize)
+            return (info, info.regionSize)
+        }
+        if let expectedEpoch, expectedEpoch != info.epoch {
+            Memory.unmap(base, size: mappedSize)
+            throw .epochMismatch(expected: expectedEpoch, found: info.epoch)
+        }
+        return SharedRegion(path: path, fd: fd, base: base, mappedSize: mappedSize, info: info, locked: false)
     }
 
     /// Checks every header field against the ABI and against `fileSize`.

@@ -76,10 +76,12 @@ public final class DataRegion: @unchecked Sendable {
         do { fd = try fileDescriptor.duplicateCloseOnExec() } catch { throw .system(error) }
         do throws(RegionError) {
             let (fileSize, _) = try MappedFile.inspect(fd, minimumSize: headerPage)
-            let base = try MappedFile.map(fd: fd, size: fileSize, prefault: false, hugePages: false)
-            do throws(RegionError) {
+            // Only the header page until it is checked, then only what it describes.
+            let (base, header, mappedSize) = try MappedFile.mapDescribed(fd, fileSize: fileSize, hugePages: false) {
+                (base) throws(RegionError) -> ((DataRegionGeometry, UInt64), Int) in
                 // Acquire: pairs with the creator's release store of the magic.
-                let found = base.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .acquiring)
+                let found = UnsafeMutableRawPointer(mutating: base).assumingMemoryBound(to: Atomic<UInt64>.self).pointee
+                    .load(ordering: .acquiring)
                 if found == 0 { throw .notInitialized }
                 guard found == magic else { throw .badMagic(found: found) }
                 let version = base.load(fromByteOffset: 8, as: UInt32.self)
@@ -99,13 +101,9 @@ public final class DataRegion: @unchecked Sendable {
                 guard geometry.regionSize <= UInt64(fileSize) else {
                     throw .truncated(fileSize: fileSize, required: Int(clamping: geometry.regionSize))
                 }
-                return DataRegion(
-                    fd: fd, base: base, mappedSize: fileSize, geometry: geometry,
-                    epoch: base.load(fromByteOffset: 40, as: UInt64.self))
-            } catch {
-                Memory.unmap(base, size: fileSize)
-                throw error
+                return ((geometry, base.load(fromByteOffset: 40, as: UInt64.self)), Int(geometry.regionSize))
             }
+            return DataRegion(fd: fd, base: base, mappedSize: mappedSize, geometry: header.0, epoch: header.1)
         } catch {
             try? fd.close()
             throw error

@@ -91,6 +91,7 @@ public enum ClassificationRun {
         var results = [Int: ImageResult]()
         var fabric: UInt64 = 0, total: UInt64 = 0
         var failures = 0, disagreements = 0, submitted = 0, completed = 0, batchesOut = 0
+        var skipped: [String] = [], warnings: [String] = []
         var requests = [CommandRequest]()
         requests.reserveCapacity(c.batchSize)
         let start = MonotonicClock.now()
@@ -115,7 +116,15 @@ public enum ClassificationRun {
                     }
                     let t0 = MonotonicClock.now()
                     let image: RGBImage
-                    do { image = try ImageDecoder.decode(contentsOf: c.images[index]) } catch { throw .image(error) }
+                    do { image = try ImageDecoder.decode(contentsOf: c.images[index]) } catch {
+                        // One bad file costs its own image, not the run.
+                        session.buffers.release(input)
+                        session.buffers.release(output)
+                        skipped.append("\(error)")
+                        completed += 1
+                        continue
+                    }
+                    if let warning = image.warning { warnings.append(warning) }
                     let t1 = MonotonicClock.now()
                     let size = preprocessor.write(image, into: session.buffers.buffer(input))
                     let t2 = MonotonicClock.now()
@@ -123,11 +132,12 @@ public enum ClassificationRun {
                         CommandRequest(
                             modelID: c.modelID, input: input, inputSize: size, output: output,
                             outputCapacity: recordBytes))
-                    pending.append(
-                        Pending(image: index, started: t0, decode: t1 - t0, preprocess: t2 - t1, endsBatch: k == n - 1))
+                    pending.append(Pending(image: index, started: t0, decode: t1 - t0, preprocess: t2 - t1, endsBatch: false))
                 }
-                do { _ = try session.submit(batch: requests) } catch { throw .submit(error) }
                 submitted += n
+                guard !requests.isEmpty else { continue }  // every image of this batch was skipped
+                pending[pending.count - 1].endsBatch = true
+                do { _ = try session.submit(batch: requests) } catch { throw .submit(error) }
                 batchesOut += 1
             }
 
@@ -190,6 +200,6 @@ public enum ClassificationRun {
                     ($0.rawValue, StageStatistics(nanoseconds: samples[$0] ?? []))
                 }),
             fabricShare: total > 0 ? Double(fabric) / Double(total) : 0, failures: failures, disagreements: disagreements,
-            results: results.keys.sorted().compactMap { results[$0] })
+            results: results.keys.sorted().compactMap { results[$0] }, skipped: skipped, warnings: warnings)
     }
 }

@@ -1,6 +1,7 @@
 import CLibPNG
 import CTurboJPEG
 import Foundation
+import Glibc
 
 /// An 8-bit RGB image, rows top to bottom, 3 bytes per pixel.
 public struct RGBImage: Sendable {
@@ -10,6 +11,9 @@ public struct RGBImage: Sendable {
     public var height: Int
     /// `width · height · 3` bytes, R G B.
     public var pixels: [UInt8]
+    /// What the decoder warned about (a truncated or damaged JPEG whose
+    /// missing part it filled in), or nil for a clean decode.
+    public var warning: String?
 
     /// An image over `pixels` (`width · height · 3` bytes).
     public init(width: Int, height: Int, pixels: [UInt8]) {
@@ -29,7 +33,7 @@ public enum ImageError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .unreadable(path, e): "cannot read \(path): errno \(e)"
+        case let .unreadable(path, e): "cannot read \(path): \(String(cString: strerror(e)))"
         case let .unknownFormat(path): "\(path) is neither JPEG nor PNG"
         case let .corrupt(path, reason): "cannot decode \(path): \(reason)"
         case let .tooLarge(path, w, h): "\(path) is \(w)×\(h), larger than the 16384×16384 this example takes"
@@ -44,7 +48,25 @@ public enum ImageDecoder {
 
     /// Reads and decodes `path`.
     public static func decode(contentsOf path: String) throws(ImageError) -> RGBImage {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path: path, errno: errno) }
+        // open + fstat + read, so the error is this file's own errno (and a
+        // directory or FIFO is refused without blocking).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw .unreadable(path: path, errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .unreadable(path: path, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw .unreadable(path: path, errno: st.st_mode & S_IFMT == S_IFDIR ? EISDIR : EINVAL)
+        }
+        guard st.st_size <= 256 << 20 else { throw .corrupt(path: path, reason: "\(st.st_size) bytes is too large for an image") }
+        var data = Data(count: Int(st.st_size))
+        var got = 0
+        while got < data.count {
+            let n = data.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw .unreadable(path: path, errno: n < 0 ? errno : EIO) }
+            got += n
+        }
         return try decode(data, name: path)
     }
 
@@ -81,7 +103,9 @@ public enum ImageDecoder {
         guard status == 0 || tjGetErrorCode(handle) == Int32(TJERR_WARNING.rawValue) else {
             throw .corrupt(path: name, reason: String(cString: tjGetErrorStr2(handle)))
         }
-        return RGBImage(width: Int(width), height: Int(height), pixels: pixels)
+        var image = RGBImage(width: Int(width), height: Int(height), pixels: pixels)
+        if status != 0 { image.warning = "\(name): \(String(cString: tjGetErrorStr2(handle)))" }
+        return image
     }
 
     static func decodePNG(_ bytes: UnsafeBufferPointer<UInt8>, name: String) throws(ImageError) -> RGBImage {

@@ -90,6 +90,12 @@ public struct RunReport: Codable, Sendable {
     public var disagreements: Int
     /// The first result for each distinct image.
     public var results: [ImageResult]
+    /// Images that could not be read or decoded, with why; the run went on
+    /// without them.
+    public var skipped: [String] = []
+    /// Images decoded with a warning (a truncated JPEG, say): classified, but
+    /// from partly made-up pixels.
+    public var warnings: [String] = []
 
     /// The statistics of one stage (zeros if it was not recorded).
     public func stage(_ s: PipelineStage) -> StageStatistics { stages[s.rawValue] ?? StageStatistics(nanoseconds: []) }
@@ -114,6 +120,8 @@ public struct RunReport: Codable, Sendable {
                 + [st.p50, st.p99, st.max].map { Self.time($0).leftPadded(11) }.joined() + "\n"
         }
         out += "  * fabric path (FabricQueue: ring, wake-up, validation, completion)\n"
+        for line in skipped { out += "  SKIPPED \(line)\n" }
+        for line in warnings { out += "  WARNING \(line)\n" }
         return out
     }
 

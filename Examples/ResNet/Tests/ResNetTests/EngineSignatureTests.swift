@@ -53,6 +53,29 @@ final class EngineSignatureTests: XCTestCase {
         XCTAssertEqual(open(copy { $0[$0.count - 20] ^= 0xFF }).failure, .signatureMismatch)  // signature bytes
     }
 
+    /// Issue 13, item 7: a FIFO given as an engine used to hang the daemon
+    /// forever, and a huge sparse file was hashed in full before anything
+    /// refused it. Both are refused before a byte is read.
+    func testNonRegularAndOversizedFilesAreRefusedBeforeReading() throws {
+        let fifo = dir + "/engine.fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        XCTAssertEqual(open(fifo).failure, .notARegularFile(path: fifo))
+        XCTAssertEqual(open(dir).failure, .notARegularFile(path: dir))
+        let sparse = dir + "/huge.engine"
+        XCTAssertTrue(FileManager.default.createFile(atPath: sparse, contents: Data()))
+        XCTAssertEqual(truncate(sparse, off_t(EngineFile.defaultMaximumSize) + 4096), 0)
+        let start = Date()
+        XCTAssertEqual(
+            open(sparse).failure,
+            .tooLarge(
+                path: sparse, size: UInt64(EngineFile.defaultMaximumSize) + 4096, limit: UInt64(EngineFile.defaultMaximumSize)))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1, "nothing was hashed")
+        XCTAssertEqual(
+            Result { () throws(EngineError) in
+                try EngineFile(path: signed, verification: .trusting(key.publicKey), maximumSize: 1024)
+            }.failure?.description.contains("more than the 1024-byte limit"), true)
+    }
+
     func testTruncatedFilesAreRefused() throws {
         let size = FileManager.default.contents(atPath: signed)!.count
         for cut in [1, 128, 5000, size - 100] {

@@ -43,6 +43,27 @@ final class PipelineTests: XCTestCase {
         XCTAssertNotEqual(tops[0], tops[1])
     }
 
+    /// Issue 13, item 17: a bad file among the images costs that image, not
+    /// the run: it is reported as skipped with the reason in words, and the
+    /// good images are classified.
+    func testABadImageIsSkippedAndTheRunGoesOn() throws {
+        let store = Support.temporaryDirectory()
+        let directory = Support.temporaryDirectory("not-an-image")
+        let json = store + "/report.json"
+        let r = try Support.run(
+            Support.productsDirectory + "/resnet-pipeline",
+            [
+                "--engine-dir", store, "--engines", "resnet18", "--batch-sizes", "2", "--images-per-run", "3",
+                "--json", json, Support.sampleImages + "/coffee.jpg", directory, Support.sampleImages + "/chelsea.png",
+            ], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("SKIPPED cannot read \(directory): Is a directory"), r.stdout)
+        let reports = try JSONDecoder().decode([RunReport].self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        XCTAssertEqual(reports.first?.skipped, ["cannot read \(directory): Is a directory"])
+        XCTAssertEqual(reports.first?.results.count, 2)
+        XCTAssertEqual(reports.first?.failures, 0)
+    }
+
     func testExecutablesHaveHelp() throws {
         for tool in ["resnet-pipeline", "resnet-daemon", "resnet-controller", "resnet-engine"] {
             let r = try Support.run(Support.productsDirectory + "/" + tool, ["--help"], timeout: 30)

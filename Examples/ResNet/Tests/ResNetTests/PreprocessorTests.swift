@@ -28,6 +28,26 @@ final class PreprocessorTests: XCTestCase {
         }
     }
 
+    /// Issue 13, item 17: a truncated JPEG that the decoder can still fill in
+    /// is classified with a warning, not silently; an unreadable path says
+    /// why in words, not as a raw errno.
+    func testTruncatedJPEGWarnsAndUnreadablePathsSayWhy() throws {
+        var jpeg = [UInt8](FileManager.default.contents(atPath: Support.sampleImages + "/coffee.jpg")!)
+        jpeg.removeLast(jpeg.count / 3)
+        let image = try ImageDecoder.decode(Data(jpeg), name: "cut.jpg")
+        XCTAssertNotNil(image.warning, "a truncated JPEG decodes with a warning")
+        XCTAssertTrue(image.warning?.hasPrefix("cut.jpg: ") ?? false, image.warning ?? "")
+        let clean = try ImageDecoder.decode(contentsOf: Support.sampleImages + "/coffee.jpg")
+        XCTAssertNil(clean.warning)
+        let directory = Support.temporaryDirectory("adir")
+        XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: directory)) {
+            XCTAssertEqual("\($0)", "cannot read \(directory): Is a directory")
+        }
+        XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: directory + "/missing.jpg")) {
+            XCTAssertEqual("\($0)", "cannot read \(directory)/missing.jpg: No such file or directory")
+        }
+    }
+
     func testConstantImageNormalizesToConstantPlanes() {
         let rgb: [UInt8] = [200, 100, 50]
         let image = RGBImage(width: 40, height: 30, pixels: (0..<1200).flatMap { _ in rgb })

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Why an engine file was refused. Every check that reads the file reports
 /// one of these; nothing in a file can make the loader crash.
 public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -5,6 +7,10 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case io(operation: String, path: String, errno: Int32)
     /// The file does not start with the engine magic.
     case notAnEngine(path: String)
+    /// The path is a directory, FIFO, device or socket, not a file.
+    case notARegularFile(path: String)
+    /// The file is larger than the configured ceiling; nothing was read.
+    case tooLarge(path: String, size: UInt64, limit: UInt64)
     /// A format version this build does not read.
     case unsupportedVersion(UInt32)
     /// The file is shorter than its header says it must be.
@@ -22,7 +28,9 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .io(operation, path, errno): "\(operation)(\(path)) failed: errno \(errno)"
+        case let .io(operation, path, errno): "\(operation)(\(path)) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case let .notARegularFile(path): "\(path) is not a regular file"
+        case let .tooLarge(path, size, limit): "\(path) is \(size) bytes, more than the \(limit)-byte limit for an engine file"
         case let .notAnEngine(path): "\(path) is not a FabricQueue engine file (bad magic)"
         case let .unsupportedVersion(v): "engine format version \(v) is not supported (this build reads 1)"
         case let .truncated(expected, actual):

@@ -34,16 +34,27 @@ public final class EngineFile: @unchecked Sendable {
         case skipVerification
     }
 
+    /// The largest engine file opened by default (2 GiB; ResNet-50 in
+    /// float32 is about 100 MB).
+    public static let defaultMaximumSize = 2 << 30
+
     /// Maps `path` and checks it.
-    public init(path: String, verification: Verification) throws(EngineError) {
+    ///
+    /// Before anything is read: the path must be a regular file (opened
+    /// non-blocking, so a FIFO or device cannot hang the caller) of at most
+    /// `maximumSize` bytes, so a huge or sparse file is refused instead of
+    /// being hashed in full. Its size must then match what its header says.
+    public init(path: String, verification: Verification, maximumSize: Int = EngineFile.defaultMaximumSize) throws(EngineError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(path: path) }
         let size = Int(st.st_size)
         guard size > 0 else { throw .truncated(expected: UInt64(EngineHeader.size), actual: 0) }
+        guard size <= maximumSize else { throw .tooLarge(path: path, size: UInt64(size), limit: UInt64(maximumSize)) }
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw .io(operation: "mmap", path: path, errno: errno)
         }
