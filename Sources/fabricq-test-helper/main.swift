@@ -15,6 +15,7 @@
 //   poison-doorbells SOCKET SECONDS                   nonsense in its own doorbell words (Hostile.swift)
 //   drain-doorbell SOCKET SECONDS                     read its daemon eventfd as fast as it can
 //   await-verdict SOCKET UID GID                      connect as UID/GID, send nothing, print the reply
+//   hostile-daemon SOCKET                             grant descriptors two per message (Hostile.swift)
 
 import FabricDiagnostics
 import FabricQueue
@@ -193,6 +194,9 @@ case "poison-doorbells":
 
 case "drain-doorbell":
     runDrainDoorbell(socket: arg(2), seconds: int(3))
+
+case "hostile-daemon":
+    runHostileDaemon(socket: arg(2))
 
 case "await-verdict":
     // Connect without sending a hello and print the daemon's reply: a peer the

@@ -92,3 +92,24 @@ final class HostilePeerTests: XCTestCase {
         hostile.assertSuccess(timeout: 20)
     }
 }
+
+/// Issue 13, item 8, from the controller's side: a hostile daemon that sends
+/// two descriptors per message used to leak both into the controller with
+/// every message. The controller refuses the grant and keeps no descriptor.
+final class HostileDaemonTests: XCTestCase {
+    func testMalformedGrantLeaksNoDescriptorIntoTheController() throws {
+        let socket = temporarySocketPath(self)
+        let daemon = try ChildProcess("fabricq-test-helper", ["hostile-daemon", socket])
+        XCTAssertTrue(daemon.waitForOutput("listening", timeout: 20), daemon.standardError)
+        let before = openDescriptorCount()
+        do {
+            _ = try ControllerSession.connect(to: FilePath(socket))
+            XCTFail("a grant of doubled descriptors was accepted")
+        } catch {
+            guard case .descriptorPassing(.system(let failure)) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure.errno, .badMessage)
+        }
+        XCTAssertEqual(waitForDescriptorCount(before, timeout: 2), before, "descriptors leaked into the controller")
+        daemon.wait(timeout: 20)
+    }
+}
