@@ -101,7 +101,8 @@ func runHostileDaemon(socket path: String) {
         try connection.send(reply)
         let extra = try EventFD(), another = try EventFD()
         for tag in 1...5 as ClosedRange<UInt8> {
-            sendTwoDescriptors(extra.fileDescriptor.rawValue, another.fileDescriptor.rawValue, tag: tag, over: connection.fileDescriptor)
+            sendTwoDescriptors(
+                extra.fileDescriptor.rawValue, another.fileDescriptor.rawValue, tag: tag, over: connection.fileDescriptor)
         }
         line("sent")
         // Stay until the controller hangs up.

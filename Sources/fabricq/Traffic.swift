@@ -102,8 +102,15 @@ struct Consume: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Flag(
+        help:
+            "MPSC: step over a slot a dead producer reserved and never published (it would stall every consumer at that position), and go on. Use only once that producer is known to be gone."
+    )
+    var skipStalled = false
+
     func run() throws {
         let region = try attach(path)
+        var skipped = 0
         let bell = wake.selected
         let timeoutNs = UInt64(max(timeout, 0) * 1e9)
         var verifier = StreamVerifier()
@@ -118,9 +125,22 @@ struct Consume: ParsableCommand {
                     idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
             case .mpsc:
                 var consumer = try MPSCConsumer<Descriptor>(region: region)
-                try TrafficRunner.consume(
-                    from: &consumer, count: count, burst: burst,
-                    idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
+                var remaining = count
+                while true {
+                    do throws(TrafficError) {
+                        try TrafficRunner.consume(
+                            from: &consumer, count: remaining, burst: burst,
+                            idleTimeoutNanoseconds: timeoutNs, verifier: &verifier, doorbell: bell)
+                        break
+                    } catch {
+                        guard skipStalled, case .ring(.slotStalled(let position, _), let done) = error,
+                            consumer.skipStalledSlot() == position
+                        else { throw error }
+                        remaining -= done
+                        skipped += 1
+                    }
+                }
+                if consumer.abandonedCount > 0 { report("stepped over \(consumer.abandonedCount) abandoned slot(s)") }
             }
         } catch let error as TrafficError {
             failure = error
@@ -134,7 +154,7 @@ struct Consume: ParsableCommand {
             let fields: [String: Any] = [
                 "received": verifier.received, "lost": verifier.lost, "duplicated": verifier.duplicated,
                 "corrupt": verifier.corrupt, "producers": verifier.nextSequence.count, "seconds": seconds,
-                "millionPerSecond": rate, "error": failure.map { "\($0)" } ?? NSNull(),
+                "millionPerSecond": rate, "error": failure.map { "\($0)" } ?? NSNull(), "skippedStalled": skipped,
             ]
             let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -143,6 +163,7 @@ struct Consume: ParsableCommand {
                 "received \(verifier.received) lost \(verifier.lost) duplicated \(verifier.duplicated) corrupt \(verifier.corrupt) from \(verifier.nextSequence.count) producer(s) in \(format(seconds)) s (\(format(rate)) M/s)"
             )
         }
+        if skipped > 0 { report("skipped \(skipped) stalled slot(s) (their descriptors are lost)") }
         if let failure { report("\(path): \(failure)") }
         if failure != nil || !verifier.isClean { throw ExitCode.failure }
     }

@@ -345,4 +345,21 @@ final class MultiProcessTests: XCTestCase {
         XCTAssertTrue(help.standardOutput.contains("spsc or mpsc"), help.standardOutput)
         XCTAssertFalse(help.standardOutput.contains("values: 1, 2"), help.standardOutput)
     }
+
+    /// Issue 13, item 11: a dead producer's stalled slot stopped `fabricq
+    /// consume` (and every consumer after it) for good; `--skip-stalled`
+    /// gives the CLI the recovery the library has.
+    func testConsumeCanSkipADeadProducersStalledSlot() throws {
+        let (path, _) = try create(.mpsc, capacity: 64)
+        let dying = try ChildProcess("fabricq-test-helper", ["reserve-and-die", path])
+        XCTAssertNotNil(dying.wait(timeout: 30))
+        try ChildProcess("fabricq", ["produce", path, "--count", "40", "--producer-id", "2"]).assertSuccess(timeout: 30)
+        let stuck = try ChildProcess("fabricq", ["consume", path, "--count", "40", "--timeout", "2"])
+        XCTAssertEqual(stuck.wait(timeout: 30).map(ChildProcess.exitCode), 1, "without --skip-stalled the stall is an error")
+        XCTAssertTrue(stuck.standardError.contains("reserved but unpublished"), stuck.standardError)
+        let recovered = try ChildProcess("fabricq", ["consume", path, "--count", "40", "--skip-stalled", "--timeout", "5"])
+        recovered.assertSuccess(timeout: 60)
+        XCTAssertTrue(recovered.standardOutput.contains("received 40 lost 0"), recovered.standardOutput)
+        XCTAssertTrue(recovered.standardError.contains("skipped 1 stalled slot"), recovered.standardError)
+    }
 }

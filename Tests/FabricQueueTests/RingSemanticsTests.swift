@@ -206,4 +206,35 @@ final class RingSemanticsTests: XCTestCase {
         XCTAssertTrue(p.enqueue(d(1)))
         XCTAssertEqual(try c.dequeue(), d(1))
     }
+
+    /// Issue 13, item 11: an MPSC reservation dropped without `commit` used
+    /// to stall the consumer at its position for good. Dropped or explicitly
+    /// abandoned, its slots are stepped over; the consumer counts them.
+    func testAbandonedMPSCReservationsAreSteppedOver() throws {
+        let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 16)
+        var producer = try MPSCProducer<Descriptor>(region: region)
+        var consumer = try MPSCConsumer<Descriptor>(region: region, stallTimeout: .milliseconds(1))
+        do {
+            let dropped = producer.reserve(upTo: 3)
+            XCTAssertEqual(dropped.count, 3)
+        }  // goes away uncommitted
+        XCTAssertTrue(producer.enqueue(Descriptor(commandID: 10)))
+        producer.abandon(producer.reserve(upTo: 2))
+        let reservation = producer.reserve(upTo: 1)
+        reservation.write(Descriptor(commandID: 11), at: 0)
+        producer.commit(reservation)
+        usleep(5_000)  // longer than the stall timeout: an unpublished slot would now throw
+        XCTAssertEqual(try consumer.dequeue()?.commandID, 10)
+        var buffer = [Descriptor](repeating: Descriptor(), count: 4)
+        let n = try buffer.withUnsafeMutableBufferPointer { try consumer.dequeue(into: $0) }
+        XCTAssertEqual(n, 1)
+        XCTAssertEqual(buffer[0].commandID, 11)
+        XCTAssertNil(try consumer.dequeue())
+        XCTAssertEqual(consumer.abandonedCount, 5)
+        XCTAssertTrue(consumer.isEmpty)
+        // A blocking receive steps over abandoned slots too.
+        producer.abandon(producer.reserve(upTo: 1))
+        XCTAssertTrue(producer.enqueue(Descriptor(commandID: 12)))
+        XCTAssertEqual(try consumer.receive(doorbell: .busyPoll, timeout: .seconds(1)).commandID, 12)
+    }
 }

@@ -218,6 +218,10 @@ static inline fq_status fq_attach(void *base, size_t file_size, fq_ring *ring) {
  * and pid namespaces cannot fool it. The owner word keeps the holder's pid for
  * information (fabricq inspect). The Swift endpoints do exactly this.
  */
+/* Bit 63 of an MPSC sequence word, over `position + 1`: the producer gave the
+ * slot up; a consumer steps over it instead of waiting. */
+#define FQ_SEQUENCE_ABANDONED (1ULL << 63)
+
 #define FQ_ROLE_LOCK_PRODUCER (1LL << 62)
 #define FQ_ROLE_LOCK_CONSUMER ((1LL << 62) + 1)
 #define FQ_ROLE_ERROR 0xFFFFFFFFu

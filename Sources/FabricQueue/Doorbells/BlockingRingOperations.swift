@@ -224,9 +224,11 @@ extension MPSCConsumer {
     mutating func waitUntilReadable(doorbell: Doorbell, deadline end: UInt64) throws(RingWaitError) -> DoorbellWait {
         try DoorbellLine(control: view.control, data: true).wait(doorbell, deadline: end) {
             () throws(RingError) -> Bool in
-            if isPublished(localTail) { return true }
-            try notPublished()
-            return false
+            while !isPublished(localTail) {
+                // An abandoned slot is stepped over; anything else is waited for.
+                guard try stepOverAbandonedOrWait() else { return false }
+            }
+            return true
         }
     }
 

@@ -66,6 +66,12 @@ public enum RegionLayout {
     }
 
     /// Ring control block offsets, relative to `controlOffset`.
+    /// Set in an MPSC slot's sequence word, with `position + 1` in the other
+    /// bits, when the producer that reserved the slot gave it up: the
+    /// consumer steps over such a slot instead of waiting for it. (Positions
+    /// never reach 2^63: that is 292 years at a billion descriptors a second.)
+    public static let abandonedSequenceBit: UInt64 = 1 << 63
+
     /// The bytes of a region's file whose open-file-description locks
     /// (`fcntl(F_OFD_SETLK)`, a write lock on one byte) say who holds each
     /// exclusive role: an endpoint holds its byte's lock for as long as it

@@ -77,8 +77,32 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
         view.sequences[Int(position & view.mask)].load(ordering: .acquiring) == position &+ 1
     }
 
-    /// The slow path when the slot at `localTail` is not published: empty,
-    /// being written, stalled, or corrupt indices.
+    /// Slots stepped over because their producer abandoned them (dropped or
+    /// ``MPSCProducer/abandon(_:)``ed a reservation without committing it).
+    public private(set) var abandonedCount: UInt64 = 0
+
+    /// The slow path when the slot at `localTail` is not published: steps
+    /// over it if its producer abandoned it (returns `true`: look again);
+    /// otherwise it is empty, being written, stalled, or the indices are
+    /// corrupt (returns `false` or throws).
+    @usableFromInline
+    mutating func stepOverAbandonedOrWait() throws(RingError) -> Bool {
+        // Acquire: pairs with the release store of the abandonment marker.
+        let sequence = view.sequences[Int(localTail & view.mask)].load(ordering: .acquiring)
+        if sequence == (localTail &+ 1) | RegionLayout.abandonedSequenceBit {
+            localTail &+= 1
+            abandonedCount &+= 1
+            stallPosition = .max
+            // Release: hands the slot back to the producers.
+            view.tail.pointee.store(localTail, ordering: .releasing)
+            return true
+        }
+        try notPublished()
+        return false
+    }
+
+    /// Whether the slot at `localTail` is reserved but neither published nor
+    /// abandoned: empty, being written, stalled, or corrupt indices.
     @usableFromInline
     mutating func notPublished() throws(RingError) {
         // Relaxed: we only learn whether the position was reserved; the slot's
@@ -105,9 +129,8 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     /// is none yet.
     @inlinable
     public mutating func dequeue() throws(RingError) -> Element? {
-        guard isPublished(localTail) else {
-            try notPublished()
-            return nil
+        while !isPublished(localTail) {
+            guard try stepOverAbandonedOrWait() else { return nil }
         }
         let element = readElement(from: view.slots + Int(localTail & view.mask))
         localTail &+= 1
@@ -123,13 +146,13 @@ public struct MPSCConsumer<Element: RingElement>: ~Copyable, @unchecked Sendable
     public mutating func dequeue(into buffer: UnsafeMutableBufferPointer<Element>) throws(RingError) -> Int {
         guard let destination = buffer.baseAddress else { return 0 }
         var n = 0
-        while n < buffer.count && isPublished(localTail &+ UInt64(n)) {
-            copyElement(from: view.slots + Int((localTail &+ UInt64(n)) & view.mask), to: destination + n)
-            n += 1
-        }
-        guard n > 0 else {
-            try notPublished()
-            return 0
+        while true {
+            while n < buffer.count && isPublished(localTail &+ UInt64(n)) {
+                copyElement(from: view.slots + Int((localTail &+ UInt64(n)) & view.mask), to: destination + n)
+                n += 1
+            }
+            if n > 0 { break }
+            guard try stepOverAbandonedOrWait() else { return 0 }
         }
         localTail &+= UInt64(n)
         // Release: our reads of the n slots happen before producers reuse them.

@@ -112,18 +112,33 @@ public struct MPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     }
 
     /// Claims up to `count` slots to be written in place; `commit(_:)`
-    /// publishes them. A reservation that is never committed stalls the
-    /// consumer at its position (as a dead producer would): always commit.
+    /// publishes them, ``abandon(_:)`` gives them up. A reservation dropped
+    /// without either is abandoned when it goes away, so the consumer steps
+    /// over its slots instead of stalling at them; only a producer that dies
+    /// holding a reservation leaves a stalled slot (see
+    /// `MPSCConsumer.skipStalledSlot()`).
     @inlinable
     public mutating func reserve(upTo count: Int) -> SlotReservation<Element> {
         let (position, n) = claim(UInt64(max(count, 0)))
-        return SlotReservation(position: position, count: Int(n), slots: view.slots, mask: view.mask)
+        return SlotReservation(
+            position: position, count: Int(n), slots: view.slots, mask: view.mask, sequences: view.sequences)
     }
 
-    /// Publishes every slot of `reservation`.
+    /// Publishes every slot of `reservation`, one sequence store per slot in
+    /// order (not one store for all: the consumer may take the first slots
+    /// before the last are published).
     @inlinable
     public mutating func commit(_ reservation: consuming SlotReservation<Element>) {
         for i in 0..<reservation.count { publish(reservation.position &+ UInt64(i)) }
+        reservation.published()
+    }
+
+    /// Gives up `reservation` without publishing it: its slots are marked
+    /// abandoned, and the consumer steps over them (counting them in
+    /// `MPSCConsumer.abandonedCount`) instead of stalling.
+    @inlinable
+    public mutating func abandon(_ reservation: consuming SlotReservation<Element>) {
+        _ = consume reservation  // its deinit marks the slots
     }
 
     /// Throws if the shared indices contradict each other.

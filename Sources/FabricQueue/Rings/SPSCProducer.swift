@@ -118,6 +118,7 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
         localHead &+= UInt64(reservation.count)
         // Release: the in-place slot writes are visible before the new head.
         view.head.pointee.store(localHead, ordering: .releasing)
+        reservation.published()
     }
 
     /// Throws ``RingError/indicesCorrupted(head:tail:capacity:)`` if the shared
