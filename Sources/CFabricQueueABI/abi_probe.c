@@ -28,6 +28,8 @@ static const fq_abi_entry entries[] = {
     ENTRY(fq_completion, producer_id), ENTRY(fq_completion, detail),
     { "const.hello_magic", FQ_HELLO_MAGIC }, { "const.reply_magic", FQ_REPLY_MAGIC },
     { "const.data_magic", FQ_DATA_MAGIC }, { "const.session_version", FQ_SESSION_VERSION },
+    { "const.role_lock_producer", (size_t)FQ_ROLE_LOCK_PRODUCER }, { "const.role_lock_consumer", (size_t)FQ_ROLE_LOCK_CONSUMER },
+    { "const.sequence_abandoned", (size_t)FQ_SEQUENCE_ABANDONED },
     { "sizeof.fq_hello", sizeof(fq_hello) }, { "sizeof.fq_reply", sizeof(fq_reply) },
     ENTRY(fq_hello, protocol_version), ENTRY(fq_hello, client_pid),
     ENTRY(fq_reply, status), ENTRY(fq_reply, session_id), ENTRY(fq_reply, descriptor_count), ENTRY(fq_reply, reason),

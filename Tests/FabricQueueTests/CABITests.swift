@@ -26,6 +26,13 @@ final class CABITests: XCTestCase {
         for (field, offset) in swift { XCTAssertEqual(c["fq_descriptor.\(field)"], offset, field) }
     }
 
+    func testRoleLocksAndAbandonedSequencesMatchSwift() {
+        let c = cABITable()
+        XCTAssertEqual(c["const.role_lock_producer"].map(Int64.init), RegionLayout.RoleLock.producerByte)
+        XCTAssertEqual(c["const.role_lock_consumer"].map(Int64.init), RegionLayout.RoleLock.consumerByte)
+        XCTAssertEqual(c["const.sequence_abandoned"].map { UInt64(bitPattern: Int64($0)) }, RegionLayout.abandonedSequenceBit)
+    }
+
     func testCompletionLayoutMatchesSwift() {
         let c = cABITable()
         XCTAssertEqual(c["sizeof.fq_completion"], MemoryLayout<Completion>.size)

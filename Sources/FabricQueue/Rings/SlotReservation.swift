@@ -15,6 +15,7 @@ import Synchronization
 /// instead of stalling at them for good (``MPSCProducer/abandon(_:)`` does
 /// the same explicitly). The pointers stay valid while the producer that made
 /// the reservation exists.
+@frozen
 public struct SlotReservation<Element: RingElement>: ~Copyable {
     /// Ring position of the first reserved slot.
     public let position: UInt64
