@@ -131,7 +131,6 @@ let package = Package(
             dependencies: [
                 "FabricProducer", "DaemonTestSupport", "FabricDiagnostics",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
-                .product(name: "InMemoryLogging", package: "swift-log"),
             ]
         ),
         // Validation, and controller + daemon in separate processes (kill -9, refusals).

@@ -174,7 +174,13 @@ extension DaemonCore {
         var succeeded: UInt64 = 0
         for k in 0..<n where scratch.completions[k].statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 }
         let posted = session.completions.enqueue(contentsOf: UnsafeBufferPointer(rebasing: scratch.completions[0..<n]))
-        assert(posted == n, "completion ring had room for \(n), took \(posted)")
+        if posted != n {
+            // Room was checked before the burst; only a controller that moved
+            // its completion ring's tail backwards takes it away. That costs it
+            // its session, not the daemon (an assert here was a trap a peer
+            // could pull in debug builds).
+            throw .indicesCorrupted(head: 0, tail: 0, capacity: session.completions.capacity)
+        }
         var rings: UInt64 = 0
         if (try? session.completions.ringConsumer(session.completionDoorbell)) == true { rings += 1 }
         if (try? session.submissions.ringProducers(session.submissionDoorbell)) == true { rings += 1 }

@@ -104,3 +104,31 @@ func consumeLoop<C: BlockingRingConsumer & ~Copyable>(
     }
     return start
 }
+
+/// `mpsc-instructions`: moves `count` descriptors through `region` (an MPSC
+/// ring), `burst` at a time, enqueue then dequeue on this thread.
+func countMPSCInstructions(region: SharedRegion, count: Int, burst: Int) throws {
+    var producer = try MPSCProducer<Descriptor>(region: region)
+    var consumer = try MPSCConsumer<Descriptor>(region: region)
+    let input = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    let output = UnsafeMutableBufferPointer<Descriptor>.allocate(capacity: burst)
+    defer {
+        input.deallocate()
+        output.deallocate()
+    }
+    var moved = 0
+    var check: UInt64 = 0
+    input.initialize(repeating: Descriptor())
+    while moved < count {
+        // Two fields a descriptor, as the C reference fills them.
+        for i in 0..<burst {
+            input[i].commandID = UInt64(moved + i)
+            input[i].producerID = 1
+        }
+        let n = producer.enqueue(contentsOf: UnsafeBufferPointer(input))
+        let m = try consumer.dequeue(into: UnsafeMutableBufferPointer(rebasing: output[0..<n]))
+        for i in 0..<m { check &+= output[i].commandID }
+        moved += m
+    }
+    print("moved \(moved) (check \(check))")
+}

@@ -16,6 +16,7 @@
 //   drain-doorbell SOCKET SECONDS                     read its daemon eventfd as fast as it can
 //   await-verdict SOCKET UID GID                      connect as UID/GID, send nothing, print the reply
 //   hostile-daemon SOCKET                             grant descriptors two per message (Hostile.swift)
+//   mpsc-instructions COUNT BURST                     one thread: MPSC enqueue/dequeue bursts, for callgrind
 
 import FabricDiagnostics
 import FabricQueue
@@ -194,6 +195,15 @@ case "poison-doorbells":
 
 case "drain-doorbell":
     runDrainDoorbell(socket: arg(2), seconds: int(3))
+
+case "mpsc-instructions":
+    // Deterministic work for `valgrind --tool=callgrind`: COUNT descriptors
+    // through an MPSC ring, BURST at a time, enqueue then dequeue on one
+    // thread (nothing spins). Beside Benchmarks/CReference/mpsc_instructions.c.
+    do {
+        let region = try SharedRegion.createAnonymous(kind: .mpsc, capacity: 1024)
+        try countMPSCInstructions(region: region, count: int(2), burst: max(1, min(int(3), 64)))
+    } catch { fail("\(error)") }
 
 case "hostile-daemon":
     runHostileDaemon(socket: arg(2))

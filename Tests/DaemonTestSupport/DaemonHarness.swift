@@ -4,6 +4,7 @@ import FabricQueue
 import FabricSystem
 @_exported import FabricTestSupport
 import Foundation
+import Logging
 import Synchronization
 import SystemPackage
 import XCTest
@@ -52,4 +53,35 @@ package func startDaemon(
     try daemon.start()
     test.addTeardownBlock { daemon.stop() }
     return daemon
+}
+
+/// A swift-log handler that keeps every message with its metadata, behind a
+/// `LockedBox` (pthread mutex), so ThreadSanitizer sees its locking; swift-log's
+/// own InMemoryLogHandler locks with a primitive TSan does not see.
+package struct RecordingLogHandler: LogHandler {
+    /// What was logged.
+    package struct Entry: Sendable {
+        package var level: Logger.Level
+        package var message: String
+        package var metadata: Logger.Metadata
+    }
+
+    private let store = LockedBox<[Entry]>([])
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level = .trace
+
+    package init() {}
+
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    package func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        store.withLock { $0.append(Entry(level: event.level, message: "\(event.message)", metadata: merged)) }
+    }
+
+    /// Everything logged so far.
+    package var entries: [Entry] { store.withLock { $0 } }
 }

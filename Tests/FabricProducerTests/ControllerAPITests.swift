@@ -4,7 +4,6 @@ import FabricDiagnostics
 import FabricProducer
 import FabricSystem
 import Foundation
-import InMemoryLogging
 import Logging
 import MetricsTestKit
 import Synchronization
@@ -248,7 +247,7 @@ final class ControllerAPITests: XCTestCase {
 
     func testHandlerFailuresBecomeErrorCompletions() throws {
         let socket = temporarySocketPath(self)
-        let logs = InMemoryLogHandler()
+        let logs = RecordingLogHandler()
         _ = try startDaemon(self, socket: socket, log: EventLog(), extra: [60: PickyHandler()]) {
             $0.logger = Logger(label: "test") { _ in logs }
         }

@@ -259,12 +259,13 @@ public final class SharedRegion: @unchecked Sendable {
         do { (fileSize, isHuge) = try MappedFile.inspect(fd, minimumSize: RegionLayout.headerSize) } catch {
             // A file too small for a header is most often no region at all:
             // say so, rather than "truncated", unless it starts like one.
-            if case .truncated = error, let start = try? fd.readPrefix(8) {
+            if case .truncated = error, let start = try? fd.readPrefix(8), !start.isEmpty {
                 var magic: UInt64 = 0
                 for (i, byte) in start.enumerated() { magic |= UInt64(byte) << (8 * UInt64(i)) }
-                if start.count < 8 || magic != RegionLayout.magic { throw .badMagic(found: magic) }
+                let mask: UInt64 = start.count == 8 ? .max : (1 << (8 * UInt64(start.count))) - 1
+                if magic != RegionLayout.magic & mask { throw .badMagic(found: magic) }
             }
-            throw error
+            throw error  // empty, or a region's first bytes: truncated
         }
         // Map only what the header describes, once the header has been checked
         // against the file: a small region in a huge (sparse) file costs its
