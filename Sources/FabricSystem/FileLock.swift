@@ -15,7 +15,7 @@ package enum FileLock {
     /// or nil when another open file description holds it (in any process,
     /// this one included). `offset` may lie beyond the end of the file.
     package static func tryExclusiveByte(of fd: FileDescriptor, at offset: Int64) throws(SystemCallError) -> FileDescriptor? {
-        let own = try FileDescriptor.openFile(FilePath("/proc/self/fd/\(fd.rawValue)"), .readWrite, options: [.closeOnExec])
+        let own = try reopen(fd)
         var lock = flock()
         lock.l_type = Int16(F_WRLCK)
         lock.l_whence = Int16(SEEK_SET)
@@ -36,7 +36,7 @@ package enum FileLock {
     /// `offset` of the file behind `fd` (`fcntl(F_OFD_GETLK)`): whether the
     /// role that byte stands for has a live holder.
     package static func isByteLocked(of fd: FileDescriptor, at offset: Int64) throws(SystemCallError) -> Bool {
-        let own = try FileDescriptor.openFile(FilePath("/proc/self/fd/\(fd.rawValue)"), .readWrite, options: [.closeOnExec])
+        let own = try reopen(fd)
         defer { try? own.close() }
         var lock = flock()
         lock.l_type = Int16(F_WRLCK)
@@ -45,5 +45,42 @@ package enum FileLock {
         lock.l_len = 1
         _ = try systemCall("fcntl(F_OFD_GETLK)") { cfq_fcntl_lock(own.rawValue, CFQ_F_OFD_GETLK, &lock) }
         return lock.l_type != Int16(F_UNLCK)
+    }
+
+    /// A new open file description of the file behind `fd`: `open(2)` of
+    /// `/proc/self/fd/N`, read-write, close-on-exec. The path is formatted in
+    /// a stack buffer, so claiming a ring role allocates nothing (endpoints
+    /// are created on threads the allocation gate measures).
+    private static func reopen(_ fd: FileDescriptor) throws(SystemCallError) -> FileDescriptor {
+        let result = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { path in
+            Result { () throws(SystemCallError) -> FileDescriptor in
+                let prefix: StaticString = "/proc/self/fd/"
+                var length = 0
+                prefix.withUTF8Buffer { bytes in
+                    for byte in bytes {
+                        path[length] = CChar(bitPattern: byte)
+                        length += 1
+                    }
+                }
+                var digits = UInt32(bitPattern: fd.rawValue)
+                let start = length
+                repeat {
+                    path[length] = CChar(UInt8(ascii: "0") + UInt8(digits % 10))
+                    length += 1
+                    digits /= 10
+                } while digits > 0
+                // The digits went in least significant first: reverse them.
+                var low = start, high = length - 1
+                while low < high {
+                    path.swapAt(low, high)
+                    low += 1
+                    high -= 1
+                }
+                path[length] = 0
+                let raw = try systemCall("open") { Glibc.open(path.baseAddress!, O_RDWR | O_CLOEXEC) }
+                return FileDescriptor(rawValue: raw)
+            }
+        }
+        return try result.get()
     }
 }
