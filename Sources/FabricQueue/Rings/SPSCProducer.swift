@@ -114,11 +114,14 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     @inlinable
     public mutating func commit(_ reservation: consuming SlotReservation<Element>) {
         precondition(reservation.position == localHead, "SPSC reservations must be committed in order, one at a time")
-        guard reservation.count > 0 else { return }
-        localHead &+= UInt64(reservation.count)
+        let count = reservation.count
+        // Ended here on every path: an SPSC reservation has nothing to abandon,
+        // and its (generic) deinit would cost a call even for an empty one.
+        reservation.published()
+        guard count > 0 else { return }
+        localHead &+= UInt64(count)
         // Release: the in-place slot writes are visible before the new head.
         view.head.pointee.store(localHead, ordering: .releasing)
-        reservation.published()
     }
 
     /// Throws ``RingError/indicesCorrupted(head:tail:capacity:)`` if the shared

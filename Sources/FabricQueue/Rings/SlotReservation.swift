@@ -44,9 +44,21 @@ public struct SlotReservation<Element: RingElement>: ~Copyable {
     }
 
     /// Ends the reservation without abandoning it (its producer has
-    /// published its slots).
+    /// published its slots, or it is SPSC and has nothing to abandon).
     @inlinable
     consuming func published() { discard self }
+
+    /// Ends a reservation the caller decided not to commit. An SPSC one
+    /// lapses; an MPSC one abandons its slots (see ``MPSCProducer/abandon(_:)``).
+    @inlinable
+    public consuming func lapse() {
+        guard let sequences else {
+            discard self
+            return
+        }
+        for i in 0..<count { Self.markAbandoned(position &+ UInt64(i), sequences, mask) }
+        discard self
+    }
 
     /// Marks the slot at `position` abandoned: its sequence word becomes
     /// `(position + 1) | RegionLayout.abandonedSequenceBit`.

@@ -81,8 +81,10 @@ package struct BatchAccumulator: ~Copyable {
     package mutating func post(to producer: inout SPSCProducer<Descriptor>) -> Int {
         guard count > 0 else { return 0 }
         let reservation = producer.reserve(upTo: count)
-        // A short SPSC reservation that is not committed changes nothing.
-        guard reservation.count == count else { return 0 }
+        guard reservation.count == count else {
+            reservation.lapse()  // a short SPSC reservation changes nothing
+            return 0
+        }
         for i in 0..<count { reservation.write(storage[i], at: i) }
         producer.commit(reservation)
         let posted = count
