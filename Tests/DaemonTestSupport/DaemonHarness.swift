@@ -82,6 +82,8 @@ package struct RecordingLogHandler: LogHandler {
         store.withLock { $0.append(Entry(level: event.level, message: "\(event.message)", metadata: merged)) }
     }
 
-    /// Everything logged so far.
-    package var entries: [Entry] { store.withLock { $0 } }
+    /// Everything logged so far: a new array built under the lock, so it
+    /// never shares storage with the one the logging threads append to
+    /// (ThreadSanitizer cannot see the runtime's reference counting).
+    package var entries: [Entry] { store.withLock { $0.map { $0 } } }
 }
