@@ -19,12 +19,13 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
     // @unchecked: raw pointers into the region; ~Copyable, so one owner at a time
     @usableFromInline let region: SharedRegion
     @usableFromInline let view: RingView<Element>
-    /// The exclusive role this endpoint holds (released when it goes away).
-    let role: RoleClaim
     @usableFromInline var localHead: UInt64
     @usableFromInline var cachedTail: UInt64
     /// The pid of a dead producer whose role this one took over, if any.
     public let tookOverFrom: Int32?
+    /// The exclusive role this endpoint holds (released when it goes away).
+    /// Last, so the fields the hot loops use keep their places.
+    let role: RoleClaim
 
     /// Attaches the producer end of the SPSC ring in `region`.
     public init(region: SharedRegion, of element: Element.Type = Element.self) throws(RegionError) {
@@ -43,6 +44,12 @@ public struct SPSCProducer<Element: RingElement>: ~Copyable, @unchecked Sendable
         // A tail that contradicts the head is not trusted: start out "full".
         cachedTail = head &- tail <= view.capacity ? tail : head &- view.capacity
     }
+
+    // The role is released by `role`'s own deinit; this one keeps the endpoint
+    // a value with a deinit (never taken apart field by field), as it was
+    // before roles became locks: measured, the SPSC burst-1 loop ran ~15 %
+    // slower without it.
+    deinit {}
 
     /// Number of slots.
     @inlinable public var capacity: Int { Int(view.capacity) }
