@@ -48,18 +48,23 @@ final class HostilePeerTests: XCTestCase {
     /// daemon doorbells are different kernel objects.
     func testEachSessionHasItsOwnDaemonDoorbell() throws {
         let (_, socket) = try serve()
-        func grantedDaemonDoorbellID() throws -> String {
-            let connection = try UnixSocket.connect(to: FilePath(socket))
-            let grant = try connection.requestSession(timeout: .seconds(5))
-            defer { for (_, fd) in grant.descriptors { try? fd.close() } }
+        func daemonDoorbellID(_ grant: SessionGrant) throws -> String {
             let fd = try XCTUnwrap(grant.descriptors.first { $0.tag == SessionDescriptorTag.daemonDoorbell.rawValue }?.descriptor)
             let info = try String(contentsOfFile: "/proc/self/fdinfo/\(fd.rawValue)", encoding: .utf8)
             let id = info.split(separator: "\n").first { $0.hasPrefix("eventfd-id:") }
             return try XCTUnwrap(id.map(String.init), "no eventfd-id in fdinfo: \(info)")
         }
-        let first = try grantedDaemonDoorbellID()
-        let second = try grantedDaemonDoorbellID()
-        XCTAssertNotEqual(first, second, "two sessions share one daemon eventfd")
+        // Both sessions stay open while their ids are compared: a released
+        // eventfd's id can be handed out again.
+        let first = try UnixSocket.connect(to: FilePath(socket))
+        let firstGrant = try first.requestSession(timeout: .seconds(5))
+        let second = try UnixSocket.connect(to: FilePath(socket))
+        let secondGrant = try second.requestSession(timeout: .seconds(5))
+        defer { for (_, fd) in firstGrant.descriptors + secondGrant.descriptors { try? fd.close() } }
+        XCTAssertNotEqual(
+            try daemonDoorbellID(firstGrant), try daemonDoorbellID(secondGrant), "two sessions share one daemon eventfd")
+        _ = consume first
+        _ = consume second
     }
 
     /// Issue 13, item 3, as a user sees it: a controller draining its daemon
