@@ -106,8 +106,15 @@ public final class FabricDaemon: Sendable {
     /// ```
     ///
     /// - Throws: ``DaemonError`` when the daemon cannot start.
+    /// - Parameters:
+    ///   - signals: the signals that stop the daemon.
+    ///   - onServing: called once the daemon serves and the signals are
+    ///     taken (say, to print "listening"): a signal sent from then on
+    ///     stops the daemon cleanly, never with the signal's default action.
     @discardableResult
-    public func run(untilSignal signals: [Int32] = [SIGINT, SIGTERM]) throws(DaemonError) -> Int32 {
+    public func run(
+        untilSignal signals: [Int32] = [SIGINT, SIGTERM], onServing: () -> Void = {}
+    ) throws(DaemonError) -> Int32 {
         let arrived = LockedBox<Int32?>(nil)
         let wakeUp: EventFD
         do { wakeUp = try EventFD() } catch { throw .doorbell(error) }
@@ -134,6 +141,7 @@ public final class FabricDaemon: Sendable {
                 if error != .alreadyStarted { throw error }
             }
         }
+        onServing()
         while arrived.withLock({ $0 }) == nil {
             _ = try? wakeUp.wait(timeoutNanoseconds: 1_000_000_000)
         }

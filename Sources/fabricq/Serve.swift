@@ -50,13 +50,9 @@ struct Serve: ParsableCommand {
         let daemon = FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers) { event in
             say("\(event)")
         }
-        do { try daemon.start() } catch {
-            report("\(error)")
-            throw ExitCode(1)
-        }
-        say("listening on \(socket)")
-        // Serves until SIGINT or SIGTERM, then ends every session and removes the socket.
-        do { try daemon.run() } catch {
+        // Serves until SIGINT or SIGTERM, then ends every session and removes
+        // the socket. "listening" is printed once a signal would stop it cleanly.
+        do { try daemon.run { say("listening on \(socket)") } } catch {
             report("\(error)")
             throw ExitCode(1)
         }
