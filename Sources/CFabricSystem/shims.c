@@ -71,7 +71,7 @@ struct cmsghdr *cfq_cmsg_firsthdr(const struct msghdr *message) { return CMSG_FI
 struct cmsghdr *cfq_cmsg_nxthdr(const struct msghdr *message, const struct cmsghdr *header) {
     return CMSG_NXTHDR((struct msghdr *)message, (struct cmsghdr *)header);
 }
-unsigned char *cfq_cmsg_data(const struct cmsghdr *header) { return CMSG_DATA(header); }
+unsigned char *cfq_cmsg_data(const struct cmsghdr *header) { return (unsigned char *)CMSG_DATA(header); }
 size_t cfq_cmsg_space(size_t payload) { return CMSG_SPACE(payload); }
 size_t cfq_cmsg_len(size_t payload) { return CMSG_LEN(payload); }
 

@@ -17,26 +17,42 @@ package enum DescriptorPassing {
 
     /// Sends `descriptor` with a one-byte `tag`. The sender keeps its copy.
     package static func send(_ descriptor: FileDescriptor, tag: UInt8, over socket: FileDescriptor) throws(SystemCallError) {
+        try send(descriptors: CollectionOfOne(descriptor.rawValue), tag: tag, over: socket)
+    }
+
+    /// Sends one message: a one-byte `tag` with `descriptors` in one
+    /// `SCM_RIGHTS` control message (none: no control message). The protocol
+    /// sends one a message; tests and diagnostics send other counts to play a
+    /// hostile peer. At most ``receiveCapacity`` descriptors.
+    package static func send(
+        descriptors: some Collection<Int32>, tag: UInt8, over socket: FileDescriptor
+    ) throws(SystemCallError) {
+        guard descriptors.count <= receiveCapacity else { throw SystemCallError("sendmsg", .invalidArgument) }
         var tagByte = tag
-        let fd = descriptor.rawValue
-        let space = cfq_cmsg_space(MemoryLayout<Int32>.size)
-        try withUnsafeTemporaryAllocation(byteCount: space, alignment: MemoryLayout<cmsghdr>.alignment) {
+        let payload = MemoryLayout<Int32>.size * descriptors.count
+        let space = descriptors.isEmpty ? 0 : cfq_cmsg_space(payload)
+        try withUnsafeTemporaryAllocation(byteCount: max(space, 1), alignment: MemoryLayout<cmsghdr>.alignment) {
             (control) throws(SystemCallError) in
             control.initializeMemory(as: UInt8.self, repeating: 0)
-            try withUnsafeMutableBytes(of: &tagByte) { (payload) throws(SystemCallError) in
-                var vector = iovec(iov_base: payload.baseAddress, iov_len: 1)
+            try withUnsafeMutableBytes(of: &tagByte) { (tagBytes) throws(SystemCallError) in
+                var vector = iovec(iov_base: tagBytes.baseAddress, iov_len: 1)
                 try withUnsafeMutablePointer(to: &vector) { (vectorPointer) throws(SystemCallError) in
                     var message = msghdr()
                     message.msg_iov = vectorPointer
                     message.msg_iovlen = 1
-                    message.msg_control = control.baseAddress
-                    message.msg_controllen = space
-                    guard let header = cfq_cmsg_firsthdr(&message) else { throw SystemCallError("sendmsg", .noBufferSpace) }
-                    header.pointee.cmsg_level = SOL_SOCKET
-                    header.pointee.cmsg_type = CFQ_SCM_RIGHTS
-                    header.pointee.cmsg_len = cfq_cmsg_len(MemoryLayout<Int32>.size)
-                    guard let data = cfq_cmsg_data(header) else { throw SystemCallError("sendmsg", .noBufferSpace) }
-                    UnsafeMutableRawPointer(data).storeBytes(of: fd, as: Int32.self)
+                    if space > 0 {
+                        message.msg_control = control.baseAddress
+                        message.msg_controllen = space
+                        guard let header = cfq_cmsg_firsthdr(&message), let data = cfq_cmsg_data(header) else {
+                            throw SystemCallError("sendmsg", .noBufferSpace)
+                        }
+                        header.pointee.cmsg_level = SOL_SOCKET
+                        header.pointee.cmsg_type = CFQ_SCM_RIGHTS
+                        header.pointee.cmsg_len = cfq_cmsg_len(payload)
+                        for (i, fd) in descriptors.enumerated() {
+                            UnsafeMutableRawPointer(data).storeBytes(of: fd, toByteOffset: i * 4, as: Int32.self)
+                        }
+                    }
                     let sent = try systemCall("sendmsg") { sendmsg(socket.rawValue, &message, CFQ_MSG_NOSIGNAL) }
                     guard sent == 1 else { throw SystemCallError("sendmsg", .ioError) }
                 }

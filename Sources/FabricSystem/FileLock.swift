@@ -32,21 +32,6 @@ package enum FileLock {
         }
     }
 
-    /// Whether some open file description holds a lock on the byte at
-    /// `offset` of the file behind `fd` (`fcntl(F_OFD_GETLK)`): whether the
-    /// role that byte stands for has a live holder.
-    package static func isByteLocked(of fd: FileDescriptor, at offset: Int64) throws(SystemCallError) -> Bool {
-        let own = try reopen(fd)
-        defer { try? own.close() }
-        var lock = flock()
-        lock.l_type = Int16(F_WRLCK)
-        lock.l_whence = Int16(SEEK_SET)
-        lock.l_start = off_t(offset)
-        lock.l_len = 1
-        _ = try systemCall("fcntl(F_OFD_GETLK)") { cfq_fcntl_lock(own.rawValue, CFQ_F_OFD_GETLK, &lock) }
-        return lock.l_type != Int16(F_UNLCK)
-    }
-
     /// A new open file description of the file behind `fd`: `open(2)` of
     /// `/proc/self/fd/N`, read-write, close-on-exec. The path is formatted in
     /// a stack buffer, so claiming a ring role allocates nothing (endpoints
@@ -62,19 +47,14 @@ package enum FileLock {
                         length += 1
                     }
                 }
-                var digits = UInt32(bitPattern: fd.rawValue)
-                let start = length
-                repeat {
-                    path[length] = CChar(UInt8(ascii: "0") + UInt8(digits % 10))
+                // The descriptor number, most significant digit first.
+                let number = UInt32(bitPattern: fd.rawValue)
+                var divisor: UInt32 = 1
+                while number / divisor >= 10 { divisor *= 10 }
+                while divisor > 0 {
+                    path[length] = CChar(UInt8(ascii: "0") + UInt8(number / divisor % 10))
                     length += 1
-                    digits /= 10
-                } while digits > 0
-                // The digits went in least significant first: reverse them.
-                var low = start, high = length - 1
-                while low < high {
-                    path.swapAt(low, high)
-                    low += 1
-                    high -= 1
+                    divisor /= 10
                 }
                 path[length] = 0
                 let raw = try systemCall("open") { Glibc.open(path.baseAddress!, O_RDWR | O_CLOEXEC) }

@@ -1,4 +1,3 @@
-import CFabricSystem
 import FabricQueue
 import FabricSession
 import FabricSystem
@@ -101,38 +100,12 @@ func runHostileDaemon(socket path: String) {
         try connection.send(reply)
         let extra = try EventFD(), another = try EventFD()
         for tag in 1...5 as ClosedRange<UInt8> {
-            sendTwoDescriptors(
-                extra.fileDescriptor.rawValue, another.fileDescriptor.rawValue, tag: tag, over: connection.fileDescriptor)
+            try DescriptorPassing.send(
+                descriptors: [extra.fileDescriptor.rawValue, another.fileDescriptor.rawValue], tag: tag,
+                over: connection.fileDescriptor)
         }
         line("sent")
         // Stay until the controller hangs up.
         _ = try? connection.receive(exactly: 1, timeout: .seconds(20))
     } catch { fail("hostile daemon: \(error)") }
-}
-
-/// sendmsg(2) of a one-byte `tag` with two descriptors in one SCM_RIGHTS message.
-private func sendTwoDescriptors(_ a: Int32, _ b: Int32, tag: UInt8, over socket: FileDescriptor) {
-    var byte = tag
-    let space = cfq_cmsg_space(8)
-    let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
-    defer { control.deallocate() }
-    control.initializeMemory(as: UInt8.self, repeating: 0, count: space)
-    let sent = withUnsafeMutableBytes(of: &byte) { raw -> Int in
-        var vector = iovec(iov_base: raw.baseAddress, iov_len: 1)
-        return withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
-            var message = msghdr()
-            message.msg_iov = vectorPointer
-            message.msg_iovlen = 1
-            message.msg_control = control
-            message.msg_controllen = space
-            guard let header = cfq_cmsg_firsthdr(&message), let data = cfq_cmsg_data(header) else { return -1 }
-            header.pointee.cmsg_level = SOL_SOCKET
-            header.pointee.cmsg_type = CFQ_SCM_RIGHTS
-            header.pointee.cmsg_len = cfq_cmsg_len(8)
-            UnsafeMutableRawPointer(data).storeBytes(of: a, as: Int32.self)
-            UnsafeMutableRawPointer(data).storeBytes(of: b, toByteOffset: 4, as: Int32.self)
-            return sendmsg(socket.rawValue, &message, CFQ_MSG_NOSIGNAL)
-        }
-    }
-    if sent != 1 { fail("sendmsg failed") }
 }

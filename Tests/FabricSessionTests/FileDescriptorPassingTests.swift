@@ -1,6 +1,6 @@
-import CFabricSystem
 import FabricQueue
 import FabricSession
+import FabricSystem
 import FabricTestSupport
 import Foundation
 import Glibc
@@ -37,7 +37,7 @@ final class FileDescriptorPassingTests: XCTestCase {
         }
         let first = try EventFD(), second = try EventFD()
         let before = openDescriptorCount()
-        try sendRaw(over: a, descriptors: [first.fileDescriptor.rawValue, second.fileDescriptor.rawValue])
+        try DescriptorPassing.send(descriptors: [first.fileDescriptor.rawValue, second.fileDescriptor.rawValue], tag: 9, over: a)
         XCTAssertThrowsError(try FileDescriptorPassing.receive(over: b)) {
             XCTAssertEqual($0 as? SocketError, .system(SystemCallError("recvmsg", .badMessage)))
         }
@@ -51,7 +51,7 @@ final class FileDescriptorPassingTests: XCTestCase {
             try? a.close()
             try? b.close()
         }
-        try sendRaw(over: a, descriptors: [])
+        try DescriptorPassing.send(descriptors: [Int32](), tag: 9, over: a)
         XCTAssertThrowsError(try FileDescriptorPassing.receive(over: b)) {
             XCTAssertEqual($0 as? SocketError, .system(SystemCallError("recvmsg", .badMessage)))
         }
@@ -70,35 +70,5 @@ final class FileDescriptorPassingTests: XCTestCase {
         try FileDescriptorPassing.send(null, over: a, tag: 1)
         XCTAssertThrowsError(try EventFD.receive(over: b))
         XCTAssertEqual(openDescriptorCount(), before)
-    }
-
-    /// sendmsg(2) of one byte with `descriptors` in one SCM_RIGHTS message.
-    private func sendRaw(over socket: FileDescriptor, descriptors: [Int32]) throws {
-        var byte: UInt8 = 9
-        let payload = descriptors.count * 4
-        let space = payload == 0 ? 0 : cfq_cmsg_space(payload)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: max(space, 1), alignment: 8)
-        defer { control.deallocate() }
-        memset(control, 0, max(space, 1))
-        let sent = withUnsafeMutableBytes(of: &byte) { raw -> Int in
-            var vector = iovec(iov_base: raw.baseAddress, iov_len: 1)
-            return withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
-                var message = msghdr()
-                message.msg_iov = vectorPointer
-                message.msg_iovlen = 1
-                if space > 0 {
-                    message.msg_control = control
-                    message.msg_controllen = space
-                    let header = cfq_cmsg_firsthdr(&message)!
-                    header.pointee.cmsg_level = SOL_SOCKET
-                    header.pointee.cmsg_type = CFQ_SCM_RIGHTS
-                    header.pointee.cmsg_len = cfq_cmsg_len(payload)
-                    let data = UnsafeMutableRawPointer(cfq_cmsg_data(header)!)
-                    for (i, fd) in descriptors.enumerated() { data.storeBytes(of: fd, toByteOffset: i * 4, as: Int32.self) }
-                }
-                return sendmsg(socket.rawValue, &message, 0)
-            }
-        }
-        XCTAssertEqual(sent, 1)
     }
 }
