@@ -94,14 +94,14 @@ let package = Package(
         .executableTarget(
             name: "fabricq",
             dependencies: [
-                "FabricQueue", "FabricConsumer", "FabricDiagnostics",
+                "FabricQueue", "FabricConsumer", "FabricProducer", "FabricDiagnostics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Test-only helper that tests spawn as real child processes.
         .executableTarget(
             name: "fabricq-test-helper",
-            dependencies: ["FabricQueue", "FabricSession", "FabricProducer", "FabricDiagnostics"]
+            dependencies: ["FabricQueue", "FabricSession", "FabricProducer", "FabricConsumer", "FabricDiagnostics"]
         ),
 
         // ── Tests: one target per library target ────────────────────────

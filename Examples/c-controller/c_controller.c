@@ -29,12 +29,12 @@ static uint64_t mix(uint64_t x) {
 
 static uint64_t checksum(const fq_descriptor *d) {
     uint64_t h = mix(d->command_id);
-    h = mix(h ^ ((uint64_t)d->model_id << 32 | d->flags));
+    h = mix(h ^ ((uint64_t)d->model_id << 32 | (uint64_t)d->flags << 16 | (uint64_t)d->priority << 8 | d->opcode));
     h = mix(h ^ d->input_offset);
     h = mix(h ^ d->output_offset);
     h = mix(h ^ ((uint64_t)d->input_size << 32 | d->output_capacity));
     h = mix(h ^ d->submit_timestamp);
-    h = mix(h ^ ((uint64_t)d->producer_id << 32 | d->reserved));
+    h = mix(h ^ ((uint64_t)d->producer_id << 32 | d->deadline_us));
     return h;
 }
 
@@ -43,14 +43,16 @@ static fq_descriptor checked(uint32_t producer, uint64_t seq) {
     fq_descriptor d = {
         .command_id = seq,
         .model_id = (uint32_t)mix(seq ^ 0x5eed),
-        .flags = (uint32_t)(seq * 2654435761ULL),
+        .flags = (uint16_t)(seq * 2654435761ULL),
+        .priority = (uint8_t)(seq >> 3),
+        .opcode = 0,
         .input_offset = seq * 64,
         .output_offset = ~seq,
         .input_size = (uint32_t)(seq | 1),
         .output_capacity = producer + 7,
         .submit_timestamp = 0,
         .producer_id = producer,
-        .reserved = 0,
+        .deadline_us = (uint32_t)(seq >> 1),
     };
     d.user_data = checksum(&d);
     return d;

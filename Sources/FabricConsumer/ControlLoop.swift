@@ -90,6 +90,7 @@ extension DaemonCore {
                 return true
             }
             if entries[0].revents != 0 { acceptConnections(binding, into: &pending) }
+            adoptInProcessConnections(into: &pending)
         }
         for handshake in pending { handshake.socket?.refuse(.busy, reason: "daemon stopping") }
         // The poll thread has stopped and retired every session by now.
@@ -135,6 +136,25 @@ extension DaemonCore {
             }
             let deadline = deadline(after: configuration.handshakeTimeout)
             pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline))
+        }
+    }
+
+    /// Takes the sockets ``FabricDaemon/connectInProcess()`` made and treats
+    /// each like an accepted connection: the same credential check (the
+    /// peer is this process) and the same handshake.
+    private func adoptInProcessConnections(into pending: inout [PendingHandshake]) {
+        let arrived = inProcessConnections.withLock { fds in
+            defer { fds.removeAll() }
+            return fds
+        }
+        for fd in arrived {
+            let connection = UnixSocket(fd)
+            let peer: PeerCredentials
+            do { peer = try connection.refuseUnlessAdmitted(by: configuration.peerPolicy) } catch {
+                refused(peer: try? connection.peerCredentials(), error)
+                continue
+            }
+            pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline(after: configuration.handshakeTimeout)))
         }
     }
 

@@ -8,13 +8,17 @@ import Synchronization
 /// counters.
 final class DaemonCore: Sendable {
     let configuration: DaemonConfiguration
-    let handlers: [UInt32: any CommandHandler]
+    let models: [UInt32: ServedModel]
     let requiredOutput: [UInt32: UInt32]
     let onEvent: (@Sendable (DaemonEvent) -> Void)?
     let counters: DaemonCounters
 
     /// New sessions on their way to the poll thread.
     let inbox = LockedBox<[DaemonSession]>([])
+    /// Connected sockets from ``FabricDaemon/connectInProcess()`` on their
+    /// way to the control thread, which runs the handshake on them as on an
+    /// accepted connection.
+    let inProcessConnections = LockedBox<[FileDescriptor]>([])
     /// Per model: when a handler error was last logged, and how many since
     /// were left out (poll thread; a lock only because DaemonCore is shared).
     let handlerErrorLog = LockedBox<[UInt32: (last: UInt64, suppressed: Int)]>([:])
@@ -27,12 +31,12 @@ final class DaemonCore: Sendable {
     private let nextSessionID = Atomic<UInt64>(1)
 
     init(
-        configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
+        configuration: DaemonConfiguration, models: [UInt32: ServedModel],
         metricsFactory: (any MetricsFactory)?, onEvent: (@Sendable (DaemonEvent) -> Void)?
     ) {
         self.configuration = configuration
-        self.handlers = handlers
-        requiredOutput = handlers.mapValues { $0.requiredOutputCapacity }
+        self.models = models
+        requiredOutput = models.mapValues { $0.handler.requiredOutputCapacity }
         self.onEvent = onEvent
         counters = DaemonCounters(factory: metricsFactory)
     }
@@ -79,6 +83,17 @@ final class DaemonCore: Sendable {
                 replaceStale: configuration.replaceStaleSocket)
             return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
         } catch { throw .socket(error) }
+    }
+
+    /// The lanes for every model, with their instances not yet started.
+    func makeRuntime(_ binding: Binding) -> DaemonRuntime {
+        let waker = PollWaker(doorbell: binding.daemonDoorbell)
+        let lanes = models.sorted { $0.key < $1.key }.map { id, model in
+            ModelLane(modelID: id, model: model, waker: waker, counters: counters) { [self] error in
+                reportHandlerError(error, model: id)
+            }
+        }
+        return DaemonRuntime(lanes: lanes, waker: waker)
     }
 
     func makeSessionID() -> UInt64 {

@@ -32,6 +32,14 @@ final class DaemonSession: @unchecked Sendable {
     var submissions: SPSCConsumer<Descriptor>
     /// Poll thread only.
     var completions: SPSCProducer<Completion>
+    /// Poll thread only: commands taken off the submission ring whose
+    /// completion is not posted yet (queued or running). The poll thread
+    /// takes a command only while the completion ring has room for all of
+    /// them, so posting never waits.
+    var outstanding = 0
+    /// Poll thread only: a completion was posted and the controller's
+    /// doorbell not rung yet.
+    var needsDoorbell = false
     let validator: DescriptorValidator
     /// Submission ring: data → this session's daemon eventfd, space → its session eventfd.
     let submissionDoorbell: Doorbell

@@ -23,6 +23,20 @@ public struct DaemonStatistics: Sendable, Equatable {
     public var doorbellRings: UInt64 = 0
     /// Times the poll thread slept.
     public var sleeps: UInt64 = 0
+    /// Commands whose deadline passed before they could run.
+    public var commandsExpired: UInt64 = 0
+    /// Commands cancelled by their controller while queued.
+    public var commandsCancelled: UInt64 = 0
+    /// Commands refused because their model's queue was full.
+    public var commandsRejectedQueueFull: UInt64 = 0
+    /// Batches handed to model instances (commands started / batches is the
+    /// mean executed batch size).
+    public var batchesStarted: UInt64 = 0
+    /// Commands handed to model instances.
+    public var commandsStarted: UInt64 = 0
+    /// Completions a handler reported twice, or for a batch already recycled:
+    /// refused and never posted.
+    public var rejectedCompletions: UInt64 = 0
 }
 
 /// The daemon's counters: written by its threads with relaxed atomic adds
@@ -39,6 +53,12 @@ final class DaemonCounters: Sendable {
     let invalidDescriptors = Atomic<UInt64>(0)
     let doorbellRings = Atomic<UInt64>(0)
     let sleeps = Atomic<UInt64>(0)
+    let commandsExpired = Atomic<UInt64>(0)
+    let commandsCancelled = Atomic<UInt64>(0)
+    let commandsRejectedQueueFull = Atomic<UInt64>(0)
+    let batchesStarted = Atomic<UInt64>(0)
+    let commandsStarted = Atomic<UInt64>(0)
+    let rejectedCompletions = Atomic<UInt64>(0)
 
     private let metrics: [Counter]
     private let published = LockedBox(DaemonStatistics())
@@ -47,6 +67,8 @@ final class DaemonCounters: Sendable {
         let labels = [
             "sessions_opened", "sessions_closed", "connections_refused", "commands_received",
             "commands_succeeded", "commands_failed", "invalid_descriptors", "doorbell_rings", "sleeps",
+            "commands_expired", "commands_cancelled", "commands_rejected_queue_full", "batches_started",
+            "commands_started", "rejected_completions",
         ]
         metrics = labels.map { name in
             let label = "fabricqueue_daemon_\(name)_total"
@@ -72,7 +94,13 @@ final class DaemonCounters: Sendable {
             commandsFailed: commandsFailed.load(ordering: .relaxed),
             invalidDescriptors: invalidDescriptors.load(ordering: .relaxed),
             doorbellRings: doorbellRings.load(ordering: .relaxed),
-            sleeps: sleeps.load(ordering: .relaxed))
+            sleeps: sleeps.load(ordering: .relaxed),
+            commandsExpired: commandsExpired.load(ordering: .relaxed),
+            commandsCancelled: commandsCancelled.load(ordering: .relaxed),
+            commandsRejectedQueueFull: commandsRejectedQueueFull.load(ordering: .relaxed),
+            batchesStarted: batchesStarted.load(ordering: .relaxed),
+            commandsStarted: commandsStarted.load(ordering: .relaxed),
+            rejectedCompletions: rejectedCompletions.load(ordering: .relaxed))
     }
 
     /// Pushes what changed since the last call into the swift-metrics
@@ -92,6 +120,12 @@ final class DaemonCounters: Sendable {
             push(6, now.invalidDescriptors, last.invalidDescriptors)
             push(7, now.doorbellRings, last.doorbellRings)
             push(8, now.sleeps, last.sleeps)
+            push(9, now.commandsExpired, last.commandsExpired)
+            push(10, now.commandsCancelled, last.commandsCancelled)
+            push(11, now.commandsRejectedQueueFull, last.commandsRejectedQueueFull)
+            push(12, now.batchesStarted, last.batchesStarted)
+            push(13, now.commandsStarted, last.commandsStarted)
+            push(14, now.rejectedCompletions, last.rejectedCompletions)
             last = now
         }
     }

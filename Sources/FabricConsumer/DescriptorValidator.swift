@@ -16,8 +16,8 @@ public enum DescriptorViolation: Error, Equatable, Sendable {
     case overlappingBuffers
     /// Output capacity is below what the model needs.
     case outputTooSmall(capacity: UInt32, required: UInt32)
-    /// A field reserved in this ABI version is not zero.
-    case reservedFieldSet
+    /// The opcode is not one this ABI version defines.
+    case unknownOpcode(UInt8)
 }
 
 /// Checks descriptors that arrive from another process before anything acts on
@@ -56,7 +56,7 @@ public struct DescriptorValidator: Sendable {
 
     /// Throws the first violation found in `descriptor`.
     public func validate(_ descriptor: Descriptor) throws(DescriptorViolation) {
-        guard descriptor.reserved == 0 else { throw .reservedFieldSet }
+        guard descriptor.opcode == CommandOpcode.run.rawValue else { throw .unknownOpcode(descriptor.opcode) }
         guard let required = requiredOutput[descriptor.modelID] else { throw .unknownModel(descriptor.modelID) }
         guard contains(offset: descriptor.inputOffset, size: UInt64(descriptor.inputSize)) else {
             throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
@@ -107,7 +107,7 @@ extension DescriptorViolation {
         case .outputOutOfBounds: InvalidDescriptorReason.outputOutOfBounds.rawValue
         case .overlappingBuffers: InvalidDescriptorReason.overlappingBuffers.rawValue
         case .outputTooSmall: InvalidDescriptorReason.outputTooSmall.rawValue
-        case .reservedFieldSet: InvalidDescriptorReason.reservedFieldSet.rawValue
+        case .unknownOpcode: InvalidDescriptorReason.unknownOpcode.rawValue
         }
     }
 }

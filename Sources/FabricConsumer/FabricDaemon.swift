@@ -8,49 +8,81 @@ import SystemPackage
 
 /// The daemon side of FabricQueue: listens for controllers, gives each a
 /// session (rings, buffer slots, doorbells), and serves their commands with
-/// registered ``CommandHandler``s.
+/// registered models, like an inference server.
 ///
 /// ```swift
 /// var configuration = DaemonConfiguration(socketPath: "/run/fabricqueue/daemon.sock")
 /// configuration.pollThreadPlacement = .cpu(3)
-/// let daemon = FabricDaemon(configuration: configuration, handlers: [1: ResNetHandler(engine)])
-/// try daemon.start()
-/// // … serve until asked to stop …
-/// daemon.stop()
+/// var resnet = ModelConfiguration(instances: 2, placement: .node(0))
+/// resnet.batching = DynamicBatching(maximumBatchSize: 8, maximumQueueDelay: .microseconds(500))
+/// let daemon = FabricDaemon(configuration: configuration, models: [
+///     1: ServedModel(handler: ResNetHandler(engine), configuration: resnet),
+///     2: ServedModel(handler: EchoHandler()),
+/// ])
+/// try daemon.run()          // until SIGINT or SIGTERM
 /// ```
 ///
-/// Two threads: a control thread accepts connections, runs the handshake
+/// Threads: a control thread accepts connections, runs the handshake
 /// (`SessionHandshake`) and watches every session's socket, so a controller
-/// that exits or is killed is noticed at once (the kernel closes its socket)
-/// and its session is dropped and its memory released; a poll thread serves
-/// every session's submission ring in turn (bursts of up to
-/// ``DaemonConfiguration/burstSize``), validates each descriptor, hands runs of
-/// consecutive valid commands for one model to its handler as one batch, and
-/// posts one completion per command.
+/// that exits or is killed is noticed at once and its session dropped. A
+/// poll thread takes commands off every session's submission ring (bursts of
+/// up to ``DaemonConfiguration/burstSize``), validates each descriptor and
+/// queues it on its model's lane; each model's batcher
+/// (``DynamicBatching``) gathers commands from all sessions, highest priority
+/// first, and hands batches to the model's idle instances
+/// (``ModelConfiguration/instances``: threads, or slots for a deferred
+/// handler); the poll thread posts each completion as the handler reports it.
+/// The poll thread never runs a ``ModelExecution/threads`` model's handler and
+/// never waits for one, so a slow model delays neither other models nor
+/// other sessions.
 ///
 /// ## Completion order
-/// Completions are posted to the submitting session's completion ring **in
-/// submission order**, and each carries its command id: one thread serves a
-/// session, and commands that fail validation are answered in their place.
+/// Completions arrive **in any order**: each carries its command id. Within
+/// one model with one instance and a synchronous handler they follow
+/// submission order; commands refused at pickup (invalid, expired, model
+/// queue full) are answered at once, ahead of earlier commands still running.
 public final class FabricDaemon: Sendable {
     let core: DaemonCore
-    private let threads = LockedBox<(poll: ServiceThread, control: ServiceThread, binding: DaemonCore.Binding)?>(nil)
+    private let threads = LockedBox<Running?>(nil)
 
-    /// A daemon with `handlers` keyed by model id; `onEvent` hears about
+    private struct Running {
+        let poll: ServiceThread
+        let control: ServiceThread
+        let binding: DaemonCore.Binding
+        let runtime: DaemonRuntime
+    }
+
+    /// A daemon serving `models`, keyed by model id; `onEvent` hears about
     /// sessions opening, closing and being refused (on the control thread).
     public init(
-        configuration: DaemonConfiguration, handlers: [UInt32: any CommandHandler],
+        configuration: DaemonConfiguration, models: [UInt32: ServedModel],
         metricsFactory: (any MetricsFactory)? = nil,
         onEvent: (@Sendable (DaemonEvent) -> Void)? = nil
     ) {
         core = DaemonCore(
-            configuration: configuration, handlers: handlers,
+            configuration: configuration, models: models,
+            metricsFactory: metricsFactory, onEvent: onEvent)
+    }
+
+    /// A daemon with `handlers` keyed by model id, each served with the
+    /// default ``ModelConfiguration`` (one instance thread, batches of up to
+    /// ``DaemonConfiguration/burstSize``, no queue delay).
+    public convenience init(
+        configuration: DaemonConfiguration, handlers: [UInt32: any BatchHandler],
+        metricsFactory: (any MetricsFactory)? = nil,
+        onEvent: (@Sendable (DaemonEvent) -> Void)? = nil
+    ) {
+        let model = ModelConfiguration(
+            batching: DynamicBatching(maximumBatchSize: min(max(configuration.burstSize, 1), 256)))
+        self.init(
+            configuration: configuration,
+            models: handlers.mapValues { ServedModel(handler: $0, configuration: model) },
             metricsFactory: metricsFactory, onEvent: onEvent)
     }
 
     deinit { stop() }
 
-    /// Binds the socket and starts the control and poll threads.
+    /// Binds the socket and starts the control, poll and instance threads.
     ///
     /// - Throws: ``DaemonError`` when the socket cannot be bound or a thread
     ///   or eventfd cannot be created.
@@ -59,35 +91,76 @@ public final class FabricDaemon: Sendable {
             guard threads == nil else { throw .alreadyStarted }
             let binding = try core.bind()
             let core = self.core
-            let poll: ServiceThread
-            do throws(SystemCallError) { poll = try ServiceThread { core.runPollLoop(binding) } } catch { throw .thread(error) }
+            let runtime = core.makeRuntime(binding)
+            let spin = core.configuration.idle.spinNanoseconds
             do throws(SystemCallError) {
-                threads = (poll, try ServiceThread { core.runControlLoop(binding) }, binding)
+                for lane in runtime.lanes {
+                    try lane.startInstances(spin: spin) { error in
+                        core.logger.error("instance placement failed", metadata: ["model": "\(lane.modelID)", "error": "\(error)"])
+                    }
+                }
+            } catch {
+                for lane in runtime.lanes { lane.stopInstances() }
+                throw .thread(error)
+            }
+            let poll: ServiceThread
+            do throws(SystemCallError) { poll = try ServiceThread { core.runPollLoop(binding, runtime) } } catch {
+                for lane in runtime.lanes { lane.stopInstances() }
+                throw .thread(error)
+            }
+            do throws(SystemCallError) {
+                threads = Running(
+                    poll: poll, control: try ServiceThread { core.runControlLoop(binding) }, binding: binding,
+                    runtime: runtime)
             } catch {
                 core.stopPolling()
                 try? binding.daemonDoorbell.signal()
                 poll.join()
+                for lane in runtime.lanes { lane.stopInstances() }
                 throw .thread(error)
             }
         }
     }
 
     /// Stops serving: every session ends (``SessionEndReason/daemonStopping``),
-    /// the threads exit and the socket file is removed. Idempotent.
+    /// the threads exit and the socket file is removed. Idempotent. Waits
+    /// for handler calls in progress on instance threads to return; a
+    /// deferred handler's commands still outstanding are dropped (their
+    /// sessions are gone).
     public func stop() {
         guard
-            let (poll, control, binding) = threads.withLock({ t in
+            let running = threads.withLock({ t in
                 defer { t = nil }
                 return t
             })
         else { return }
         core.stopPolling()
-        try? binding.daemonDoorbell.signal()
-        poll.join()
+        try? running.binding.daemonDoorbell.signal()
+        running.poll.join()
+        for lane in running.runtime.lanes { lane.stopInstances() }
         core.stopControl()
-        try? binding.controlDoorbell.signal()
-        control.join()
+        try? running.binding.controlDoorbell.signal()
+        running.control.join()
         core.counters.publish()
+    }
+
+    /// Opens a session for a controller in this very process ("Model A":
+    /// the control process links the engine): a connected socket pair whose
+    /// far end the daemon treats as an accepted connection, running the same
+    /// handshake and granting the same rings, data region and doorbells as
+    /// over ``DaemonConfiguration/socketPath``. Hand the result to
+    /// `ControllerSession.connect(to:)` or `FabricClient.connect(to:)`: the
+    /// controller code is the same as for a daemon in another process.
+    ///
+    /// - Throws: ``DaemonError/notRunning`` before ``start()``;
+    ///   ``DaemonError/socket(_:)`` when `socketpair(2)` fails.
+    public func connectInProcess() throws(DaemonError) -> InProcessConnection {
+        guard let binding = threads.withLock({ $0?.binding }) else { throw .notRunning }
+        let pair: (client: FileDescriptor, daemon: FileDescriptor)
+        do { pair = try InProcessConnection.makePair() } catch { throw .socket(error) }
+        core.inProcessConnections.withLock { $0.append(pair.daemon) }
+        try? binding.controlDoorbell.signal()
+        return InProcessConnection(adopting: pair.client)
     }
 
     /// Starts the daemon (unless it is running already), serves until the
@@ -160,6 +233,8 @@ public final class FabricDaemon: Sendable {
 public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     /// ``FabricDaemon/start()`` was called twice.
     case alreadyStarted
+    /// The daemon is not running (``FabricDaemon/connectInProcess()`` before ``FabricDaemon/start()``).
+    case notRunning
     /// The control socket could not be bound.
     case socket(SocketError)
     /// An eventfd could not be created.
@@ -170,6 +245,7 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .alreadyStarted: "daemon already started"
+        case .notRunning: "daemon not running"
         case .socket(let e): "daemon socket: \(e)"
         case .doorbell(let e): "daemon doorbell: \(e)"
         case .thread(let e): "starting a daemon thread: \(e)"

@@ -3,45 +3,47 @@ import FabricSystem
 import Glibc
 import Synchronization
 
-/// The poll thread's scratch space, allocated once: a burst of descriptors,
-/// their completions, buffers and handler results. Serving allocates nothing.
+/// The poll thread's scratch space, allocated once: a burst of descriptors
+/// and the completions answered at once. Serving allocates nothing.
 struct PollScratch: ~Copyable {
     let descriptors: UnsafeMutableBufferPointer<Descriptor>
     let completions: UnsafeMutableBufferPointer<Completion>
-    let inputs: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
-    let outputs: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
-    let results: UnsafeMutableBufferPointer<CommandOutcome>
-    let valid: UnsafeMutableBufferPointer<Bool>
 
     init(burst: Int) {
         descriptors = .allocate(capacity: burst)
         descriptors.initialize(repeating: Descriptor())
         completions = .allocate(capacity: burst)
         completions.initialize(repeating: Completion(for: Descriptor(), status: .cancelled))
-        inputs = .allocate(capacity: burst)
-        inputs.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
-        outputs = .allocate(capacity: burst)
-        outputs.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
-        results = .allocate(capacity: burst)
-        results.initialize(repeating: .unreported)
-        valid = .allocate(capacity: burst)
-        valid.initialize(repeating: false)
     }
 
     deinit {
         descriptors.deallocate()
         completions.deallocate()
-        inputs.deallocate()
-        outputs.deallocate()
-        results.deallocate()
-        valid.deallocate()
+    }
+}
+
+/// What the poll thread works with once the daemon runs: one lane per model
+/// (queue, batcher, instances) and the waker completers ring.
+final class DaemonRuntime: Sendable {
+    let lanes: [ModelLane]
+    let lanesByModel: [UInt32: ModelLane]
+    let waker: PollWaker
+
+    init(lanes: [ModelLane], waker: PollWaker) {
+        self.lanes = lanes
+        lanesByModel = Dictionary(uniqueKeysWithValues: lanes.map { ($0.modelID, $0) })
+        self.waker = waker
     }
 }
 
 extension DaemonCore {
-    /// The poll thread: serve every session in turn; when none has work, idle
-    /// as configured; retire sessions whose end was requested.
-    func runPollLoop(_ binding: Binding) {
+    /// The poll thread: takes every session's new commands off its ring,
+    /// validates them and queues them on their model's lane; hands batches
+    /// to idle instances; posts the completions instances report (it is
+    /// every completion ring's only writer); when nothing moves, idles as
+    /// configured; retires sessions whose end was requested. It never waits
+    /// for a handler.
+    func runPollLoop(_ binding: Binding, _ runtime: DaemonRuntime) {
         if let placement = configuration.pollThreadPlacement {
             do { try placement.apply() } catch {
                 logger.error("poll thread placement failed", metadata: ["placement": "\(placement)", "error": "\(error)"])
@@ -51,15 +53,12 @@ extension DaemonCore {
         let scratch = PollScratch(burst: burst)
         var sessions: [DaemonSession] = []
         sessions.reserveCapacity(configuration.maximumSessions)
+        var touched: [DaemonSession] = []
+        touched.reserveCapacity(configuration.maximumSessions)
         var waitSet: [pollfd] = []
         waitSet.reserveCapacity(configuration.maximumSessions + 1)
         var lastWork = MonotonicClock.now()
-        let spinBudget: UInt64 =
-            switch configuration.idle {
-            case .busyPoll: .max
-            case .adaptive(let spin): spin.saturatingNanoseconds
-            case .sleep: 0
-            }
+        let spinBudget = configuration.idle.spinNanoseconds
         var passesSincePublish = 0
 
         // Relaxed: the flag is a request to stop; nothing is read on the strength of it.
@@ -73,25 +72,38 @@ extension DaemonCore {
                     inboxPending.store(false, ordering: .relaxed)
                 }
             }
-            var served = 0
+            var moved = 0
             var index = 0
             while index < sessions.count {
                 let session = sessions[index]
                 if session.isEndRequested {
-                    retire(session, binding)
+                    retire(session, runtime, binding)
                     sessions.swapAt(index, sessions.count - 1)
                     sessions.removeLast()
                     continue
                 }
                 do {
-                    served += try serve(session, burst: burst, scratch)
+                    moved += try serve(session, runtime, burst: burst, scratch, &touched)
                 } catch {
                     session.requestEnd(.protocolViolation("\(error)"))
                     continue  // retired on the next look at this index
                 }
                 index += 1
             }
-            if served > 0 {
+            var due: UInt64?
+            let now = MonotonicClock.now()
+            for lane in runtime.lanes {
+                moved += postReported(lane, &touched)
+                let (started, laneDue) = lane.dispatch(now: now) { command in
+                    DaemonCounters.bump(counters.commandsExpired)
+                    answer(command, .expired, &touched)
+                }
+                if started > 0 { moved += started }
+                if let laneDue { due = min(due ?? .max, laneDue) }
+            }
+            ringControllers(&touched)
+
+            if moved > 0 {
                 lastWork = MonotonicClock.now()
                 passesSincePublish += 1
                 if passesSincePublish >= 4096 {
@@ -101,12 +113,13 @@ extension DaemonCore {
                 continue
             }
             if spinBudget == .max || MonotonicClock.now() &- lastWork < spinBudget {
+                if let due, due <= MonotonicClock.now() { continue }
                 SpinWait.pause()
                 continue
             }
             counters.publish()
             passesSincePublish = 0
-            sleep(until: &sessions, binding, &waitSet)
+            sleep(until: due, &sessions, runtime, binding, &waitSet)
             lastWork = MonotonicClock.now()
         }
         // Stopping: retire everything, including sessions not yet picked up.
@@ -116,80 +129,97 @@ extension DaemonCore {
         }
         for session in sessions + pending {
             session.requestEnd(.daemonStopping)
-            retire(session, binding)
+            retire(session, runtime, binding)
         }
     }
 
-    /// Takes up to one burst from `session`, runs it, posts its completions.
-    /// Returns how many commands it took. Throws when the session's ring
-    /// indices are corrupt.
-    func serve(_ session: DaemonSession, burst: Int, _ scratch: borrowing PollScratch) throws(RingError) -> Int {
-        // Take only what the completion ring can answer, so posting never waits.
-        let room = session.completions.freeSlotCount(wanting: burst)
+    /// Takes up to one burst from `session`: answers at once what cannot run
+    /// (invalid, unknown model, expired, model queue full), carries out
+    /// cancellations, queues the rest on their models' lanes. Returns how
+    /// many descriptors it took. Throws when the session's ring indices are
+    /// corrupt.
+    func serve(
+        _ session: DaemonSession, _ runtime: DaemonRuntime, burst: Int, _ scratch: borrowing PollScratch,
+        _ touched: inout [DaemonSession]
+    ) throws(RingError) -> Int {
+        // Take only what the completion ring can answer together with every
+        // command still outstanding, so posting never waits.
+        let free = session.completions.freeSlotCount(wanting: burst + session.outstanding)
+        let room = free - session.outstanding
         guard room > 0 else { return 0 }
         let n = try session.submissions.dequeue(
             into: UnsafeMutableBufferPointer(rebasing: scratch.descriptors[0..<min(burst, room)]))
         guard n > 0 else { return 0 }
         let pickup = MonotonicClock.now()
-        var invalid: UInt64 = 0
+        var answered = 0
+        var invalid: UInt64 = 0, expired: UInt64 = 0, full: UInt64 = 0, commands: UInt64 = 0
 
         for k in 0..<n {
             let descriptor = scratch.descriptors[k]
+            if descriptor.opcode == CommandOpcode.cancel.rawValue {
+                runtime.lanesByModel[descriptor.modelID]?.cancel(descriptor.commandID, of: session) { command in
+                    DaemonCounters.bump(counters.commandsCancelled)
+                    answer(command, .cancelled, &touched)
+                }
+                continue
+            }
+            commands += 1
             var completion = Completion(for: descriptor, status: .succeeded)
             completion.pickupTimestamp = pickup
             do throws(DescriptorViolation) {
                 try session.validator.validate(descriptor)
-                guard let input = bytes(session.data, descriptor.inputOffset, descriptor.inputSize),
-                    let output = bytes(session.data, descriptor.outputOffset, descriptor.outputCapacity)
-                else {
+                guard let lane = runtime.lanesByModel[descriptor.modelID] else { throw .unknownModel(descriptor.modelID) }
+                guard let input = bytes(session.data, descriptor.inputOffset, descriptor.inputSize) else {
                     throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
                 }
-                scratch.inputs[k] = input
-                scratch.outputs[k] = output
-                scratch.valid[k] = true
+                guard let output = bytes(session.data, descriptor.outputOffset, descriptor.outputCapacity) else {
+                    throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
+                }
+                let deadline = descriptor.deadline ?? .max
+                if deadline <= pickup {
+                    completion.statusCode = CompletionStatus.expired.rawValue
+                    expired += 1
+                } else if lane.enqueue(
+                    QueuedCommand(
+                        descriptor: descriptor, session: .passUnretained(session), input: input, output: output,
+                        pickup: pickup, deadline: deadline, live: true),
+                    priority: descriptor.priority)
+                {
+                    session.outstanding += 1
+                    continue
+                } else {
+                    completion.statusCode = CompletionStatus.modelQueueFull.rawValue
+                    full += 1
+                }
             } catch {
                 completion.statusCode = error.completionStatus.rawValue
                 completion.detail = error.completionDetail
-                scratch.valid[k] = false
                 invalid += 1
             }
-            scratch.completions[k] = completion
+            scratch.completions[answered] = completion
+            answered += 1
         }
 
-        // Runs of consecutive valid commands for one model go to its handler
-        // as one batch; completions keep submission order.
-        var k = 0
-        while k < n {
-            guard scratch.valid[k] else {
-                k += 1
-                continue
+        if answered > 0 {
+            let posted = session.completions.enqueue(
+                contentsOf: UnsafeBufferPointer(rebasing: scratch.completions[0..<answered]))
+            if posted != answered {
+                // Room was checked before the burst; only a controller that
+                // moved its completion ring's tail backwards takes it away.
+                // That costs it its session, not the daemon.
+                throw .indicesCorrupted(head: 0, tail: 0, capacity: session.completions.capacity)
             }
-            let model = scratch.descriptors[k].modelID
-            var end = k + 1
-            while end < n && scratch.valid[end] && scratch.descriptors[end].modelID == model { end += 1 }
-            run(model: model, range: k..<end, session: session, scratch)
-            k = end
+            markForDoorbell(session, &touched)
         }
-
-        var succeeded: UInt64 = 0
-        for k in 0..<n where scratch.completions[k].statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 }
-        let posted = session.completions.enqueue(contentsOf: UnsafeBufferPointer(rebasing: scratch.completions[0..<n]))
-        if posted != n {
-            // Room was checked before the burst; only a controller that moved
-            // its completion ring's tail backwards takes it away. That costs it
-            // its session, not the daemon (an assert here was a trap a peer
-            // could pull in debug builds).
-            throw .indicesCorrupted(head: 0, tail: 0, capacity: session.completions.capacity)
+        // The controller may sleep waiting for ring space.
+        if (try? session.submissions.ringProducers(session.submissionDoorbell)) == true {
+            DaemonCounters.bump(counters.doorbellRings)
         }
-        var rings: UInt64 = 0
-        if (try? session.completions.ringConsumer(session.completionDoorbell)) == true { rings += 1 }
-        if (try? session.submissions.ringProducers(session.submissionDoorbell)) == true { rings += 1 }
-
-        DaemonCounters.bump(counters.commandsReceived, by: UInt64(n))
-        DaemonCounters.bump(counters.commandsSucceeded, by: succeeded)
-        DaemonCounters.bump(counters.commandsFailed, by: UInt64(n) - succeeded)
+        DaemonCounters.bump(counters.commandsReceived, by: commands)
+        if answered > 0 { DaemonCounters.bump(counters.commandsFailed, by: UInt64(answered)) }
         if invalid > 0 { DaemonCounters.bump(counters.invalidDescriptors, by: invalid) }
-        if rings > 0 { DaemonCounters.bump(counters.doorbellRings, by: rings) }
+        if expired > 0 { DaemonCounters.bump(counters.commandsExpired, by: expired) }
+        if full > 0 { DaemonCounters.bump(counters.commandsRejectedQueueFull, by: full) }
         return n
     }
 
@@ -199,59 +229,105 @@ extension DaemonCore {
         return data.slotBytes(offset: offset, length: UInt64(size))
     }
 
-    /// Calls the model's handler on `range` of the burst and fills in the
-    /// completions from what it reported.
-    private func run(model: UInt32, range: Range<Int>, session: DaemonSession, _ scratch: borrowing PollScratch) {
-        for k in range { scratch.results[k] = .unreported }
-        let start = MonotonicClock.now()
-        var threw = false
-        if let handler = handlers[model] {
-            let batch = CommandBatch(
-                descriptors: scratch.descriptors.baseAddress! + range.lowerBound,
-                inputs: scratch.inputs.baseAddress! + range.lowerBound,
-                outputs: scratch.outputs.baseAddress! + range.lowerBound,
-                results: scratch.results.baseAddress! + range.lowerBound,
-                count: range.count)
-            do { try handler.handle(batch) } catch {
-                threw = true
-                reportHandlerError(error, model: model, session: session)
-            }
-        }
-        let end = MonotonicClock.now()
-        for k in range {
-            scratch.completions[k].handlerStartTimestamp = start
-            scratch.completions[k].handlerEndTimestamp = end
-            switch scratch.results[k] {
-            case .succeeded(let size):
-                scratch.completions[k].outputSize = size
-            case .failed(let code):
-                scratch.completions[k].statusCode = CompletionStatus.handlerFailed.rawValue
-                scratch.completions[k].detail = code
-            case .unreported:
-                scratch.completions[k].statusCode = CompletionStatus.handlerFailed.rawValue
-                scratch.completions[k].detail = threw ? HandlerFailure.threw.rawValue : HandlerFailure.unreported.rawValue
-            }
-        }
+    /// Completes a queued command that will not run (`cancelled`, `expired`).
+    private func answer(_ command: QueuedCommand, _ status: CompletionStatus, _ touched: inout [DaemonSession]) {
+        var completion = Completion(for: command.descriptor, status: status)
+        completion.pickupTimestamp = command.pickup
+        post(completion, to: command.session.takeUnretainedValue(), &touched)
+        DaemonCounters.bump(counters.commandsFailed)
     }
 
-    /// Sleeps until some session has work (or a session arrives, ends, or
-    /// the daemon stops): one `ppoll(2)` over the control thread's eventfd and
-    /// every session's own daemon eventfd, so no controller can take a
-    /// wake-up meant for another. See `SleeperAnnouncement.swift` in the core
-    /// for why no wake-up is lost. `waitSet` is reused: no allocation once it
-    /// has grown to the number of sessions.
-    private func sleep(until sessions: inout [DaemonSession], _ binding: Binding, _ waitSet: inout [pollfd]) {
+    /// Posts one completion of an outstanding command on its session's ring
+    /// (dropped if the session is gone).
+    private func post(_ completion: Completion, to session: DaemonSession, _ touched: inout [DaemonSession]) {
+        session.outstanding -= 1
+        guard !session.isRetired, !session.isEndRequested else { return }
+        guard session.completions.enqueue(completion) else {
+            session.requestEnd(.protocolViolation("completion ring indices corrupt"))
+            return
+        }
+        markForDoorbell(session, &touched)
+    }
+
+    private func markForDoorbell(_ session: DaemonSession, _ touched: inout [DaemonSession]) {
+        guard !session.needsDoorbell else { return }
+        session.needsDoorbell = true
+        touched.append(session)
+    }
+
+    /// Rings the controllers that got completions in this pass (a system
+    /// call only for one that sleeps).
+    private func ringControllers(_ touched: inout [DaemonSession]) {
+        guard !touched.isEmpty else { return }
+        var rings: UInt64 = 0
+        for session in touched {
+            session.needsDoorbell = false
+            guard !session.isRetired else { continue }
+            if (try? session.completions.ringConsumer(session.completionDoorbell)) == true { rings += 1 }
+        }
+        touched.removeAll(keepingCapacity: true)
+        if rings > 0 { DaemonCounters.bump(counters.doorbellRings, by: rings) }
+    }
+
+    /// Posts what `lane`'s instances have reported since the last look;
+    /// recycles batches that are done. Returns how many it posted.
+    private func postReported(_ lane: ModelLane, _ touched: inout [DaemonSession]) -> Int {
+        var total = 0
+        for slot in lane.slots where slot.hasNews {
+            var succeeded: UInt64 = 0, failed: UInt64 = 0
+            for k in 0..<slot.count where !slot.posted[k] && slot.isFinished(k, generation: slot.generation) {
+                slot.posted[k] = true
+                slot.postedCount += 1
+                let report = slot.reports[k]
+                var completion = Completion(for: slot.descriptors[k], status: .succeeded)
+                completion.statusCode = report.statusCode
+                completion.outputSize = report.outputSize
+                completion.detail = report.detail
+                completion.pickupTimestamp = slot.pickups[k]
+                completion.handlerStartTimestamp = slot.started
+                completion.handlerEndTimestamp = max(report.finished, slot.started)
+                if report.statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 } else { failed += 1 }
+                if let session = slot.sessions[k]?.takeUnretainedValue() { post(completion, to: session, &touched) }
+            }
+            total += Int(succeeded + failed)
+            if succeeded > 0 { DaemonCounters.bump(counters.commandsSucceeded, by: succeeded) }
+            if failed > 0 { DaemonCounters.bump(counters.commandsFailed, by: failed) }
+            if slot.postedCount == slot.count { lane.recycle(slot) }
+        }
+        return total
+    }
+
+    /// Sleeps until some session has work, an instance reports, a batch is
+    /// due (`due`), or a session arrives, ends, or the daemon stops: one
+    /// `ppoll(2)` over the daemon's eventfd (which completers and the control
+    /// thread signal) and every session's own daemon eventfd, so no
+    /// controller can take a wake-up meant for another. See
+    /// `SleeperAnnouncement.swift` in the core and ``PollWaker`` for why no
+    /// wake-up is lost. `waitSet` is reused: no allocation once it has grown
+    /// to the number of sessions.
+    private func sleep(
+        until due: UInt64?, _ sessions: inout [DaemonSession], _ runtime: DaemonRuntime, _ binding: Binding,
+        _ waitSet: inout [pollfd]
+    ) {
         for session in sessions {
             session.submissions.announceEventFDSleeper()
             session.completions.announceEventFDSleeper()
         }
+        // Relaxed: ordered by the fence below.
+        runtime.waker.sleeping.store(true, ordering: .relaxed)
         // F1: orders the announcements before the re-checks below.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let now = MonotonicClock.now()
         var ready = pollStopping.load(ordering: .relaxed) || inboxPending.load(ordering: .relaxed)
+        if let due, due <= now { ready = true }
+        for lane in runtime.lanes where !ready {
+            ready = lane.slots.contains { $0.hasNews }
+        }
         for session in sessions where !ready {
             ready =
                 session.isEndRequested
-                || (session.submissions.hasElements() && session.completions.freeSlotCount(wanting: 1) > 0)
+                || (session.submissions.hasElements()
+                    && session.completions.freeSlotCount(wanting: session.outstanding + 1) > session.outstanding)
         }
         if !ready {
             waitSet.removeAll(keepingCapacity: true)
@@ -260,7 +336,9 @@ extension DaemonCore {
                 waitSet.append(pollfd(fd: session.daemonDoorbellFD.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             }
             // Bounded, so a daemon whose doorbell broke still notices a stop.
-            if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: 1_000_000_000), woke > 0 {
+            var timeout: UInt64 = 1_000_000_000
+            if let due { timeout = min(timeout, due - now) }
+            if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout)), woke > 0 {
                 if waitSet[0].revents != 0 { _ = try? binding.daemonDoorbell.consume() }
                 for (i, session) in sessions.enumerated() where waitSet[i + 1].revents != 0 {
                     _ = try? session.daemonDoorbellFD.consume()
@@ -268,18 +346,19 @@ extension DaemonCore {
             }
             DaemonCounters.bump(counters.sleeps)
         }
+        runtime.waker.sleeping.store(false, ordering: .relaxed)
         for session in sessions {
             session.submissions.withdrawEventFDSleeper()
             session.completions.withdrawEventFDSleeper()
         }
     }
 
-    /// Logs a handler's thrown error with its model and session (the
-    /// commands themselves complete `handlerFailed` / `HandlerFailure.threw`).
-    /// At most one line per model every 100 ms, so a handler that throws for
-    /// every command cannot flood the log; the count of the ones left out
-    /// goes with the next line.
-    private func reportHandlerError(_ error: any Error, model: UInt32, session: DaemonSession) {
+    /// Logs a handler's thrown error with its model (the commands themselves
+    /// complete `handlerFailed` / `HandlerFailure.threw`). At most one line
+    /// per model every 100 ms, so a handler that throws for every command
+    /// cannot flood the log; the count of the ones left out goes with the
+    /// next line.
+    func reportHandlerError(_ error: any Error, model: UInt32) {
         let now = MonotonicClock.now()
         let (due, suppressed) = handlerErrorLog.withLock { log -> (Bool, Int) in
             var entry = log[model, default: (last: 0, suppressed: 0)]
@@ -294,16 +373,26 @@ extension DaemonCore {
         }
         guard due else { return }
         logger.error(
-            "handler threw",
-            metadata: [
-                "model": "\(model)", "session": "\(session.id)", "error": "\(error)",
-                "suppressed": "\(suppressed)",
-            ])
+            "handler threw", metadata: ["model": "\(model)", "error": "\(error)", "suppressed": "\(suppressed)"])
     }
 
-    /// The poll thread lets go of `session` and tells the control thread.
-    private func retire(_ session: DaemonSession, _ binding: Binding) {
+    /// The poll thread lets go of `session`: its queued commands are dropped
+    /// (its running ones finish, and their completions are discarded), and
+    /// the control thread is told.
+    private func retire(_ session: DaemonSession, _ runtime: DaemonRuntime, _ binding: Binding) {
+        for lane in runtime.lanes { lane.purge(session) }
         session.markRetired()
         try? binding.controlDoorbell.signal()
+    }
+}
+
+extension IdleStrategy {
+    /// How long a thread spins after its last work before it sleeps.
+    var spinNanoseconds: UInt64 {
+        switch self {
+        case .busyPoll: .max
+        case .adaptive(let spin): spin.saturatingNanoseconds
+        case .sleep: 0
+        }
     }
 }

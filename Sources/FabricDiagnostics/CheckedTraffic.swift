@@ -11,10 +11,11 @@ public enum CheckedTraffic {
         var d = Descriptor(
             commandID: sequence,
             modelID: UInt32(truncatingIfNeeded: mix(sequence ^ 0x5eed)),
-            flags: UInt32(truncatingIfNeeded: sequence &* 2_654_435_761),
+            flags: UInt16(truncatingIfNeeded: sequence &* 2_654_435_761),
             inputOffset: sequence &* 64, inputSize: UInt32(truncatingIfNeeded: sequence | 1),
             outputOffset: ~sequence, outputCapacity: producer &+ 7,
-            submitTimestamp: timestamp, producerID: producer)
+            submitTimestamp: timestamp, producerID: producer,
+            priority: UInt8(truncatingIfNeeded: sequence >> 3), deadlineMicroseconds: UInt32(truncatingIfNeeded: sequence >> 1))
         d.userData = checksum(d)
         return d
     }
@@ -23,12 +24,12 @@ public enum CheckedTraffic {
     @inlinable
     public static func checksum(_ d: Descriptor) -> UInt64 {
         var h = mix(d.commandID)
-        h = mix(h ^ (UInt64(d.modelID) << 32 | UInt64(d.flags)))
+        h = mix(h ^ (UInt64(d.modelID) << 32 | UInt64(d.flags) << 16 | UInt64(d.priority) << 8 | UInt64(d.opcode)))
         h = mix(h ^ d.inputOffset)
         h = mix(h ^ d.outputOffset)
         h = mix(h ^ (UInt64(d.inputSize) << 32 | UInt64(d.outputCapacity)))
         h = mix(h ^ d.submitTimestamp)
-        h = mix(h ^ (UInt64(d.producerID) << 32 | UInt64(d.reserved)))
+        h = mix(h ^ (UInt64(d.producerID) << 32 | UInt64(d.deadlineMicroseconds)))
         return h
     }
 

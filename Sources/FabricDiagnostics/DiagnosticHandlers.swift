@@ -9,23 +9,23 @@ public enum DiagnosticModel: UInt32, CaseIterable, Sendable {
     case echo = 1
     /// Writes the FNV-1a 64 hash of the input as 8 little-endian bytes.
     case checksum = 2
-    /// Sleeps `flags` microseconds (at most 10 s), then echoes.
+    /// Sleeps `flags` milliseconds (at most 10 s), then echoes.
     case delay = 3
     /// Does nothing and succeeds with no output (the fabric path alone).
     case empty = 4
 
     /// A handler for this model.
-    public func makeHandler() -> any CommandHandler {
+    public func makeHandler() -> any BatchHandler {
         switch self {
         case .echo: EchoHandler()
         case .checksum: ChecksumHandler()
-        case .delay: DelayHandler()
+        case .delay: FlagDelayHandler()
         case .empty: EmptyHandler()
         }
     }
 
     /// Every diagnostic model's handler, keyed by model id.
-    public static var allHandlers: [UInt32: any CommandHandler] {
+    public static var allHandlers: [UInt32: any BatchHandler] {
         Dictionary(uniqueKeysWithValues: allCases.map { ($0.rawValue, $0.makeHandler()) })
     }
 
@@ -72,18 +72,58 @@ public final class ChecksumHandler: CommandHandler {
     }
 }
 
-/// Sleeps, then echoes: a slow model, to hold commands in flight.
-public final class DelayHandler: CommandHandler {
+/// Sleeps each command's `flags` milliseconds, then echoes it: a slow
+/// model whose cost the controller picks per command.
+public final class FlagDelayHandler: CommandHandler {
     /// Any output size.
     public let requiredOutputCapacity: UInt32 = 0
     /// A delay handler.
     public init() {}
-    /// Sleeps each command's `flags` microseconds, then echoes it.
+    /// Sleeps each command's `flags` milliseconds (at most 10 s), then echoes it.
     public func handle(_ batch: borrowing CommandBatch) throws {
         for i in 0..<batch.count {
-            usleep(min(batch.descriptor(i).flags, 10_000_000))
+            usleep(min(UInt32(batch.descriptor(i).flags), 10_000) * 1000)
             EchoHandler.echo(batch, i)
         }
+    }
+}
+
+/// Holds each batch for a fixed time without using a CPU (as a GPU call
+/// would), then echoes every command: `fabricq serve --model ID:delay=20ms`.
+public final class BatchDelayHandler: CommandHandler {
+    /// Any output size.
+    public let requiredOutputCapacity: UInt32 = 0
+    /// How long each batch takes.
+    public let duration: Duration
+    /// A handler that holds each batch for `duration`.
+    public init(duration: Duration) { self.duration = duration }
+    /// Sleeps `duration` (`usleep`, re-checked against the monotonic
+    /// clock so a signal cannot shorten it), then echoes every command.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        let end = MonotonicClock.now() &+ duration.saturatingNanoseconds
+        while case let now = MonotonicClock.now(), now < end {
+            usleep(UInt32(min((end - now + 999) / 1000, 1_000_000)))
+        }
+        for i in 0..<batch.count { EchoHandler.echo(batch, i) }
+    }
+}
+
+/// Burns a CPU for a fixed time per batch, then echoes every command:
+/// `fabricq serve --model ID:spin=1ms`.
+public final class BatchSpinHandler: CommandHandler {
+    /// Any output size.
+    public let requiredOutputCapacity: UInt32 = 0
+    /// How long each batch computes.
+    public let duration: Duration
+    /// A handler that spins `duration` per batch.
+    public init(duration: Duration) { self.duration = duration }
+    /// Spins on the monotonic clock for `duration`, then echoes every command.
+    public func handle(_ batch: borrowing CommandBatch) throws {
+        let end = MonotonicClock.now() &+ duration.saturatingNanoseconds
+        var sink: UInt64 = 0
+        while MonotonicClock.now() < end { sink = sink &* 6_364_136_223_846_793_005 &+ 1 }
+        if sink == 42 { cpuRelax() }
+        for i in 0..<batch.count { EchoHandler.echo(batch, i) }
     }
 }
 

@@ -17,14 +17,23 @@ public struct CommandRequest: Sendable, Equatable {
     /// Bytes of it the daemon may fill.
     public var outputCapacity: Int
     /// Command options, passed to the handler.
-    public var flags: UInt32
+    public var flags: UInt16
     /// Returned with the completion.
     public var userData: UInt64
+    /// Scheduling priority: higher is served first (0, the default, is the
+    /// lowest; the daemon clamps to the model's `priorityLevels`).
+    public var priority: UInt8
+    /// How long after submission the command is still worth running (nil:
+    /// no deadline). The daemon completes a command still queued past it as
+    /// `CompletionStatus.expired` without running it. Carried in the
+    /// descriptor in whole microseconds (rounded up, at most about 71 minutes).
+    public var deadline: Duration?
 
     /// A request; `outputCapacity` defaults to the whole output slot.
     public init(
         modelID: UInt32, input: BufferSlot, inputSize: Int, output: BufferSlot,
-        outputCapacity: Int? = nil, flags: UInt32 = 0, userData: UInt64 = 0
+        outputCapacity: Int? = nil, flags: UInt16 = 0, userData: UInt64 = 0,
+        priority: UInt8 = 0, deadline: Duration? = nil
     ) {
         self.modelID = modelID
         self.input = input
@@ -33,6 +42,8 @@ public struct CommandRequest: Sendable, Equatable {
         self.outputCapacity = outputCapacity ?? output.size
         self.flags = flags
         self.userData = userData
+        self.priority = priority
+        self.deadline = deadline
     }
 
     /// Throws unless the sizes fit the slots and the slots differ.
@@ -53,7 +64,15 @@ public struct CommandRequest: Sendable, Equatable {
             commandID: commandID, modelID: modelID, flags: flags,
             inputOffset: input.offset, inputSize: UInt32(inputSize),
             outputOffset: output.offset, outputCapacity: UInt32(outputCapacity),
-            submitTimestamp: now, producerID: producerID, userData: userData)
+            submitTimestamp: now, producerID: producerID, userData: userData,
+            priority: priority, deadlineMicroseconds: deadline.map(Self.microseconds) ?? 0)
+    }
+
+    /// `budget` in whole microseconds, rounded up, at least 1 (0 would mean
+    /// "no deadline"), at most `UInt32.max`.
+    static func microseconds(_ budget: Duration) -> UInt32 {
+        let ns = max(budget.saturatingNanoseconds, 1)
+        return UInt32(clamping: (ns + 999) / 1000)
     }
 }
 

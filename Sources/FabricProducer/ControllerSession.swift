@@ -16,7 +16,9 @@ import SystemPackage
 /// session.buffers.release(done.input); session.buffers.release(done.output)
 /// ```
 ///
-/// Completions arrive in submission order. A dead daemon is noticed by the
+/// Completions arrive in any order (match them by ``CommandCompletion/commandID``):
+/// the daemon runs models side by side and answers a command it refuses at
+/// once. A dead daemon is noticed by the
 /// waits (its socket closes) within ``ControllerOptions/livenessCheckInterval``
 /// and reported as ``SubmitError/peerGone``; reconnect with a new session.
 /// For `async` callers see ``FabricClient``.
@@ -50,6 +52,15 @@ public struct ControllerSession: ~Copyable {
         to path: FilePath, options: ControllerOptions = ControllerOptions()
     ) throws(SessionError) -> ControllerSession {
         try ControllerSession(connection: SessionConnection(path: path, options: options), options: options)
+    }
+
+    /// Opens a session with a daemon hosted in this process (see
+    /// `FabricDaemon.connectInProcess()`): the same handshake, rings and
+    /// API as a daemon in another process.
+    public static func connect(
+        to connection: consuming InProcessConnection, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> ControllerSession {
+        try ControllerSession(connection: SessionConnection(inProcess: connection, options: options), options: options)
     }
 
     init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
@@ -114,7 +125,9 @@ public struct ControllerSession: ~Copyable {
         for request in requests { try request.check() }
         if connection.isGone { throw .peerGone }
         try flush()
-        guard inFlight.count + requests.count <= inFlight.capacity else { throw .queueFull }
+        guard inFlight.count + requests.count <= inFlight.capacity,
+            (0..<requests.count).allSatisfy({ inFlight.canAdd(nextCommandID &+ UInt64($0)) })
+        else { throw .queueFull }
         let reservation = submissions.reserve(upTo: requests.count)
         guard reservation.count == requests.count else {
             stats.ringFull &+= 1
@@ -124,7 +137,7 @@ public struct ControllerSession: ~Copyable {
         let now = MonotonicClock.now()
         for (i, request) in requests.enumerated() {
             reservation.write(request.descriptor(commandID: first &+ UInt64(i), producerID: producerID, now: now), at: i)
-            inFlight.add(first &+ UInt64(i), input: request.input, output: request.output)
+            inFlight.add(first &+ UInt64(i), input: request.input, output: request.output, modelID: request.modelID)
         }
         submissions.commit(reservation)
         nextCommandID &+= UInt64(requests.count)
@@ -162,7 +175,7 @@ public struct ControllerSession: ~Copyable {
         try request.check()
         if connection.isGone { throw .peerGone }
         if gathered.isFull && postGathered() == 0 { throw .queueFull }
-        guard inFlight.count < inFlight.capacity else { throw .queueFull }
+        guard inFlight.count < inFlight.capacity, inFlight.canAdd(nextCommandID) else { throw .queueFull }
         let id = nextCommandID
         let now = MonotonicClock.now()
         if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now),
@@ -173,8 +186,32 @@ public struct ControllerSession: ~Copyable {
             throw .queueFull
         }
         nextCommandID &+= 1
-        inFlight.add(id, input: request.input, output: request.output)
+        inFlight.add(id, input: request.input, output: request.output, modelID: request.modelID)
         return id
+    }
+
+    /// Asks the daemon to cancel command `commandID`: if it is still queued
+    /// there it is dropped and its completion reports
+    /// `CompletionStatus.cancelled`; if it already runs, it finishes and
+    /// completes as usual. Either way exactly one completion arrives for it,
+    /// and its slots are released as that completion is read. Requests
+    /// gathered by ``stage(_:)`` are posted first. Returns false when the
+    /// command is not in flight.
+    ///
+    /// - Throws: ``SubmitError/queueFull`` when the submission ring has no
+    ///   room for the cancellation (retry once the daemon has taken
+    ///   commands); ``SubmitError/peerGone``.
+    @discardableResult
+    public mutating func cancel(_ commandID: UInt64) throws(SubmitError) -> Bool {
+        guard let model = inFlight.model(of: commandID) else { return false }
+        if connection.isGone { throw .peerGone }
+        if !gathered.isEmpty { try flush() }
+        guard submissions.enqueue(Descriptor.cancellation(of: commandID, modelID: model, producerID: producerID)) else {
+            stats.ringFull &+= 1
+            throw .queueFull
+        }
+        ringDaemon()
+        return true
     }
 
     /// Requests gathered by ``stage(_:)`` and not yet posted.

@@ -62,7 +62,19 @@ public final class FabricClient: Sendable {
     public static func connect(
         to path: FilePath, options: ControllerOptions = ControllerOptions()
     ) throws(SessionError) -> FabricClient {
-        let client = try FabricClient(connection: SessionConnection(path: path, options: options), options: options)
+        try start(FabricClient(connection: SessionConnection(path: path, options: options), options: options))
+    }
+
+    /// Opens a session with a daemon hosted in this process (see
+    /// `FabricDaemon.connectInProcess()`) and starts the reaper thread: the
+    /// same handshake, rings and API as a daemon in another process.
+    public static func connect(
+        to connection: consuming InProcessConnection, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> FabricClient {
+        try start(FabricClient(connection: SessionConnection(inProcess: connection, options: options), options: options))
+    }
+
+    private static func start(_ client: FabricClient) throws(SessionError) -> FabricClient {
         do throws(SystemCallError) {
             let thread = try ServiceThread { [client] in client.runReaper() }
             client.reaper.withLock { $0 = thread }
@@ -112,36 +124,49 @@ public final class FabricClient: Sendable {
 
     /// Submits one command and awaits its completion.
     ///
+    /// A request takes two of the session's buffer slots (one for the
+    /// input, one for the output) from submission until its completion is
+    /// read, so `SessionLimits.slotCount / 2` requests can be in flight at
+    /// once; a submission that finds no free pair waits for one (within
+    /// `timeout`) instead of failing.
+    ///
+    /// The timeout travels in the descriptor as the command's deadline: a
+    /// command still queued in the daemon when it passes completes
+    /// `CompletionStatus.expired` without running. Cancelling the task sends
+    /// the daemon a cancellation: a command still queued there is dropped.
+    ///
     /// - Parameters:
     ///   - modelID: the model to run.
     ///   - outputCapacity: bytes the output may take (at most a slot).
     ///   - flags: passed through to the handler (the descriptor's `flags`).
     ///   - userData: passed through to the handler and back in the result.
+    ///   - priority: higher is served first (0, the default, is the lowest).
     ///   - timeout: the deadline for the completion.
     ///   - fill: writes the input straight into the shared slot and returns
     ///     how many bytes it wrote.
-    /// - Throws: ``SubmitError``: `.noFreeBuffer` / `.queueFull` (backpressure),
-    ///   `.timedOut`, `.cancelled`, `.peerGone`, `.invalidRequest`.
+    /// - Throws: ``SubmitError``: `.queueFull` (the submission ring is full),
+    ///   `.timedOut` (also while waiting for buffer slots), `.cancelled`,
+    ///   `.peerGone`, `.invalidRequest`.
     public func submit(
-        modelID: UInt32, outputCapacity: Int, flags: UInt32 = 0, userData: UInt64 = 0,
+        modelID: UInt32, outputCapacity: Int, flags: UInt16 = 0, userData: UInt64 = 0, priority: UInt8 = 0,
         timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int
     ) async throws(SubmitError) -> CommandResult {
         if connection.isGone { throw .peerGone }
-        let (input, output, memory) = try submitSide.withLock { (side) throws(SubmitError) in try side.acquirePair() }
+        let end = deadline(after: timeout)
+        let (input, output, memory) = try await acquireBuffers(until: end)
         let size: Int
         do { size = try fill(memory) } catch {
-            submitSide.withLock { $0.release(input, output) }
+            releaseBuffers(input, output)
             throw .invalidRequest("fill threw: \(error)")
         }
         let request = CommandRequest(
             modelID: modelID, input: input, inputSize: size, output: output,
-            outputCapacity: outputCapacity, flags: flags, userData: userData)
+            outputCapacity: outputCapacity, flags: flags, userData: userData, priority: priority, deadline: timeout)
         do { try request.check() } catch {
-            submitSide.withLock { $0.release(input, output) }
+            releaseBuffers(input, output)
             throw error
         }
         let token = CancellationToken()
-        let end = deadline(after: timeout)
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<CommandResult, SubmitError>, Never>) in
                 // Registered before it is posted, so its completion always finds it.
@@ -150,23 +175,77 @@ public final class FabricClient: Sendable {
                         side.stage(request, ring: connection.submissionRing, reaper: connection.sessionDoorbellFD)
                     }
                     if case .success(let id) = staged {
-                        table[id] = PendingCommand(continuation: continuation, input: input, output: output, deadline: end)
+                        table[id] = PendingCommand(
+                            continuation: continuation, input: input, output: output, deadline: end, modelID: modelID)
                     }
                     return staged
                 }
                 switch posted {
                 case .failure(let error):
-                    submitSide.withLock { $0.release(input, output) }
+                    releaseBuffers(input, output)
                     continuation.resume(returning: .failure(error))
                 case .success(let id):
                     counters.withLock { $0.submitted &+= 1 }
-                    if token.assign(id) { abandon(id, .cancelled) }
+                    if token.assign(id) { cancel(id, model: modelID) }
                 }
             }
         } onCancel: {
-            if let id = token.cancel() { abandon(id, .cancelled) }
+            if let id = token.cancel() { cancel(id, model: modelID) }
         }
         return try result.get()
+    }
+
+    /// Takes an input and an output slot, waiting for the reaper to free
+    /// some (until `end`) when the pool is short.
+    private func acquireBuffers(until end: UInt64) async throws(SubmitError) -> (
+        BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer
+    ) {
+        while true {
+            if let pair = submitSide.withLock({ $0.acquirePair() }) { return pair }
+            if Task.isCancelled { throw .cancelled }
+            if connection.isGone { throw .peerGone }
+            if MonotonicClock.now() >= end { throw .timedOut }
+            let waiter = CancellationToken()
+            let verdict: SubmitError? = await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<SubmitError?, Never>) in
+                    let id = submitSide.withLock { side -> UInt64? in
+                        // Checked under the lock releases take: no wake-up is missed.
+                        guard side.pool.availableCount < 2 else { return nil }
+                        return side.addBufferWaiter(continuation, deadline: end)
+                    }
+                    guard let id else { return continuation.resume(returning: nil) }
+                    if waiter.assign(id) { resumeBufferWaiter(id, with: .cancelled) }
+                    // A sleeping reaper must wake to expire this wait on time.
+                    try? connection.sessionDoorbellFD.signal()
+                }
+            } onCancel: {
+                if let id = waiter.cancel() { resumeBufferWaiter(id, with: .cancelled) }
+            }
+            if let verdict { throw verdict }
+        }
+    }
+
+    private func releaseBuffers(_ input: BufferSlot, _ output: BufferSlot) {
+        let waiters = submitSide.withLock { side in
+            side.release(input, output)
+            return side.takeBufferWaiters()
+        }
+        for waiter in waiters { waiter.resume(returning: nil) }
+    }
+
+    private func resumeBufferWaiter(_ id: UInt64, with error: SubmitError) {
+        submitSide.withLock { $0.removeBufferWaiter(id) }?.resume(returning: error)
+    }
+
+    /// Stops the task waiting for `id` (``SubmitError/cancelled``) and asks
+    /// the daemon to drop the command if it is still queued; its slots stay
+    /// out until its completion arrives.
+    private func cancel(_ id: UInt64, model: UInt32) {
+        abandon(id, .cancelled)
+        let sent = submitSide.withLock { side in
+            side.postCancellation(of: id, modelID: model, ring: connection.submissionRing)
+        }
+        if !sent { counters.withLock { $0.ringFull &+= 1 } }
     }
 
     /// Resumes the task waiting for `id` with `error`; the command's slots
@@ -186,6 +265,8 @@ public final class FabricClient: Sendable {
             return table.values.compactMap(\.continuation)
         }
         for continuation in waiting { continuation.resume(returning: .failure(error)) }
+        let buffers = submitSide.withLock { $0.takeBufferWaiters() }
+        for waiter in buffers { waiter.resume(returning: error) }
     }
 
     // MARK: Reaper
@@ -221,7 +302,7 @@ public final class FabricClient: Sendable {
             if got > 0 { _ = try? completions.ringProducers(connection.completionRing) }
             let now = MonotonicClock.now()
             let due = submitSide.withLock { side in side.flushIfDue(now: now, ring: connection.submissionRing) }
-            let nearestDeadline = expireDeadlines(now: now)
+            let nearestDeadline = min(expireDeadlines(now: now) ?? .max, expireBufferWaiters(now: now) ?? .max)
             if got > 0 {
                 lastWork = now
                 continue
@@ -240,7 +321,7 @@ public final class FabricClient: Sendable {
 
             // Sleep on the session eventfd until a completion, a batch due,
             // a deadline, or the next liveness check.
-            var wake = min(now &+ slice, due ?? .max, nearestDeadline ?? .max)
+            var wake = min(now &+ slice, due ?? .max, nearestDeadline)
             completions.announceEventFDSleeper()
             // Under the lock a submitter opening a batch checks `reaperSleeping`
             // and signals the eventfd, so the batch's due time is never missed.
@@ -271,12 +352,13 @@ public final class FabricClient: Sendable {
             submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
             handlerStarted: completion.handlerStartTimestamp,
             handlerFinished: completion.handlerEndTimestamp, seen: seen)
-        let bytes = submitSide.withLock { side -> [UInt8] in
+        let (bytes, waiters) = submitSide.withLock { side -> ([UInt8], [CheckedContinuation<SubmitError?, Never>]) in
             let size = min(Int(completion.outputSize), entry.output.size)
             let out = [UInt8](UnsafeRawBufferPointer(rebasing: side.pool.buffer(entry.output)[0..<size]))
             side.release(entry.input, entry.output)
-            return out
+            return (out, side.takeBufferWaiters())
         }
+        for waiter in waiters { waiter.resume(returning: nil) }
         recorder.withLock { $0.record(timings) }
         counters.withLock { stats in
             stats.completed &+= 1
@@ -287,6 +369,13 @@ public final class FabricClient: Sendable {
                 CommandResult(
                     commandID: completion.commandID, status: completion.status, statusCode: completion.statusCode,
                     detail: completion.detail, output: bytes, userData: completion.userData, timings: timings)))
+    }
+
+    /// Fails buffer waits whose deadline passed; returns the nearest one left.
+    private func expireBufferWaiters(now: UInt64) -> UInt64? {
+        let (expired, nearest) = submitSide.withLock { $0.expireBufferWaiters(now: now) }
+        for waiter in expired { waiter.resume(returning: .timedOut) }
+        return nearest
     }
 
     /// Fails waiting tasks whose deadline passed; returns the nearest deadline left.
@@ -316,6 +405,7 @@ struct PendingCommand {
     var input: BufferSlot
     var output: BufferSlot
     var deadline: UInt64
+    var modelID: UInt32
 }
 
 /// Links a task's cancellation to the command id it gets once posted,
@@ -357,13 +447,65 @@ struct SubmitSide: ~Copyable {
         gathered = BatchAccumulator(policy: batching, ringCapacity: self.producer.capacity)
     }
 
-    mutating func acquirePair() throws(SubmitError) -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer) {
-        guard let input = pool.acquire() else { throw .noFreeBuffer }
+    /// Submissions waiting for buffer slots: resumed with nil to try again
+    /// when slots are released, with an error when they time out.
+    private var bufferWaiters: [(id: UInt64, continuation: CheckedContinuation<SubmitError?, Never>, deadline: UInt64)] = []
+    private var nextWaiterID: UInt64 = 1
+
+    /// An input and an output slot, or nil when fewer than two are free.
+    mutating func acquirePair() -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer)? {
+        guard pool.availableCount >= 2, let input = pool.acquire() else { return nil }
         guard let output = pool.acquire() else {
             pool.release(input)
-            throw .noFreeBuffer
+            return nil
         }
         return (input, output, pool.buffer(input))
+    }
+
+    mutating func addBufferWaiter(_ continuation: CheckedContinuation<SubmitError?, Never>, deadline: UInt64) -> UInt64 {
+        let id = nextWaiterID
+        nextWaiterID &+= 1
+        bufferWaiters.append((id, continuation, deadline))
+        return id
+    }
+
+    mutating func removeBufferWaiter(_ id: UInt64) -> CheckedContinuation<SubmitError?, Never>? {
+        guard let i = bufferWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+        return bufferWaiters.remove(at: i).continuation
+    }
+
+    /// Every waiter, to be resumed (outside the lock) so each tries again.
+    mutating func takeBufferWaiters() -> [CheckedContinuation<SubmitError?, Never>] {
+        guard !bufferWaiters.isEmpty else { return [] }
+        defer { bufferWaiters.removeAll() }
+        return bufferWaiters.map(\.continuation)
+    }
+
+    /// Takes the waiters whose deadline passed; returns them and the nearest deadline left.
+    mutating func expireBufferWaiters(now: UInt64) -> ([CheckedContinuation<SubmitError?, Never>], UInt64?) {
+        guard !bufferWaiters.isEmpty else { return ([], nil) }
+        var expired: [CheckedContinuation<SubmitError?, Never>] = []
+        var nearest: UInt64?
+        bufferWaiters.removeAll { waiter in
+            if waiter.deadline <= now {
+                expired.append(waiter.continuation)
+                return true
+            }
+            nearest = min(nearest ?? .max, waiter.deadline)
+            return false
+        }
+        return (expired, nearest)
+    }
+
+    /// Posts a cancellation of command `id` (gathered requests go first);
+    /// false when the ring has no room for it.
+    mutating func postCancellation(of id: UInt64, modelID: UInt32, ring: Doorbell) -> Bool {
+        if !gathered.isEmpty { _ = post(ring: ring) }
+        guard producer.enqueue(Descriptor.cancellation(of: id, modelID: modelID, producerID: producerID)) else {
+            return false
+        }
+        _ = try? producer.ringConsumer(ring)
+        return true
     }
 
     mutating func release(_ input: BufferSlot, _ output: BufferSlot) {

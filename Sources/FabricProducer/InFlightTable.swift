@@ -3,12 +3,14 @@ import FabricSystem
 /// The controller's record of commands in flight, indexed by command id
 /// modulo a power of two at least as large as the number that can be in
 /// flight at once (both rings full), so lookups need no hashing or allocation.
-/// Ids are issued in sequence, so no two commands in flight share an entry.
+/// Ids are issued in sequence; since completions arrive in any order, an id
+/// is issued only while its entry is free (``canAdd(_:)``).
 struct InFlightTable: ~Copyable {
     private struct Entry {
         var commandID: UInt64
         var input: BufferSlot
         var output: BufferSlot
+        var modelID: UInt32
         var active: Bool
     }
 
@@ -22,7 +24,7 @@ struct InFlightTable: ~Copyable {
         while size < minimumCapacity { size <<= 1 }
         entries = .allocate(capacity: size)
         let none = BufferSlot(index: 0, offset: 0, size: 0)
-        entries.initialize(repeating: Entry(commandID: 0, input: none, output: none, active: false))
+        entries.initialize(repeating: Entry(commandID: 0, input: none, output: none, modelID: 0, active: false))
         mask = UInt64(size - 1)
     }
 
@@ -32,9 +34,20 @@ struct InFlightTable: ~Copyable {
     /// How many commands may be in flight.
     var capacity: Int { entries.count }
 
-    mutating func add(_ id: UInt64, input: BufferSlot, output: BufferSlot) {
-        entries[Int(id & mask)] = Entry(commandID: id, input: input, output: output, active: true)
+    /// Whether `id`'s entry is free: completions arrive in any order, so an
+    /// old command still in flight may hold the entry a new id maps to.
+    func canAdd(_ id: UInt64) -> Bool { !entries[Int(id & mask)].active }
+
+    mutating func add(_ id: UInt64, input: BufferSlot, output: BufferSlot, modelID: UInt32) {
+        precondition(canAdd(id), "in-flight entry taken")
+        entries[Int(id & mask)] = Entry(commandID: id, input: input, output: output, modelID: modelID, active: true)
         count += 1
+    }
+
+    /// The model of command `id` if it is in flight.
+    func model(of id: UInt64) -> UInt32? {
+        let entry = entries[Int(id & mask)]
+        return entry.active && entry.commandID == id ? entry.modelID : nil
     }
 
     /// The slots of command `id` if it is in flight (and forgets it); nil for

@@ -24,8 +24,17 @@ final class SessionConnection: @unchecked Sendable {
     private let gone = Atomic<Bool>(false)
 
     /// Connects to the daemon at `path` and runs the handshake.
-    init(path: FilePath, options: ControllerOptions) throws(SessionError) {
-        let socket = try Self.connect(to: path, waitingUpTo: options.waitForDaemon)
+    convenience init(path: FilePath, options: ControllerOptions) throws(SessionError) {
+        try self.init(socket: Self.connect(to: path, waitingUpTo: options.waitForDaemon), options: options)
+    }
+
+    /// Runs the handshake on a connection to a daemon in this process.
+    convenience init(inProcess connection: consuming InProcessConnection, options: ControllerOptions) throws(SessionError) {
+        try self.init(socket: connection.takeSocket(), options: options)
+    }
+
+    /// Runs the handshake on `socket`, connected to the daemon.
+    init(socket: consuming UnixSocket, options: ControllerOptions) throws(SessionError) {
         let grant = try socket.requestSession(timeout: options.connectTimeout)
         var byTag: [UInt8: FileDescriptor] = [:]
         defer { for (_, fd) in byTag { try? fd.close() } }

@@ -4,15 +4,14 @@ import FabricSystem
 public enum SubmitError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The submission ring is full: backpressure. Reap completions and retry.
     case queueFull
-    /// No free buffer slot: backpressure. Release slots of finished commands.
-    case noFreeBuffer
     /// The daemon is gone (its socket closed: it exited, crashed, or ended
     /// the session). Commands in flight will not complete; reconnect.
     case peerGone
     /// The wait or the command's deadline passed.
     case timedOut
-    /// The awaiting task was cancelled (the command may still run; its
-    /// buffers are reclaimed when its completion arrives).
+    /// The awaiting task was cancelled. The daemon is asked to drop the
+    /// command; one that already runs still finishes, and its buffers are
+    /// reclaimed when its completion arrives.
     case cancelled
     /// The request itself is wrong (the reason says how); nothing was posted.
     case invalidRequest(String)
@@ -26,7 +25,6 @@ public enum SubmitError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .queueFull: "submission ring full"
-        case .noFreeBuffer: "no free buffer slot"
         case .peerGone: "daemon gone"
         case .timedOut: "timed out"
         case .cancelled: "cancelled"

@@ -118,18 +118,25 @@ func runGarbage(socket path: String) {
                 Descriptor(commandID: 8, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
             ),
         ]
-        var reserved = Descriptor(
+        var opcode = Descriptor(
             commandID: 9, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
-        reserved.reserved = 1
+        opcode.opcode = 7
         let doorbell = Doorbell.eventFD(dataAvailable: daemonDoorbell, spaceAvailable: daemonDoorbell)
-        for (_, descriptor) in bad + [("reserved", reserved)] {
+        let all = bad + [("opcode", opcode)]
+        for (_, descriptor) in all {
             try producer.send(descriptor, doorbell: doorbell, timeout: .seconds(5))
         }
-        for (name, _) in bad + [("reserved", reserved)] {
+        // Completions arrive in any order: name each by its command id.
+        var byID: [UInt64: String] = [:]
+        for (name, descriptor) in all { byID[descriptor.commandID] = name }
+        var lines: [(UInt64, String)] = []
+        for _ in all {
             let completion = try consumer.receive(
                 doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), timeout: .seconds(5))
-            line("\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)")
+            let name = byID[completion.commandID] ?? "unknown"
+            lines.append((completion.commandID, "\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)"))
         }
+        for (_, text) in lines.sorted(by: { $0.0 < $1.0 }) { line(text) }
         // Now break the ring itself: a head far beyond the tail.
         submissions.withUnsafeMutableBytes { bytes in
             let head = RegionLayout.controlOffset + RegionLayout.Control.head

@@ -17,6 +17,7 @@
 //   await-verdict SOCKET UID GID                      connect as UID/GID, send nothing, print the reply
 //   hostile-daemon SOCKET                             grant descriptors two per message (Hostile.swift)
 //   mpsc-instructions COUNT BURST                     one thread: MPSC enqueue/dequeue bursts, for callgrind
+//   serve-models SOCKET SPEC...                       a daemon with `--model` specs and misbehaving kinds (ServeModels.swift)
 
 import FabricDiagnostics
 import FabricQueue
@@ -66,6 +67,8 @@ func attachFD(_ fd: Int) -> SharedRegion {
 }
 
 switch arg(1) {
+case "serve-models":
+    serveModels(socket: arg(2), specifications: Array(args.dropFirst(3)))
 case "threads-produce":
     let region = attach(arg(2))
     let threads = int(3), count = int(4), burst = int(5), firstID = int(6)

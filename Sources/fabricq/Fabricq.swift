@@ -4,7 +4,7 @@ import Glibc
 
 /// `fabricq`: create, inspect and exercise FabricQueue regions from the shell.
 @main
-struct Fabricq: ParsableCommand {
+struct Fabricq: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fabricq",
         abstract: "Operate FabricQueue shared-memory rings.",
@@ -16,7 +16,7 @@ struct Fabricq: ParsableCommand {
               fabricq produce /dev/shm/demo --count 1000000 --producer-id 1 &
               fabricq produce /dev/shm/demo --count 1000000 --producer-id 2
             """,
-        subcommands: [Create.self, Inspect.self, Produce.self, Consume.self, Remove.self, Serve.self])
+        subcommands: [Create.self, Inspect.self, Produce.self, Consume.self, Remove.self, Serve.self, Load.self])
 }
 
 /// Prints `fabricq: message` on standard error.

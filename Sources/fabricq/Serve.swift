@@ -8,11 +8,20 @@ import SystemPackage
 /// benchmarks and C controllers.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a daemon serving the diagnostic models until SIGINT/SIGTERM.",
+        abstract: "Run a daemon serving diagnostic models until SIGINT/SIGTERM.",
         discussion: """
-            Models: 1 echo (output = input), 2 checksum (FNV-1a 64 of the input, 8 bytes), \
-            3 delay (sleeps `flags` µs, then echoes), 4 empty (succeeds, no output). \
-            Prints "listening on PATH" once controllers may connect.
+            Without --model: 1 echo (output = input), 2 checksum (FNV-1a 64 of the input, 8 bytes), \
+            3 delay (sleeps `flags` ms per command, then echoes), 4 empty (succeeds, no output).
+
+            --model ID:KIND[=VALUE][,OPTION=VALUE...] serves exactly the models given instead. \
+            Kinds: echo, checksum, empty, delay=DURATION (holds each batch that long without a CPU, \
+            like a GPU call, then echoes), spin=DURATION (burns a CPU that long per batch, then echoes). \
+            Options: instances=N, max-batch=N, preferred=N/N..., max-queue-delay=DURATION, queue=N, \
+            priorities=N, execution=threads|poll-thread, cpu=N, node=N. Durations: 500us, 20ms, 5s.
+              fabricq serve --socket /tmp/fq.sock --model 1:delay=20ms --model 2:echo
+              fabricq serve --socket /tmp/fq.sock --model 3:delay=5ms,instances=4,max-batch=8,max-queue-delay=500us
+
+            Prints "listening on PATH" once controllers may connect, and per-model batch counts on exit.
             """)
 
     @Option(help: "Unix socket path to listen on.")
@@ -33,8 +42,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Submission and completion ring capacity (a power of two).")
     var ringCapacity = 256
 
-    @Option(help: "Descriptors per burst (largest batch).")
+    @Option(help: "Descriptors taken from one session per pass.")
     var burst = 32
+
+    @Option(name: .customLong("model"), help: "A model to serve: ID:KIND[=VALUE][,OPTION=VALUE...] (repeatable).")
+    var models: [String] = []
 
     func run() throws {
         var configuration = DaemonConfiguration(socketPath: FilePath(socket))
@@ -47,9 +59,19 @@ struct Serve: ParsableCommand {
             submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
             slotSize: slotSize, slotCount: slots)
         configuration.burstSize = burst
-        let daemon = FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers) { event in
-            say("\(event)")
+        var served: [UInt32: ServedModel] = [:]
+        for text in models {
+            let specification: ModelSpecification
+            do { specification = try ModelSpecification.parse(text) } catch { throw ValidationError("--model \(error)") }
+            guard let handler = specification.makeHandler() else { throw ValidationError("--model \(text): no handler") }
+            guard served[specification.id] == nil else { throw ValidationError("model \(specification.id) given twice") }
+            served[specification.id] = ServedModel(handler: handler, configuration: specification.configuration)
         }
+        let onEvent: @Sendable (DaemonEvent) -> Void = { event in say("\(event)") }
+        let daemon =
+            served.isEmpty
+            ? FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers, onEvent: onEvent)
+            : FabricDaemon(configuration: configuration, models: served, onEvent: onEvent)
         // Serves until SIGINT or SIGTERM, then ends every session and removes
         // the socket. "listening" is printed once a signal would stop it cleanly.
         do { try daemon.run { say("listening on \(socket)") } } catch {
@@ -58,6 +80,10 @@ struct Serve: ParsableCommand {
         }
         let s = daemon.statistics
         say("stopped: \(s.sessionsOpened) sessions, \(s.commandsReceived) commands, \(s.commandsFailed) failed")
+        let mean = s.batchesStarted > 0 ? Double(s.commandsStarted) / Double(s.batchesStarted) : 0
+        say(
+            "batches: \(s.batchesStarted) (mean size \((mean * 100).rounded() / 100)), expired \(s.commandsExpired), "
+                + "cancelled \(s.commandsCancelled), model queue full \(s.commandsRejectedQueueFull)")
     }
 }
 

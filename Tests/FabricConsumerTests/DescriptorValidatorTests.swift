@@ -31,9 +31,9 @@ final class DescriptorValidatorTests: XCTestCase {
         XCTAssertEqual(violation(d(output: (1 << 20, 4000))), .outputOutOfBounds(offset: 1 << 20, capacity: 4000))
         XCTAssertEqual(violation(d(output: (512, 4000))), .overlappingBuffers)
         XCTAssertEqual(violation(d(output: (8192, 100))), .outputTooSmall(capacity: 100, required: 4000))
-        var reserved = d()
-        reserved.reserved = 1
-        XCTAssertEqual(violation(reserved), .reservedFieldSet)
+        var cancel = d()
+        cancel.opcode = 9
+        XCTAssertEqual(violation(cancel), .unknownOpcode(9))
     }
 
     func testOverflowingOffsetsCannotWrapIntoBounds() {
@@ -53,7 +53,7 @@ final class DescriptorValidatorTests: XCTestCase {
             }
             if Bool.random() {
                 g.modelID = 1
-                g.reserved = 0
+                g.opcode = 0
             }
             guard (try? validator.validate(g)) != nil else { continue }
             XCTAssertLessThanOrEqual(g.inputOffset + UInt64(g.inputSize), 1 << 20)

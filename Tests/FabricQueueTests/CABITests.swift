@@ -14,13 +14,15 @@ final class CABITests: XCTestCase {
             ("command_id", MemoryLayout<Descriptor>.offset(of: \.commandID)),
             ("model_id", MemoryLayout<Descriptor>.offset(of: \.modelID)),
             ("flags", MemoryLayout<Descriptor>.offset(of: \.flags)),
+            ("priority", MemoryLayout<Descriptor>.offset(of: \.priority)),
+            ("opcode", MemoryLayout<Descriptor>.offset(of: \.opcode)),
             ("input_offset", MemoryLayout<Descriptor>.offset(of: \.inputOffset)),
             ("output_offset", MemoryLayout<Descriptor>.offset(of: \.outputOffset)),
             ("input_size", MemoryLayout<Descriptor>.offset(of: \.inputSize)),
             ("output_capacity", MemoryLayout<Descriptor>.offset(of: \.outputCapacity)),
             ("submit_timestamp", MemoryLayout<Descriptor>.offset(of: \.submitTimestamp)),
             ("producer_id", MemoryLayout<Descriptor>.offset(of: \.producerID)),
-            ("reserved", MemoryLayout<Descriptor>.offset(of: \.reserved)),
+            ("deadline_us", MemoryLayout<Descriptor>.offset(of: \.deadlineMicroseconds)),
             ("user_data", MemoryLayout<Descriptor>.offset(of: \.userData)),
         ]
         for (field, offset) in swift { XCTAssertEqual(c["fq_descriptor.\(field)"], offset, field) }

@@ -13,13 +13,15 @@ final class DescriptorLayoutTests: XCTestCase {
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.commandID), 0)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.modelID), 8)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.flags), 12)
+        XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.priority), 14)
+        XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.opcode), 15)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.inputOffset), 16)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.outputOffset), 24)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.inputSize), 32)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.outputCapacity), 36)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.submitTimestamp), 40)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.producerID), 48)
-        XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.reserved), 52)
+        XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.deadlineMicroseconds), 52)
         XCTAssertEqual(MemoryLayout<Descriptor>.offset(of: \.userData), 56)
     }
 

@@ -181,8 +181,8 @@ final class RegionTests: XCTestCase {
 
     func testWrongVersion() throws {
         XCTAssertEqual(
-            try attachDamaged { self.put(UInt32(2), at: 8, in: &$0) },
-            .unsupportedVersion(found: 2, supported: 1))
+            try attachDamaged { self.put(UInt32(1), at: 8, in: &$0) },
+            .unsupportedVersion(found: 1, supported: 2))
     }
 
     func testDamagedHeaderFailsChecksum() throws {

@@ -57,15 +57,26 @@ final class SessionHandshakeTests: XCTestCase {
         XCTAssertEqual(try bell.consume(), 7, "the client signalled the very eventfd the daemon holds")
     }
 
+    func testVersionOnePeerIsToldBothVersions() throws {
+        let path = socketPath()
+        let listener = try UnixSocket.listen(at: FilePath(path))
+        let peer = try client(path, version: 1)
+        let result = try serve(listener)
+        guard case .failure(let error) = result else { return XCTFail("accepted a version-1 client") }
+        XCTAssertEqual(error, .versionMismatch(daemon: 2, client: 1))
+        XCTAssertEqual(peer.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(peer.standardError.contains("protocol version mismatch (daemon speaks 2, client 1)"), peer.standardError)
+    }
+
     func testVersionMismatchIsClearOnBothSides() throws {
         let path = socketPath()
         let listener = try UnixSocket.listen(at: FilePath(path))
         let peer = try client(path, version: 99)
         let result = try serve(listener)
         guard case .failure(let error) = result else { return XCTFail("accepted a version-99 client") }
-        XCTAssertEqual(error, .versionMismatch(daemon: 1, client: 99))
+        XCTAssertEqual(error, .versionMismatch(daemon: 2, client: 99))
         XCTAssertEqual(peer.wait(timeout: 30).map(ChildProcess.exitCode), 1)
-        XCTAssertTrue(peer.standardError.contains("protocol version mismatch (daemon speaks 1, client 99)"), peer.standardError)
+        XCTAssertTrue(peer.standardError.contains("protocol version mismatch (daemon speaks 2, client 99)"), peer.standardError)
     }
 
     func testPeerOutsideTheAllowListIsRejectedOnBothSides() throws {

@@ -1,5 +1,5 @@
 /*
- * fabricqueue.h: the FabricQueue shared-memory ABI, version 1, for C peers.
+ * fabricqueue.h: the FabricQueue shared-memory ABI, version 2, for C peers.
  *
  * One header, no library: include it in a C11 program (gcc or clang, Linux)
  * to attach to a region a Swift FabricQueue process created, and post or
@@ -49,7 +49,7 @@ int clock_gettime(int clock, struct timespec *time);
 #endif
 
 #define FQ_MAGIC 0x5251434952424146ULL /* "FABRICQR" */
-#define FQ_ABI_VERSION 1u
+#define FQ_ABI_VERSION 2u
 #define FQ_HEADER_SIZE 128u
 #define FQ_CONTROL_OFFSET 128u
 #define FQ_CONTROL_SIZE 512u
@@ -100,21 +100,29 @@ typedef struct fq_control {
 typedef struct fq_descriptor {
     uint64_t command_id;       /*  0 */
     uint32_t model_id;         /*  8 */
-    uint32_t flags;            /* 12 */
+    uint16_t flags;            /* 12: meaning set by the daemon */
+    uint8_t priority;          /* 14: higher is served first; 0 is the default level */
+    uint8_t opcode;            /* 15: enum fq_opcode */
     uint64_t input_offset;     /* 16 */
     uint64_t output_offset;    /* 24 */
     uint32_t input_size;       /* 32 */
     uint32_t output_capacity;  /* 36 */
     uint64_t submit_timestamp; /* 40: CLOCK_MONOTONIC ns */
     uint32_t producer_id;      /* 48 */
-    uint32_t reserved;         /* 52: zero */
+    uint32_t deadline_us;      /* 52: deadline, microseconds after submit_timestamp (0: none) */
     uint64_t user_data;        /* 56 */
 } fq_descriptor;
+/* Descriptor opcodes. A cancel names the command (command_id, model_id) of the same session to drop
+ * if still queued (it then completes FQ_CANCELLED); it gets no completion of its own. */
+enum fq_opcode { FQ_OP_RUN = 0, FQ_OP_CANCEL = 1 };
 
 /* The 64-byte completion record (element tag 2), posted by the daemon on a completion ring. */
 #define FQ_ELEMENT_COMPLETION 2u
 enum fq_completion_status { FQ_SUCCEEDED = 0, FQ_INVALID_DESCRIPTOR = 1, FQ_UNKNOWN_MODEL = 2,
-                            FQ_HANDLER_FAILED = 3, FQ_CANCELLED = 4 };
+                            FQ_HANDLER_FAILED = 3, FQ_CANCELLED = 4, FQ_EXPIRED = 5,
+                            FQ_MODEL_QUEUE_FULL = 6 };
+/* Completions arrive in any order: match them by command_id. For FQ_SUCCEEDED, detail is the size of
+ * the batch the command ran in. */
 typedef struct fq_completion {
     uint64_t command_id;              /*  0 */
     uint64_t user_data;               /*  8 */
@@ -544,9 +552,9 @@ static inline fq_status fq_attach_data(void *base, size_t file_size, fq_data_hea
     return FQ_OK;
 }
 
-/* ---- session protocol, version 1 (Docs/Architecture.md, "Sessions") ------------ */
+/* ---- session protocol, version 2 (Docs/Architecture.md, "Sessions") ------------ */
 
-#define FQ_SESSION_VERSION 1u
+#define FQ_SESSION_VERSION 2u
 #define FQ_HELLO_MAGIC 0x314F4C4C45485146ULL /* "FQHELLO1" */
 #define FQ_REPLY_MAGIC 0x31594C5045525146ULL /* "FQREPLY1" */
 #define FQ_HELLO_SIZE 32u

@@ -10,8 +10,15 @@ public enum CompletionStatus: UInt32, Sendable, CaseIterable {
     case unknownModel = 2
     /// The handler reported an error.
     case handlerFailed = 3
-    /// The daemon dropped the command (shutting down, or the session ended).
+    /// The daemon dropped the command without running it: the controller
+    /// cancelled it while it was queued, or the daemon is stopping.
     case cancelled = 4
+    /// Its deadline (``Descriptor/deadlineMicroseconds``) passed before it
+    /// could run; nothing ran.
+    case expired = 5
+    /// Its model's queue was full when it arrived (the daemon is overloaded
+    /// for that model); nothing ran. Retry later or shed load.
+    case modelQueueFull = 6
 }
 
 /// A 64-byte completion record: what the daemon posts back on a session's
@@ -52,7 +59,11 @@ public struct Completion: RingElement, Equatable, Hashable {
     public var handlerEndTimestamp: UInt64
     /// The producer id from the descriptor.
     public var producerID: UInt32
-    /// Status-specific detail (for ``CompletionStatus/invalidDescriptor``, which check failed).
+    /// Status-specific detail: for ``CompletionStatus/succeeded``, how many
+    /// commands the batch it ran in held; for
+    /// ``CompletionStatus/invalidDescriptor``, which check failed
+    /// (``InvalidDescriptorReason``); for ``CompletionStatus/handlerFailed``,
+    /// the handler's code or a ``HandlerFailure``.
     public var detail: UInt32
 
     /// The completion record's ring element tag.
@@ -89,8 +100,8 @@ public enum InvalidDescriptorReason: UInt32, Sendable, CaseIterable {
     case overlappingBuffers = 3
     /// The output buffer is smaller than the model needs.
     case outputTooSmall = 4
-    /// A field reserved in this ABI version is not zero.
-    case reservedFieldSet = 5
+    /// The opcode is not a ``CommandOpcode`` this version defines.
+    case unknownOpcode = 5
 }
 
 /// `Completion.detail` of a `CompletionStatus.handlerFailed` completion
@@ -114,7 +125,13 @@ public enum CommandFailure: Equatable, Sendable, CustomStringConvertible {
     case handler(HandlerFailure)
     /// The handler reported a failure with its own code.
     case handlerCode(UInt32)
-    /// Another status: `cancelled`, `expired`, or one this build does not know.
+    /// Cancelled while queued, or dropped by a stopping daemon.
+    case cancelled
+    /// The deadline passed before the command could run.
+    case expired
+    /// The model's queue was full.
+    case modelQueueFull
+    /// A status this build does not know.
     case other(statusCode: UInt32, detail: UInt32)
 
     /// The failure a completion with `statusCode` and `detail` reports; nil
@@ -126,7 +143,10 @@ public enum CommandFailure: Equatable, Sendable, CustomStringConvertible {
         case .unknownModel: self = .unknownModel
         case .handlerFailed:
             if let reserved = HandlerFailure(rawValue: detail) { self = .handler(reserved) } else { self = .handlerCode(detail) }
-        default: self = .other(statusCode: statusCode, detail: detail)
+        case .cancelled: self = .cancelled
+        case .expired: self = .expired
+        case .modelQueueFull: self = .modelQueueFull
+        case nil: self = .other(statusCode: statusCode, detail: detail)
         }
     }
 
@@ -137,6 +157,9 @@ public enum CommandFailure: Equatable, Sendable, CustomStringConvertible {
         case .handler(.threw): "the handler threw (the daemon's log says what)"
         case .handler(.unreported): "the handler returned without reporting the command"
         case .handlerCode(let code): "the handler failed with code \(code)"
+        case .cancelled: "cancelled before it ran"
+        case .expired: "its deadline passed before it could run"
+        case .modelQueueFull: "the model's queue was full"
         case .other(let status, let detail): "status \(status), detail \(detail)"
         }
     }

@@ -4,7 +4,7 @@ import FabricSystem
 #error("The FabricQueue ABI is little-endian; big-endian hosts are not supported.")
 #endif
 
-/// Byte offsets and constants of the FabricQueue shared-memory ABI, version 1.
+/// Byte offsets and constants of the FabricQueue shared-memory ABI, version 2.
 ///
 /// Every field is little-endian and fixed-width, and every reference between
 /// parts of a region is a byte offset from the start of the region, never a
@@ -14,7 +14,7 @@ public enum RegionLayout {
     /// "FABRICQR" read as a little-endian `UInt64`.
     public static let magic: UInt64 = 0x5251_4349_5242_4146
     /// The ABI version this build speaks.
-    public static let abiVersion: UInt32 = 1
+    public static let abiVersion: UInt32 = 2
     /// The cache-line size the layout is padded to.
     public static let cacheLine = 64
     /// Producer and consumer state are this far apart: two cache lines, so the

@@ -2,7 +2,7 @@ import FabricQueue
 import FabricSystem
 import SystemPackage
 
-/// The session handshake on the control socket, version 1. All integers are
+/// The session handshake on the control socket, version 2 (ABI version 2). All integers are
 /// little-endian; both messages have a fixed size.
 ///
 /// ```
@@ -18,7 +18,7 @@ import SystemPackage
 /// socket, so both sides report a clear error.
 public enum SessionHandshake {
     /// The protocol version this build speaks.
-    public static let protocolVersion: UInt32 = 1
+    public static let protocolVersion: UInt32 = 2
     /// "FQHELLO1" read as a little-endian `UInt64`.
     public static let helloMagic: UInt64 = 0x314F_4C4C_4548_5146
     /// "FQREPLY1" read as a little-endian `UInt64`.
@@ -196,7 +196,7 @@ extension UnixSocket {
             throw .malformed("hello magic 0x\(String(magic, radix: 16))")
         }
         guard version == SessionHandshake.protocolVersion else {
-            refuse(.versionMismatch, reason: "daemon speaks \(SessionHandshake.protocolVersion)")
+            refuse(.versionMismatch, reason: "daemon speaks \(SessionHandshake.protocolVersion), client \(version)")
             throw .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version)
         }
         let granted: SessionGrant

@@ -45,7 +45,7 @@ public struct UnixSocket: ~Copyable {
     /// a file another process has since put at the same path.
     private let boundFile: (device: UInt64, inode: UInt64)?
 
-    init(_ fd: FileDescriptor, boundPath: FilePath? = nil, boundFile: (device: UInt64, inode: UInt64)? = nil) {
+    package init(_ fd: FileDescriptor, boundPath: FilePath? = nil, boundFile: (device: UInt64, inode: UInt64)? = nil) {
         fileDescriptor = fd
         self.boundPath = boundPath
         self.boundFile = boundFile

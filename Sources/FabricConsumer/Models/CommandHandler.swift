@@ -1,15 +1,18 @@
 import FabricSystem
 
-/// Runs one model: the daemon calls it with batches of validated commands.
+/// Runs one model's batches synchronously: ``handle(_:)`` reports every
+/// command before it returns. The simple case of ``BatchHandler``.
 ///
-/// A handler is registered under a model id (see ``FabricDaemon``). The
-/// daemon's poll thread calls ``handle(_:)`` with a ``CommandBatch``: every
-/// command in it has passed ``DescriptorValidator`` against the submitting
-/// session's data region, so its input and output buffers are inside that
-/// session's slots and do not overlap. The handler reads each input, writes
-/// each output and reports, per command, ``CommandBatch/complete(_:outputSize:)``
-/// or ``CommandBatch/fail(_:code:)``. A command it leaves unreported fails with
-/// `CompletionStatus.handlerFailed`; if it throws, every unreported command does.
+/// The daemon calls ``handle(_:)`` on one of the model's instance threads
+/// (``ModelConfiguration``) with a ``CommandBatch``: every command in it has
+/// passed ``DescriptorValidator`` against its session's data region, so its
+/// input and output buffers are inside that session's slots and do not
+/// overlap. The handler reads each input, writes each output and reports,
+/// per command, ``CommandBatch/complete(_:outputSize:)`` or
+/// ``CommandBatch/fail(_:code:)``. A command it leaves unreported fails with
+/// `CompletionStatus.handlerFailed`; if it throws, every unreported command
+/// does. A slow handler holds only its own instance: other models, and other
+/// instances of this one, go on.
 ///
 /// ```swift
 /// final class Echo: CommandHandler {
@@ -28,14 +31,39 @@ import FabricSystem
 /// The buffers are shared with the controller's process: they are valid only
 /// during the call, and a misbehaving controller could change an input while
 /// it is read. Copy what must not change before acting on it.
-public protocol CommandHandler: AnyObject, Sendable {
-    /// The smallest output buffer a command must carry; smaller ones are
-    /// refused with `CompletionStatus.invalidDescriptor` before the handler runs.
-    var requiredOutputCapacity: UInt32 { get }
-
-    /// Runs a batch of 1 to ``DaemonConfiguration/burstSize`` commands of this
-    /// handler's model, on the daemon's poll thread.
+public protocol CommandHandler: BatchHandler {
+    /// Runs a batch of 1 to `DynamicBatching.maximumBatchSize` commands of
+    /// this handler's model, and reports each before returning.
     func handle(_ batch: borrowing CommandBatch) throws
+}
+
+extension CommandHandler {
+    /// Runs ``handle(_:)`` and completes every command from what it reported.
+    public func start(_ batch: InFlightBatch) {
+        let slot = batch.slot
+        for k in 0..<batch.count { slot.results[k] = .unreported }
+        var threw = false
+        do {
+            try handle(
+                CommandBatch(
+                    descriptors: slot.descriptors, inputs: slot.inputs, outputs: slot.outputs,
+                    results: slot.results, count: batch.count))
+        } catch {
+            threw = true
+            slot.reportHandlerError(error)
+        }
+        for k in 0..<batch.count {
+            switch slot.results[k] {
+            case .succeeded(let size):
+                slot.finish(k, generation: batch.generation, status: .succeeded, outputSize: size, detail: UInt32(batch.count))
+            case .failed(let code):
+                slot.finish(k, generation: batch.generation, status: .handlerFailed, outputSize: 0, detail: code)
+            case .unreported:
+                let why = threw ? HandlerFailure.threw : HandlerFailure.unreported
+                slot.finish(k, generation: batch.generation, status: .handlerFailed, outputSize: 0, detail: why.rawValue)
+            }
+        }
+    }
 }
 
 /// A batch of validated commands for one ``CommandHandler`` call: their

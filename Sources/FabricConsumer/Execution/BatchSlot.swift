@@ -1,0 +1,184 @@
+import FabricSession
+import FabricSystem
+import Synchronization
+
+/// Wakes the poll thread when a handler completes a command while it sleeps.
+///
+/// The lost-wake-up argument is the doorbells' (see `SleeperAnnouncement`
+/// in the core): the poll thread announces (``sleeping`` = true), issues a
+/// sequentially consistent fence, then re-checks every in-flight batch
+/// before it sleeps; a completer publishes its command's state, issues the
+/// same fence, then reads ``sleeping``. One of the two sees the other's write.
+final class PollWaker: Sendable {
+    let sleeping = Atomic<Bool>(false)
+    let doorbell: EventFD
+
+    init(doorbell: EventFD) { self.doorbell = doorbell }
+
+    /// Called by a completer after it published a completion.
+    func completionPublished() {
+        // F2: orders the completion's publication before the read below.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        // Relaxed: the fence above carries the ordering.
+        if sleeping.load(ordering: .relaxed) { try? doorbell.signal() }
+    }
+}
+
+/// What a completer reported for one command; read by the poll thread once
+/// the command's state says done.
+struct CommandReport {
+    var statusCode: UInt32 = 0
+    var outputSize: UInt32 = 0
+    var detail: UInt32 = 0
+    var finished: UInt64 = 0
+}
+
+/// The daemon-owned storage of one in-flight batch of one model instance:
+/// the commands' descriptors and buffers, the sessions they came from, and
+/// one state word per command. Allocated once per instance; reused for every
+/// batch that instance runs, under a new generation each time.
+///
+/// Each command's state word is `generation << 2 | state`, state 0 pending,
+/// 1 being reported, 2 reported. A completer claims a command with one
+/// compare-and-swap from `generation << 2` (so a second report, or one for
+/// a generation long gone, fails and is counted), writes its report, then
+/// publishes state 2 with release. The poll thread reads the states with
+/// acquire and posts what it finds on the sessions' completion rings: it is
+/// the rings' only writer.
+final class BatchSlot: @unchecked Sendable {
+    // @unchecked: fields below marked "poll thread" are touched by it alone; completers write only `reports[k]` after claiming command k, and the atomics
+    let instance: Int
+    let capacity: Int
+    let descriptors: UnsafeMutablePointer<Descriptor>
+    let inputs: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
+    let outputs: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
+    /// Scratch for a synchronous ``CommandHandler``'s reports (its instance thread only).
+    let results: UnsafeMutablePointer<CommandOutcome>
+    let states: UnsafeMutablePointer<Atomic<UInt64>>
+    let reports: UnsafeMutablePointer<CommandReport>
+    /// Commands reported in the current generation (incremented after each
+    /// publication, so the poll thread scans only batches with news).
+    let reported = Atomic<Int>(0)
+    let waker: PollWaker
+    /// Where refused completions are counted.
+    let counters: DaemonCounters
+    let onHandlerError: @Sendable (any Error) -> Void
+
+    /// Poll thread: the sessions the commands came from, retained while
+    /// the batch is in flight so their memory stays mapped.
+    let sessions: UnsafeMutablePointer<Unmanaged<DaemonSession>?>
+    /// Poll thread: when each command was taken off its ring.
+    let pickups: UnsafeMutablePointer<UInt64>
+    /// Poll thread: which commands' completions are posted.
+    let posted: UnsafeMutablePointer<Bool>
+    /// Poll thread.
+    var count = 0
+    /// Poll thread (completers get their copy in `InFlightBatch`).
+    var generation: UInt64 = 0
+    /// Poll thread: completions posted in this generation.
+    var postedCount = 0
+    /// Poll thread: when the batch was handed to its instance.
+    var started: UInt64 = 0
+    /// Poll thread: whether a batch is in flight.
+    var busy = false
+
+    init(
+        instance: Int, capacity: Int, waker: PollWaker, counters: DaemonCounters,
+        onHandlerError: @escaping @Sendable (any Error) -> Void
+    ) {
+        self.instance = instance
+        self.counters = counters
+        self.capacity = capacity
+        self.waker = waker
+        self.onHandlerError = onHandlerError
+        descriptors = .allocate(capacity: capacity)
+        descriptors.initialize(repeating: Descriptor(), count: capacity)
+        inputs = .allocate(capacity: capacity)
+        inputs.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: capacity)
+        outputs = .allocate(capacity: capacity)
+        outputs.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: capacity)
+        results = .allocate(capacity: capacity)
+        results.initialize(repeating: .unreported, count: capacity)
+        states = .allocate(capacity: capacity)
+        for k in 0..<capacity { (states + k).initialize(to: Atomic<UInt64>(0)) }
+        reports = .allocate(capacity: capacity)
+        reports.initialize(repeating: CommandReport(), count: capacity)
+        sessions = .allocate(capacity: capacity)
+        sessions.initialize(repeating: nil, count: capacity)
+        pickups = .allocate(capacity: capacity)
+        pickups.initialize(repeating: 0, count: capacity)
+        posted = .allocate(capacity: capacity)
+        posted.initialize(repeating: false, count: capacity)
+    }
+
+    deinit {
+        for k in 0..<capacity { sessions[k]?.release() }
+        descriptors.deallocate()
+        inputs.deallocate()
+        outputs.deallocate()
+        results.deallocate()
+        states.deinitialize(count: capacity)
+        states.deallocate()
+        reports.deallocate()
+        sessions.deallocate()
+        pickups.deallocate()
+        posted.deallocate()
+    }
+
+    /// Poll thread: opens generation `generation + 1` for `count` commands
+    /// already written to ``descriptors``, ``inputs``, ``outputs``,
+    /// ``sessions`` and ``pickups``; returns the handle for the handler.
+    func open(count: Int, now: UInt64) -> InFlightBatch {
+        generation &+= 1
+        let pending = generation << 2
+        for k in 0..<count {
+            // Relaxed: published to the instance by its mailbox (release) or
+            // by the call itself on the poll thread.
+            states[k].store(pending, ordering: .relaxed)
+            posted[k] = false
+        }
+        reported.store(0, ordering: .relaxed)
+        self.count = count
+        postedCount = 0
+        started = now
+        busy = true
+        return InFlightBatch(slot: self, generation: generation, count: count)
+    }
+
+    /// Any thread: claims command `index` of `generation` and publishes its
+    /// report. False when it was reported already or the generation is gone.
+    @discardableResult
+    func finish(_ index: Int, generation: UInt64, status: CompletionStatus, outputSize: UInt32, detail: UInt32) -> Bool {
+        let pending = generation << 2
+        // Relaxed: the exchange only decides who reports; the report is
+        // published by the release store below.
+        guard states[index].compareExchange(expected: pending, desired: pending | 1, ordering: .relaxed).exchanged else {
+            DaemonCounters.bump(counters.rejectedCompletions)
+            return false
+        }
+        reports[index] = CommandReport(
+            statusCode: status.rawValue, outputSize: outputSize, detail: detail, finished: MonotonicClock.now())
+        // Release: the report above is visible to the poll thread's acquire load of the state.
+        states[index].store(pending | 2, ordering: .releasing)
+        // Release: pairs with the poll thread's acquire load of the count, so it
+        // finds this command's state once it sees the count move.
+        reported.add(1, ordering: .releasing)
+        waker.completionPublished()
+        return true
+    }
+
+    /// Whether command `index` of `generation` has been reported.
+    func isFinished(_ index: Int, generation: UInt64) -> Bool {
+        // Acquire: pairs with the release in `finish`.
+        states[index].load(ordering: .acquiring) == (generation << 2) | 2
+    }
+
+    /// Poll thread: whether some command was reported and not yet posted.
+    var hasNews: Bool {
+        // Acquire: pairs with the release increment in `finish`.
+        busy && reported.load(ordering: .acquiring) > postedCount
+    }
+
+    /// Logs a synchronous handler's error (rate-limited by the daemon).
+    func reportHandlerError(_ error: any Error) { onHandlerError(error) }
+}

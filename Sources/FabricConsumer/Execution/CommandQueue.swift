@@ -1,0 +1,73 @@
+import FabricSession
+import FabricSystem
+
+/// A command taken off a session's ring, validated, waiting for an instance.
+struct QueuedCommand {
+    var descriptor: Descriptor
+    /// Not retained: a session's queued commands are purged before it is retired.
+    var session: Unmanaged<DaemonSession>
+    var input: UnsafeMutableRawBufferPointer
+    var output: UnsafeMutableRawBufferPointer
+    var pickup: UInt64
+    /// `MonotonicClock` deadline (`.max`: none).
+    var deadline: UInt64
+    /// False once cancelled or purged: skipped when it reaches the head.
+    var live: Bool
+}
+
+/// A bounded FIFO of ``QueuedCommand``s in preallocated storage: one per
+/// priority level of a model. Poll thread only; no allocation after init.
+struct CommandQueue: ~Copyable {
+    private let storage: UnsafeMutablePointer<QueuedCommand>
+    let capacity: Int
+    private var head = 0
+    /// Entries held, live or not.
+    private(set) var occupied = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        storage = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        for k in 0..<occupied { (storage + (head + k) % capacity).deinitialize(count: 1) }
+        storage.deallocate()
+    }
+
+    var isFull: Bool { occupied == capacity }
+
+    mutating func append(_ command: QueuedCommand) {
+        precondition(occupied < capacity)
+        (storage + (head + occupied) % capacity).initialize(to: command)
+        occupied += 1
+    }
+
+    /// The oldest entry, live or not.
+    var first: QueuedCommand? { occupied > 0 ? storage[head] : nil }
+
+    mutating func removeFirst() -> QueuedCommand {
+        precondition(occupied > 0)
+        let command = (storage + head).move()
+        head = (head + 1) % capacity
+        occupied -= 1
+        return command
+    }
+
+    /// Drops dead entries at the head.
+    mutating func dropDeadHead() {
+        while occupied > 0 && !storage[head].live { _ = removeFirst() }
+    }
+
+    /// Calls `body` on every live entry, oldest first; an entry `body`
+    /// returns true for is marked dead (and passed back for its completion).
+    mutating func kill(where body: (QueuedCommand) -> Bool, then done: (QueuedCommand) -> Void) {
+        for k in 0..<occupied {
+            let i = (head + k) % capacity
+            if storage[i].live && body(storage[i]) {
+                storage[i].live = false
+                done(storage[i])
+            }
+        }
+        dropDeadHead()
+    }
+}

@@ -1,0 +1,35 @@
+import FabricSystem
+import SystemPackage
+
+/// A controller's connection to a daemon hosted in the same process ("Model
+/// A"): one end of a connected socket pair (`socketpair(2)`) whose other end
+/// the daemon serves as if it had accepted it. The handshake, rings, data
+/// region and doorbells are exactly those of a daemon in another process, so
+/// the controller code is the same.
+///
+/// Get one from `FabricDaemon.connectInProcess()` and hand it to
+/// `ControllerSession.connect(to:)` or `FabricClient.connect(to:)`.
+/// Noncopyable: it is consumed by the connect, which runs the handshake on it.
+public struct InProcessConnection: ~Copyable, Sendable {
+    let descriptor: FileDescriptor
+
+    /// A connection over `descriptor`, a connected Unix stream socket; closed
+    /// with the value unless taken.
+    package init(adopting descriptor: FileDescriptor) {
+        self.descriptor = descriptor
+    }
+
+    deinit { try? descriptor.close() }
+
+    /// A connected pair: the controller's end and the daemon's.
+    package static func makePair() throws(SocketError) -> (client: FileDescriptor, daemon: FileDescriptor) {
+        do { return try UnixDomainSocket.pair(inheritable: false) } catch { throw .system(error) }
+    }
+
+    /// The controller's socket, taken out of the value.
+    package consuming func takeSocket() -> UnixSocket {
+        let fd = descriptor
+        discard self
+        return UnixSocket(fd)
+    }
+}

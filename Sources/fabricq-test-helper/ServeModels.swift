@@ -1,0 +1,110 @@
+import FabricConsumer
+import FabricDiagnostics
+import FabricSystem
+import Glibc
+import SystemPackage
+
+// `serve-models SOCKET SPEC...`: a daemon serving `fabricq serve --model`
+// specifications plus three misbehaving kinds the tests need:
+//   never        takes every batch and never completes it
+//   twice        completes every command twice (the second with size 1)
+//   late=D       completes every command from a foreign thread D later,
+//                whether or not its session still exists
+// Prints "listening" once serving; on SIGTERM stops and prints a "stats" line.
+
+/// Takes each batch and never completes it.
+final class NeverCompletes: BatchHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    func start(_ batch: InFlightBatch) {}
+}
+
+/// Completes each command twice: the second report must be refused.
+final class CompletesTwice: BatchHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    func start(_ batch: InFlightBatch) {
+        for i in 0..<batch.count {
+            let n = min(batch.input(i).count, batch.output(i).count)
+            if n > 0, let source = batch.input(i).baseAddress { batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n) }
+            precondition(batch.complete(i, outputSize: n), "the first completion must be accepted")
+            precondition(!batch.complete(i, outputSize: 1), "a second completion must be refused")
+            precondition(!batch.fail(i, code: 9), "a second completion must be refused")
+        }
+    }
+}
+
+/// Completes each batch from a thread of its own, `delay` later: echoes the
+/// input, then completes the commands in reverse order.
+final class CompletesLate: BatchHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    let delay: UInt64
+    init(delay: UInt64) { self.delay = delay }
+    func start(_ batch: InFlightBatch) {
+        let delay = self.delay
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let box = Unmanaged.passRetained(LateJob(batch: batch, delay: delay)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, &attributes, { raw in
+            let job = Unmanaged<LateJob>.fromOpaque(raw!).takeRetainedValue()
+            usleep(UInt32(job.delay / 1000))
+            for i in (0..<job.batch.count).reversed() {
+                let n = min(job.batch.input(i).count, job.batch.output(i).count)
+                if n > 0, let source = job.batch.input(i).baseAddress {
+                    job.batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
+                }
+                job.batch.complete(i, outputSize: n)
+            }
+            return nil
+        }, box)
+        pthread_attr_destroy(&attributes)
+        if created != 0 { fail("pthread_create: \(created)") }
+    }
+}
+
+final class LateJob: @unchecked Sendable {
+    // @unchecked: handed to exactly one thread
+    let batch: InFlightBatch
+    let delay: UInt64
+    init(batch: InFlightBatch, delay: UInt64) {
+        self.batch = batch
+        self.delay = delay
+    }
+}
+
+func serveModels(socket: String, specifications: [String]) -> Never {
+    var models: [UInt32: ServedModel] = [:]
+    for text in specifications {
+        let specification: ModelSpecification
+        do { specification = try ModelSpecification.parse(text, extraKinds: ["never", "twice", "late"]) } catch {
+            fail("\(error)")
+        }
+        let handler: any BatchHandler
+        switch specification.kind {
+        case .custom(name: "never", _): handler = NeverCompletes()
+        case .custom(name: "twice", _): handler = CompletesTwice()
+        case .custom(name: "late", let value):
+            guard let d = value.flatMap(parseDuration) else { fail("late needs a duration") }
+            handler = CompletesLate(delay: d.saturatingNanoseconds)
+        default:
+            guard let built = specification.makeHandler() else { fail("no handler for \(text)") }
+            handler = built
+        }
+        models[specification.id] = ServedModel(handler: handler, configuration: specification.configuration)
+    }
+    var configuration = DaemonConfiguration(socketPath: FilePath(socket))
+    configuration.session = SessionLimits(slotSize: 4096, slotCount: 32)
+    let daemon = FabricDaemon(configuration: configuration, models: models)
+    do {
+        try daemon.run {
+            var line = "listening\n"
+            line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
+        }
+    } catch { fail("\(error)") }
+    let s = daemon.statistics
+    var line =
+        "stats rejected=\(s.rejectedCompletions) batches=\(s.batchesStarted) started=\(s.commandsStarted) "
+        + "expired=\(s.commandsExpired) cancelled=\(s.commandsCancelled) full=\(s.commandsRejectedQueueFull)\n"
+    line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
+    exit(0)
+}
