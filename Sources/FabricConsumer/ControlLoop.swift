@@ -154,7 +154,8 @@ extension DaemonCore {
                 refused(peer: try? connection.peerCredentials(), error)
                 continue
             }
-            pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline(after: configuration.handshakeTimeout)))
+            pending.append(
+                PendingHandshake(socket: connection, peer: peer, deadline: deadline(after: configuration.handshakeTimeout)))
         }
     }
 

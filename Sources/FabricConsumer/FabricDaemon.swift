@@ -96,7 +96,8 @@ public final class FabricDaemon: Sendable {
             do throws(SystemCallError) {
                 for lane in runtime.lanes {
                     try lane.startInstances(spin: spin) { error in
-                        core.logger.error("instance placement failed", metadata: ["model": "\(lane.modelID)", "error": "\(error)"])
+                        core.logger.error(
+                            "instance placement failed", metadata: ["model": "\(lane.modelID)", "error": "\(error)"])
                     }
                 }
             } catch {

@@ -197,7 +197,9 @@ public final class FabricClient: Sendable {
 
     /// Takes an input and an output slot, waiting for the reaper to free
     /// some (until `end`) when the pool is short.
-    private func acquireBuffers(until end: UInt64) async throws(SubmitError) -> (
+    private func acquireBuffers(
+        until end: UInt64
+    ) async throws(SubmitError) -> (
         BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer
     ) {
         while true {

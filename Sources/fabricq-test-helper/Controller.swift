@@ -134,7 +134,11 @@ func runGarbage(socket path: String) {
             let completion = try consumer.receive(
                 doorbell: .adaptive(spinFor: .microseconds(50), then: .futex), timeout: .seconds(5))
             let name = byID[completion.commandID] ?? "unknown"
-            lines.append((completion.commandID, "\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)"))
+            lines.append(
+                (
+                    completion.commandID,
+                    "\(name) \(completion.commandID) status=\(completion.statusCode) detail=\(completion.detail)"
+                ))
         }
         for (_, text) in lines.sorted(by: { $0.0 < $1.0 }) { line(text) }
         // Now break the ring itself: a head far beyond the tail.

@@ -24,7 +24,9 @@ final class CompletesTwice: BatchHandler {
     func start(_ batch: InFlightBatch) {
         for i in 0..<batch.count {
             let n = min(batch.input(i).count, batch.output(i).count)
-            if n > 0, let source = batch.input(i).baseAddress { batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n) }
+            if n > 0, let source = batch.input(i).baseAddress {
+                batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
+            }
             precondition(batch.complete(i, outputSize: n), "the first completion must be accepted")
             precondition(!batch.complete(i, outputSize: 1), "a second completion must be refused")
             precondition(!batch.fail(i, code: 9), "a second completion must be refused")
@@ -45,18 +47,20 @@ final class CompletesLate: BatchHandler {
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         let box = Unmanaged.passRetained(LateJob(batch: batch, delay: delay)).toOpaque()
         var thread = pthread_t()
-        let created = pthread_create(&thread, &attributes, { raw in
-            let job = Unmanaged<LateJob>.fromOpaque(raw!).takeRetainedValue()
-            usleep(UInt32(job.delay / 1000))
-            for i in (0..<job.batch.count).reversed() {
-                let n = min(job.batch.input(i).count, job.batch.output(i).count)
-                if n > 0, let source = job.batch.input(i).baseAddress {
-                    job.batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
+        let created = pthread_create(
+            &thread, &attributes,
+            { raw in
+                let job = Unmanaged<LateJob>.fromOpaque(raw!).takeRetainedValue()
+                usleep(UInt32(job.delay / 1000))
+                for i in (0..<job.batch.count).reversed() {
+                    let n = min(job.batch.input(i).count, job.batch.output(i).count)
+                    if n > 0, let source = job.batch.input(i).baseAddress {
+                        job.batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
+                    }
+                    job.batch.complete(i, outputSize: n)
                 }
-                job.batch.complete(i, outputSize: n)
-            }
-            return nil
-        }, box)
+                return nil
+            }, box)
         pthread_attr_destroy(&attributes)
         if created != 0 { fail("pthread_create: \(created)") }
     }

@@ -55,8 +55,12 @@ struct Load: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        guard let runFor = parseDuration(duration), runFor > .zero else { throw ValidationError("--duration: a duration such as 10s") }
-        guard let deadline = parseDuration(timeout), deadline > .zero else { throw ValidationError("--timeout: a duration such as 5s") }
+        guard let runFor = parseDuration(duration), runFor > .zero else {
+            throw ValidationError("--duration: a duration such as 10s")
+        }
+        guard let deadline = parseDuration(timeout), deadline > .zero else {
+            throw ValidationError("--timeout: a duration such as 5s")
+        }
         guard ["echo", "checksum", "empty", "none"].contains(expect) else {
             throw ValidationError("--expect is echo, checksum, empty or none")
         }
@@ -100,7 +104,10 @@ struct Load: AsyncParsableCommand {
             }
         }
         let elapsed = Double(MonotonicClock.now() &- start) / 1e9
-        print(total.summary(elapsed: elapsed, model: model, json: json, mode: perSecond.map { "rate \($0)/s" } ?? "concurrency \(max(concurrency ?? 1, 1))"))
+        print(
+            total.summary(
+                elapsed: elapsed, model: model, json: json,
+                mode: perSecond.map { "rate \($0)/s" } ?? "concurrency \(max(concurrency ?? 1, 1))"))
         if total.wrong > 0 {
             report("\(total.wrong) outputs were wrong")
             throw ExitCode(1)
@@ -108,7 +115,8 @@ struct Load: AsyncParsableCommand {
     }
 
     /// `tasks` workers, each submitting `batch` requests at a time until `end`.
-    static func closedLoop(_ client: FabricClient, _ shape: RequestShape, worker: UInt64, batch: Int, end: UInt64) async -> Tally {
+    static func closedLoop(_ client: FabricClient, _ shape: RequestShape, worker: UInt64, batch: Int, end: UInt64) async -> Tally
+    {
         var tally = Tally()
         var sequence: UInt64 = 0
         while MonotonicClock.now() < end {
@@ -132,7 +140,9 @@ struct Load: AsyncParsableCommand {
 
     /// Starts a request every `1/perSecond` seconds until `end`; latency
     /// counts from each request's scheduled start (no coordinated omission).
-    static func openLoop(_ client: FabricClient, _ shape: RequestShape, start: UInt64, end: UInt64, perSecond: Double) async -> Tally {
+    static func openLoop(
+        _ client: FabricClient, _ shape: RequestShape, start: UInt64, end: UInt64, perSecond: Double
+    ) async -> Tally {
         let interval = max(UInt64(1e9 / perSecond), 1)
         return await withTaskGroup(of: Sample.self) { group in
             var tally = Tally()
@@ -280,14 +290,18 @@ struct Tally: Sendable {
         let throughput = elapsed > 0 ? Double(completed) / elapsed : 0
         let e2e = Self.percentiles(latencies)
         let meanBatch = completed > 0 ? Double(batchSizes) / Double(completed) : 0
-        let stageNames: [(Stage, String)] = [(.queue, "queue"), (.dispatch, "dispatch"), (.handler, "handler"), (.completion, "completion")]
+        let stageNames: [(Stage, String)] = [
+            (.queue, "queue"), (.dispatch, "dispatch"), (.handler, "handler"), (.completion, "completion"),
+        ]
         func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
         if json {
             func object(_ p: (p50: UInt64, p99: UInt64, p999: UInt64, max: UInt64)) -> String {
                 "{\"p50\": \(p.p50), \"p99\": \(p.p99), \"p999\": \(p.p999), \"max\": \(p.max)}"
             }
-            let stageJSON = stageNames.map { "\"\($0.1)\": \(object(Self.percentiles(stages[$0.0] ?? [])))" }.joined(separator: ", ")
-            let failureJSON = failures.sorted { $0.key < $1.key }.map { "\"\(escape($0.key))\": \($0.value)" }.joined(separator: ", ")
+            let stageJSON = stageNames.map { "\"\($0.1)\": \(object(Self.percentiles(stages[$0.0] ?? [])))" }.joined(
+                separator: ", ")
+            let failureJSON = failures.sorted { $0.key < $1.key }.map { "\"\(escape($0.key))\": \($0.value)" }.joined(
+                separator: ", ")
             return """
                 {"model": \(model), "mode": "\(mode)", "duration_s": \(round2(elapsed)), "completed": \(completed), \
                 "failed": \(failed), "wrong": \(wrong), "throughput_per_s": \(round2(throughput)), \

@@ -182,19 +182,31 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Session_staged_batches_of_4_50k_commands", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try sessionStagedBatches(50_000, batch: 4, benchmark)
     }
+    // Issue 14: the deferred path. The model runs on the poll thread and its
+    // handler completes through `InFlightBatch`; requests carry a priority and
+    // a deadline, so the batcher's priority levels and deadline checks run.
+    Benchmark("Session_deferred_poll_thread_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try withEmptyDaemonSession(execution: .pollThread) { session in
+            try sessionRoundTrips(&session, 50_000, benchmark, priority: 1, deadline: .seconds(5))
+        }
+    }
 }
 
 /// Starts an in-process daemon serving the empty handler on a fresh socket,
 /// connects a busy-polling `ControllerSession` with `batching`, runs `body`
 /// with it, and stops the daemon.
 func withEmptyDaemonSession(
-    batching: BatchingPolicy = .immediate, _ body: (inout ControllerSession) throws -> Void
+    batching: BatchingPolicy = .immediate, execution: ModelExecution = .threads,
+    _ body: (inout ControllerSession) throws -> Void
 ) throws {
     let socket = FilePath("/tmp/fq-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock")
     var configuration = DaemonConfiguration(socketPath: socket)
     configuration.idle = .busyPoll
     configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 16)
-    let daemon = FabricDaemon(configuration: configuration, handlers: [noOpModel: NoOpHandler()])
+    let handler: any BatchHandler = execution == .threads ? NoOpHandler() : DeferredNoOpHandler()
+    let daemon = FabricDaemon(
+        configuration: configuration,
+        models: [noOpModel: ServedModel(handler: handler, configuration: ModelConfiguration(execution: execution))])
     try daemon.start()
     var options = ControllerOptions()
     options.wait = .busyPoll
@@ -218,7 +230,7 @@ func stagedBatches(_ session: inout ControllerSession, commands: Int, batch: Int
     func oneBatch(_ first: Int) throws {
         for i in 0..<batch {
             guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
-                throw SubmitError.noFreeBuffer
+                throw OutOfBuffers()
             }
             session.buffers.buffer(input).storeBytes(of: UInt64(first + i), as: UInt64.self)
             try session.stage(CommandRequest(modelID: noOpModel, input: input, inputSize: 8, output: output))
@@ -242,6 +254,17 @@ final class NoOpHandler: CommandHandler {
         for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
     }
 }
+/// The empty handler on the deferred interface: completes through the batch handle.
+final class DeferredNoOpHandler: BatchHandler {
+    let requiredOutputCapacity: UInt32 = 0
+    func start(_ batch: InFlightBatch) {
+        for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
+    }
+}
+
+/// A buffer pool that ran dry in a benchmark loop (a bug in the loop).
+struct OutOfBuffers: Error {}
+
 let noOpModel: UInt32 = 4
 
 /// Submit → completion round trips through a real session: an in-process
@@ -253,13 +276,18 @@ func sessionRoundTrips(_ roundTrips: Int, _ benchmark: Benchmark) throws {
     try withEmptyDaemonSession { session in try sessionRoundTrips(&session, roundTrips, benchmark) }
 }
 
-func sessionRoundTrips(_ session: inout ControllerSession, _ roundTrips: Int, _ benchmark: Benchmark) throws {
+func sessionRoundTrips(
+    _ session: inout ControllerSession, _ roundTrips: Int, _ benchmark: Benchmark, priority: UInt8 = 0,
+    deadline: Duration? = nil
+) throws {
     func roundTrip(_ i: Int) throws {
         guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
-            throw SubmitError.noFreeBuffer
+            throw OutOfBuffers()
         }
         session.buffers.buffer(input).storeBytes(of: UInt64(i), as: UInt64.self)
-        try session.submit(CommandRequest(modelID: noOpModel, input: input, inputSize: 8, output: output))
+        try session.submit(
+            CommandRequest(
+                modelID: noOpModel, input: input, inputSize: 8, output: output, priority: priority, deadline: deadline))
         let done = try session.waitForCompletion(timeout: .seconds(10))
         session.buffers.release(done.input)
         session.buffers.release(done.output)

@@ -1,4 +1,5 @@
 import FabricSystem
+import Glibc
 import Synchronization
 
 /// One execution instance of a ``ModelExecution/threads`` model: a thread
@@ -37,7 +38,8 @@ final class InstanceThread: @unchecked Sendable {
 
     /// Starts the thread, which runs every batch handed to it with `handler`.
     func start(
-        handler: any BatchHandler, placement: ThreadPlacement?, spin: UInt64, onPlacementError: @escaping @Sendable (any Error) -> Void
+        handler: any BatchHandler, placement: ThreadPlacement?, spin: UInt64,
+        onPlacementError: @escaping @Sendable (any Error) -> Void
     ) throws(SystemCallError) {
         thread = try ServiceThread { [self] in
             if let placement {
@@ -77,8 +79,13 @@ final class InstanceThread: @unchecked Sendable {
             var state = mailbox.pointee.load(ordering: .acquiring)
             if state == Self.empty {
                 let since = MonotonicClock.now()
+                var spins = 0
                 while state == Self.empty && (spin == .max || MonotonicClock.now() &- since < spin) {
-                    cpuRelax()
+                    // Spinning instances, the poll thread and busy-polling
+                    // controllers can outnumber the CPUs: yield now and then,
+                    // so the thread that will hand us work gets to run.
+                    spins &+= 1
+                    if spins & 63 == 0 { sched_yield() } else { cpuRelax() }
                     state = mailbox.pointee.load(ordering: .acquiring)
                 }
             }
@@ -101,7 +108,7 @@ final class InstanceThread: @unchecked Sendable {
             self.batch = nil
             // Relaxed: the poll thread hands the next batch only after this
             // batch's completions, which are published with release.
-            mailbox.pointee.compareExchange(expected: Self.batchReady, desired: Self.empty, ordering: .relaxed)
+            _ = mailbox.pointee.compareExchange(expected: Self.batchReady, desired: Self.empty, ordering: .relaxed)
             handler.start(batch)
         }
     }

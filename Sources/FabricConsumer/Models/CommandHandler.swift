@@ -47,7 +47,7 @@ extension CommandHandler {
             try handle(
                 CommandBatch(
                     descriptors: slot.descriptors, inputs: slot.inputs, outputs: slot.outputs,
-                    results: slot.results, count: batch.count))
+                    results: slot.results, count: batch.count, instance: batch.instance))
         } catch {
             threw = true
             slot.reportHandlerError(error)
@@ -78,12 +78,19 @@ public struct CommandBatch: ~Copyable {
     @usableFromInline let results: UnsafeMutablePointer<CommandOutcome>
     /// Number of commands.
     public let count: Int
+    /// Which of the model's instances runs this batch
+    /// (`0..<ModelConfiguration.instances`): with several instances,
+    /// ``CommandHandler/handle(_:)`` runs on several threads at once, so keep
+    /// per-instance state (scratch buffers, streams) indexed by this.
+    public let instance: Int
 
     @usableFromInline
     init(
         descriptors: UnsafePointer<Descriptor>, inputs: UnsafePointer<UnsafeMutableRawBufferPointer>,
-        outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int
+        outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int,
+        instance: Int = 0
     ) {
+        self.instance = instance
         self.descriptors = descriptors
         self.inputs = inputs
         self.outputs = outputs

@@ -1,7 +1,7 @@
 import FabricConsumer
 import InferenceEngine
 
-/// Runs an image classifier engine on the daemon's poll thread: each command
+/// Runs an image classifier engine on its model's instance thread: each command
 /// is one image (float32 C×H×W, ``InputSpecification/byteCount`` bytes); the
 /// commands of a batch run as one forward pass of up to
 /// ``Network/maximumBatch`` images; each output receives a
@@ -16,7 +16,8 @@ import InferenceEngine
 /// `complete` or `fail` for each command. See Examples/ResNet/README.md.
 public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
     // @unchecked: the network's buffers and the scratch are used only from the
-    // daemon's poll thread, which calls handle(_:) one batch at a time.
+    // model's one instance thread (the daemon's default ModelConfiguration),
+    // which calls handle(_:) one batch at a time; serve it with instances: 1.
 
     /// Codes of the `handlerFailed` completions this handler posts.
     public enum FailureCode: UInt32 {
