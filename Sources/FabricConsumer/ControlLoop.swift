@@ -39,7 +39,11 @@ extension DaemonCore {
     func runControlLoop(_ binding: Binding) {
         var sessions: [DaemonSession] = []
         var pending: [PendingHandshake] = []
+        // Reused on every wake-up, so an idle daemon's once-a-second look
+        // allocates nothing once they have grown.
         var entries: [pollfd] = []
+        var watched: [DaemonSession] = []
+        var stillPending: [PendingHandshake] = []
         let hangUpEvents = Poll.readable | Poll.readHangUp
 
         // Relaxed: a stop request, re-read on every wake-up (stop also signals the eventfd).
@@ -50,7 +54,7 @@ extension DaemonCore {
             for handshake in pending {
                 entries.append(pollfd(fd: handshake.socket?.fileDescriptor.rawValue ?? -1, events: Poll.readable, revents: 0))
             }
-            var watched: [DaemonSession] = []
+            watched.removeAll(keepingCapacity: true)
             for session in sessions where !session.isEndRequested {
                 guard let fd = session.socket?.fileDescriptor.rawValue else { continue }
                 entries.append(pollfd(fd: fd, events: hangUpEvents, revents: 0))
@@ -66,12 +70,12 @@ extension DaemonCore {
 
             // Handshakes: take what has arrived, answer the complete, drop the late.
             let afterPoll = MonotonicClock.now()
-            var stillPending: [PendingHandshake] = []
+            stillPending.removeAll(keepingCapacity: true)
             for (i, handshake) in pending.enumerated()
             where !progress(handshake, readable: entries[2 + i].revents != 0, now: afterPoll, binding, &sessions) {
                 stillPending.append(handshake)
             }
-            pending = stillPending
+            swap(&pending, &stillPending)
 
             // Hang-ups: ask the poll thread to let go (and wake it if it sleeps).
             let firstSession = 2 + (entries.count - 2 - watched.count)

@@ -60,6 +60,7 @@ extension DaemonCore {
         var lastWork = MonotonicClock.now()
         let spinBudget = configuration.idle.spinNanoseconds
         var passesSincePublish = 0
+        var idleSpins = 0
 
         // Relaxed: the flag is a request to stop; nothing is read on the strength of it.
         while !pollStopping.load(ordering: .relaxed) {
@@ -91,6 +92,7 @@ extension DaemonCore {
                 index += 1
             }
             var due: UInt64?
+            var instancesRunning = false
             let now = MonotonicClock.now()
             for lane in runtime.lanes {
                 moved += postReported(lane, &touched)
@@ -100,10 +102,12 @@ extension DaemonCore {
                 }
                 if started > 0 { moved += started }
                 if let laneDue { due = min(due ?? .max, laneDue) }
+                if lane.isRunningOnInstanceThread { instancesRunning = true }
             }
             ringControllers(&touched)
 
             if moved > 0 {
+                idleSpins = 0
                 lastWork = MonotonicClock.now()
                 passesSincePublish += 1
                 if passesSincePublish >= 4096 {
@@ -114,7 +118,14 @@ extension DaemonCore {
             }
             if spinBudget == .max || MonotonicClock.now() &- lastWork < spinBudget {
                 if let due, due <= MonotonicClock.now() { continue }
-                SpinWait.pause()
+                // Waiting for an instance thread: after a short spin, give
+                // the CPU away on every pass. Where threads outnumber CPUs
+                // (the instance, this thread, busy-polling controllers) the
+                // instance may be queued behind us, and a pure spin would
+                // hold it off for a whole scheduler slice (milliseconds);
+                // with a CPU to spare, `sched_yield` returns at once.
+                idleSpins &+= 1
+                if instancesRunning && idleSpins > Self.pureSpins { CurrentThread.yield() } else { SpinWait.pause() }
                 continue
             }
             counters.publish()
@@ -132,6 +143,10 @@ extension DaemonCore {
             retire(session, runtime, binding)
         }
     }
+
+    /// Idle passes the poll thread spins with the pause hint alone before it
+    /// starts yielding to a running instance thread (a few hundred nanoseconds).
+    static let pureSpins = 4
 
     /// Takes up to one burst from `session`: answers at once what cannot run
     /// (invalid, unknown model, expired, model queue full), carries out

@@ -16,6 +16,8 @@ final class InstanceThread: @unchecked Sendable {
     static let empty: UInt32 = 0
     static let batchReady: UInt32 = 1
     static let stop: UInt32 = 2
+    /// Passes spun with the pause hint alone before yielding on each.
+    static let pureSpins = 4
 
     /// The mailbox word; futex-waited on, so it lives at a stable address.
     private let mailbox: UnsafeMutablePointer<Atomic<UInt32>>
@@ -82,10 +84,11 @@ final class InstanceThread: @unchecked Sendable {
                 var spins = 0
                 while state == Self.empty && (spin == .max || MonotonicClock.now() &- since < spin) {
                     // Spinning instances, the poll thread and busy-polling
-                    // controllers can outnumber the CPUs: yield now and then,
-                    // so the thread that will hand us work gets to run.
+                    // controllers can outnumber the CPUs: after a short pure
+                    // spin, yield on every pass, so the thread that will hand
+                    // us work gets to run (returns at once if none waits).
                     spins &+= 1
-                    if spins & 63 == 0 { sched_yield() } else { cpuRelax() }
+                    if spins > Self.pureSpins { sched_yield() } else { cpuRelax() }
                     state = mailbox.pointee.load(ordering: .acquiring)
                 }
             }

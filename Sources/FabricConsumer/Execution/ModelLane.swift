@@ -107,6 +107,10 @@ final class ModelLane: @unchecked Sendable {
 
     // MARK: Dispatch (poll thread)
 
+    /// Whether one of the model's instance threads is running a batch (the
+    /// poll thread then spins politely: see `runPollLoop`).
+    var isRunningOnInstanceThread: Bool { !threads.isEmpty && idle.count < slots.count }
+
     /// Whether a batch may go out now.
     var canDispatch: Bool { queued > 0 && !idle.isEmpty }
 
