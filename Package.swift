@@ -96,6 +96,7 @@ let package = Package(
             dependencies: [
                 "FabricQueue", "FabricConsumer", "FabricProducer", "FabricDiagnostics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         // Test-only helper that tests spawn as real child processes.

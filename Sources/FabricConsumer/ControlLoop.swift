@@ -97,6 +97,13 @@ extension DaemonCore {
             adoptInProcessConnections(into: &pending)
         }
         for handshake in pending { handshake.socket?.refuse(.busy, reason: "daemon stopping") }
+        // `connectInProcess()` queues only while the daemon runs, under the
+        // lock `stop()` takes first, so nothing arrives after this.
+        let late = inProcessConnections.withLock { fds in
+            defer { fds.removeAll() }
+            return fds
+        }
+        for fd in late { UnixSocket(fd).refuse(.busy, reason: "daemon stopping") }
         // The poll thread has stopped and retired every session by now.
         for session in sessions { close(session) }
     }
@@ -128,19 +135,26 @@ extension DaemonCore {
                 }
                 return
             }
-            let peer: PeerCredentials
-            do { peer = try connection.refuseUnlessAdmitted(by: configuration.peerPolicy) } catch {
-                refused(peer: try? connection.peerCredentials(), error)
-                continue
-            }
-            guard pending.count < configuration.maximumPendingHandshakes else {
-                connection.refuse(.busy, reason: "\(pending.count) handshakes pending")
-                refused(peer: peer, .rejected(.busy, reason: "\(pending.count) handshakes pending"))
-                continue
-            }
-            let deadline = deadline(after: configuration.handshakeTimeout)
-            pending.append(PendingHandshake(socket: connection, peer: peer, deadline: deadline))
+            admit(connection, into: &pending)
         }
+    }
+
+    /// Checks a new connection's peer credentials at once and queues an
+    /// admitted one for its hello; refuses it when the policy says no or
+    /// ``DaemonConfiguration/maximumPendingHandshakes`` are pending.
+    private func admit(_ connection: consuming UnixSocket, into pending: inout [PendingHandshake]) {
+        let peer: PeerCredentials
+        do { peer = try connection.refuseUnlessAdmitted(by: configuration.peerPolicy) } catch {
+            refused(peer: try? connection.peerCredentials(), error)
+            return
+        }
+        guard pending.count < configuration.maximumPendingHandshakes else {
+            connection.refuse(.busy, reason: "\(pending.count) handshakes pending")
+            refused(peer: peer, .rejected(.busy, reason: "\(pending.count) handshakes pending"))
+            return
+        }
+        pending.append(
+            PendingHandshake(socket: connection, peer: peer, deadline: deadline(after: configuration.handshakeTimeout)))
     }
 
     /// Takes the sockets ``FabricDaemon/connectInProcess()`` made and treats
@@ -151,16 +165,7 @@ extension DaemonCore {
             defer { fds.removeAll() }
             return fds
         }
-        for fd in arrived {
-            let connection = UnixSocket(fd)
-            let peer: PeerCredentials
-            do { peer = try connection.refuseUnlessAdmitted(by: configuration.peerPolicy) } catch {
-                refused(peer: try? connection.peerCredentials(), error)
-                continue
-            }
-            pending.append(
-                PendingHandshake(socket: connection, peer: peer, deadline: deadline(after: configuration.handshakeTimeout)))
-        }
+        for fd in arrived { admit(UnixSocket(fd), into: &pending) }
     }
 
     /// Out of descriptors: frees the reserve one, accepts the waiting

@@ -36,10 +36,10 @@ final class DaemonSession: @unchecked Sendable {
     /// completion is not posted yet (queued or running). The poll thread
     /// takes a command only while the completion ring has room for all of
     /// them, so posting never waits.
-    var outstanding = 0
+    @exclusivity(unchecked) var outstanding = 0
     /// Poll thread only: a completion was posted and the controller's
     /// doorbell not rung yet.
-    var needsDoorbell = false
+    @exclusivity(unchecked) var needsDoorbell = false
     let validator: DescriptorValidator
     /// Submission ring: data → this session's daemon eventfd, space → its session eventfd.
     let submissionDoorbell: Doorbell

@@ -37,10 +37,13 @@ import SystemPackage
 /// other sessions.
 ///
 /// ## Completion order
-/// Completions arrive **in any order**: each carries its command id. Within
-/// one model with one instance and a synchronous handler they follow
-/// submission order; commands refused at pickup (invalid, expired, model
-/// queue full) are answered at once, ahead of earlier commands still running.
+/// Completions arrive **in any order**: each carries its command id. Higher
+/// priorities overtake lower ones; commands refused at pickup (invalid,
+/// expired, model queue full), cancelled or expired while queued are
+/// answered at once, ahead of earlier commands still running; several
+/// instances, or a deferred handler, finish batches in any order. Only
+/// commands of one priority, to a model with one instance and a synchronous
+/// handler, that all run, complete in submission order.
 public final class FabricDaemon: Sendable {
     let core: DaemonCore
     private let threads = LockedBox<Running?>(nil)
@@ -157,13 +160,23 @@ public final class FabricDaemon: Sendable {
     /// `ControllerSession.connect(to:)` or `FabricClient.connect(to:)`: the
     /// controller code is the same as for a daemon in another process.
     ///
-    /// - Throws: ``DaemonError/notRunning`` before ``start()``;
+    /// - Throws: ``DaemonError/notRunning`` before ``start()`` or after ``stop()``;
     ///   ``DaemonError/socket(_:)`` when `socketpair(2)` fails.
     public func connectInProcess() throws(DaemonError) -> InProcessConnection {
-        guard let binding = threads.withLock({ $0?.binding }) else { throw .notRunning }
         let pair: (client: FileDescriptor, daemon: FileDescriptor)
         do { pair = try InProcessConnection.makePair() } catch { throw .socket(error) }
-        core.inProcessConnections.withLock { $0.append(pair.daemon) }
+        // Queued under the lock `stop()` takes first: the control thread,
+        // which exits only after that, either adopts it or refuses it.
+        let binding = threads.withLock { running -> DaemonCore.Binding? in
+            guard let running else { return nil }
+            core.inProcessConnections.withLock { $0.append(pair.daemon) }
+            return running.binding
+        }
+        guard let binding else {
+            _ = UnixSocket(pair.daemon)
+            _ = InProcessConnection(adopting: pair.client)
+            throw .notRunning
+        }
         try? binding.controlDoorbell.signal()
         return InProcessConnection(adopting: pair.client)
     }

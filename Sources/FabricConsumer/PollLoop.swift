@@ -60,7 +60,7 @@ extension DaemonCore {
         var lastWork = MonotonicClock.now()
         let spinBudget = configuration.idle.spinNanoseconds
         var passesSincePublish = 0
-        var idleSpins = 0
+        var idleWait = PoliteSpin()
 
         // Relaxed: the flag is a request to stop; nothing is read on the strength of it.
         while !pollStopping.load(ordering: .relaxed) {
@@ -93,22 +93,25 @@ extension DaemonCore {
             }
             var due: UInt64?
             var instancesRunning = false
-            let now = MonotonicClock.now()
+            var now: UInt64 = 0  // read once, and only when some lane has commands queued
             for lane in runtime.lanes {
                 moved += postReported(lane, &touched)
+                if lane.isRunningOnInstanceThread { instancesRunning = true }
+                guard lane.hasQueued else { continue }
+                if now == 0 { now = MonotonicClock.now() }
                 let (started, laneDue) = lane.dispatch(now: now) { command in
                     DaemonCounters.bump(counters.commandsExpired)
                     answer(command, .expired, &touched)
                 }
                 if started > 0 { moved += started }
                 if let laneDue { due = min(due ?? .max, laneDue) }
-                if lane.isRunningOnInstanceThread { instancesRunning = true }
             }
             ringControllers(&touched)
 
             if moved > 0 {
-                idleSpins = 0
-                lastWork = MonotonicClock.now()
+                idleWait.reset()
+                // Only an adaptive spin needs to know when work last moved.
+                if spinBudget != .max { lastWork = now != 0 ? now : MonotonicClock.now() }
                 passesSincePublish += 1
                 if passesSincePublish >= 4096 {
                     counters.publish()
@@ -118,14 +121,10 @@ extension DaemonCore {
             }
             if spinBudget == .max || MonotonicClock.now() &- lastWork < spinBudget {
                 if let due, due <= MonotonicClock.now() { continue }
-                // Waiting for an instance thread: after a short spin, give
-                // the CPU away on every pass. Where threads outnumber CPUs
-                // (the instance, this thread, busy-polling controllers) the
-                // instance may be queued behind us, and a pure spin would
-                // hold it off for a whole scheduler slice (milliseconds);
-                // with a CPU to spare, `sched_yield` returns at once.
-                idleSpins &+= 1
-                if instancesRunning && idleSpins > Self.pureSpins { CurrentThread.yield() } else { SpinWait.pause() }
+                // Waiting for an instance thread, which may be queued behind
+                // this one (the instance, this thread and busy-polling
+                // controllers can outnumber the CPUs): spin politely.
+                if instancesRunning { idleWait.pause() } else { SpinWait.pause() }
                 continue
             }
             counters.publish()
@@ -143,10 +142,6 @@ extension DaemonCore {
             retire(session, runtime, binding)
         }
     }
-
-    /// Idle passes the poll thread spins with the pause hint alone before it
-    /// starts yielding to a running instance thread (a few hundred nanoseconds).
-    static let pureSpins = 4
 
     /// Takes up to one burst from `session`: answers at once what cannot run
     /// (invalid, unknown model, expired, model queue full), carries out
@@ -288,9 +283,20 @@ extension DaemonCore {
     /// recycles batches that are done. Returns how many it posted.
     private func postReported(_ lane: ModelLane, _ touched: inout [DaemonSession]) -> Int {
         var total = 0
-        for slot in lane.slots where slot.hasNews {
+        for slot in lane.slots {
+            // Acquire (in `newReports`): every report it counts is published.
+            var news = slot.newReports
+            guard news > 0 else { continue }
             var succeeded: UInt64 = 0, failed: UInt64 = 0
-            for k in 0..<slot.count where !slot.posted[k] && slot.isFinished(k, generation: slot.generation) {
+            // Stops once it has found as many as the count says: a handler
+            // completing a large batch one command at a time costs a scan up
+            // to that command, and no command is posted before its count
+            // has landed (see `BatchSlot.reported`).
+            var k = 0
+            while news > 0 && k < slot.count {
+                defer { k += 1 }
+                guard !slot.posted[k], slot.isFinished(k, generation: slot.generation) else { continue }
+                news -= 1
                 slot.posted[k] = true
                 slot.postedCount += 1
                 let report = slot.reports[k]
@@ -302,7 +308,8 @@ extension DaemonCore {
                 completion.handlerStartTimestamp = slot.started
                 completion.handlerEndTimestamp = max(report.finished, slot.started)
                 if report.statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 } else { failed += 1 }
-                if let session = slot.sessions[k]?.takeUnretainedValue() { post(completion, to: session, &touched) }
+                // The slot holds the session; no retain of our own.
+                slot.sessions[k]?._withUnsafeGuaranteedRef { post(completion, to: $0, &touched) }
             }
             total += Int(succeeded + failed)
             if succeeded > 0 { DaemonCounters.bump(counters.commandsSucceeded, by: succeeded) }
@@ -336,7 +343,7 @@ extension DaemonCore {
         var ready = pollStopping.load(ordering: .relaxed) || inboxPending.load(ordering: .relaxed)
         if let due, due <= now { ready = true }
         for lane in runtime.lanes where !ready {
-            ready = lane.slots.contains { $0.hasNews }
+            ready = lane.slots.contains { $0.newReports > 0 }
         }
         for session in sessions where !ready {
             ready =

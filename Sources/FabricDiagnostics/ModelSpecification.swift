@@ -28,6 +28,18 @@ public struct ModelSpecification: Sendable, Equatable {
         case spin(Duration)
         /// A kind the caller supplied (see ``parse(_:extraKinds:)``).
         case custom(name: String, value: String?)
+
+        /// What a command's output must be for input `input`: the echo kinds
+        /// return it, `checksum` its hash, `empty` nothing (nil for custom kinds).
+        public func expectedOutput(for input: [UInt8]) -> [UInt8]? {
+            switch self {
+            case .echo, .delay, .spin: input
+            case .checksum:
+                withUnsafeBytes(of: input.withUnsafeBytes { DiagnosticModel.fnv1a($0) }.littleEndian) { Array($0) }
+            case .empty: []
+            case .custom: nil
+            }
+        }
     }
 
     /// The model id.
@@ -39,15 +51,7 @@ public struct ModelSpecification: Sendable, Equatable {
 
     /// What a command's output must be for input `input`: the echo kinds
     /// return it, `checksum` its hash, `empty` nothing (nil for custom kinds).
-    public func expectedOutput(for input: [UInt8]) -> [UInt8]? {
-        switch kind {
-        case .echo, .delay, .spin: input
-        case .checksum:
-            withUnsafeBytes(of: input.withUnsafeBytes { DiagnosticModel.fnv1a($0) }.littleEndian) { Array($0) }
-        case .empty: []
-        case .custom: nil
-        }
-    }
+    public func expectedOutput(for input: [UInt8]) -> [UInt8]? { kind.expectedOutput(for: input) }
 
     /// The handler for a built-in kind (nil for a custom one).
     public func makeHandler() -> (any BatchHandler)? {
@@ -99,10 +103,7 @@ public struct ModelSpecification: Sendable, Equatable {
             }
             switch name {
             case "instances": configuration.instances = try integer(1...64)
-            case "max-batch":
-                batching = DynamicBatching(
-                    maximumBatchSize: try integer(1...256), preferredBatchSizes: batching.preferredBatchSizes,
-                    maximumQueueDelay: batching.maximumQueueDelay)
+            case "max-batch": batching.maximumBatchSize = try integer(1...256)
             case "preferred":
                 let sizes = value.split(separator: "/").compactMap { Int($0) }
                 guard !sizes.isEmpty, sizes.count == value.split(separator: "/").count else {
@@ -125,10 +126,7 @@ public struct ModelSpecification: Sendable, Equatable {
             default: throw .init("\(text): unknown option \(name)")
             }
         }
-        // Re-clamp preferred sizes against the final maximum.
-        configuration.batching = DynamicBatching(
-            maximumBatchSize: batching.maximumBatchSize, preferredBatchSizes: batching.preferredBatchSizes,
-            maximumQueueDelay: batching.maximumQueueDelay)
+        configuration.batching = batching  // preferred sizes are clamped to the final maximum as it is set
         return ModelSpecification(id: id, kind: kind, configuration: configuration)
     }
 

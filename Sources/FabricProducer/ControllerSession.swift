@@ -125,22 +125,19 @@ public struct ControllerSession: ~Copyable {
         for request in requests { try request.check() }
         if connection.isGone { throw .peerGone }
         try flush()
-        guard inFlight.count + requests.count <= inFlight.capacity,
-            (0..<requests.count).allSatisfy({ inFlight.canAdd(nextCommandID &+ UInt64($0)) })
-        else { throw .queueFull }
+        guard let first = inFlight.firstFreeRun(from: nextCommandID, length: requests.count) else { throw .queueFull }
         let reservation = submissions.reserve(upTo: requests.count)
         guard reservation.count == requests.count else {
             stats.ringFull &+= 1
             throw .queueFull
         }
-        let first = nextCommandID
         let now = MonotonicClock.now()
         for (i, request) in requests.enumerated() {
             reservation.write(request.descriptor(commandID: first &+ UInt64(i), producerID: producerID, now: now), at: i)
             inFlight.add(first &+ UInt64(i), input: request.input, output: request.output, modelID: request.modelID)
         }
         submissions.commit(reservation)
-        nextCommandID &+= UInt64(requests.count)
+        nextCommandID = first &+ UInt64(requests.count)
         stats.submitted &+= UInt64(requests.count)
         // Posted and registered: from here on nothing throws, so a caller
         // never retries (and duplicates) commands that are on the ring.
@@ -175,8 +172,7 @@ public struct ControllerSession: ~Copyable {
         try request.check()
         if connection.isGone { throw .peerGone }
         if gathered.isFull && postGathered() == 0 { throw .queueFull }
-        guard inFlight.count < inFlight.capacity, inFlight.canAdd(nextCommandID) else { throw .queueFull }
-        let id = nextCommandID
+        guard let id = inFlight.firstFreeRun(from: nextCommandID, length: 1) else { throw .queueFull }
         let now = MonotonicClock.now()
         if gathered.append(request.descriptor(commandID: id, producerID: producerID, now: now), now: now),
             postGathered() == 0, gathered.policy.postsImmediately
@@ -185,7 +181,7 @@ public struct ControllerSession: ~Copyable {
             gathered.removeLast()
             throw .queueFull
         }
-        nextCommandID &+= 1
+        nextCommandID = id &+ 1
         inFlight.add(id, input: request.input, output: request.output, modelID: request.modelID)
         return id
     }

@@ -195,48 +195,53 @@ public final class FabricClient: Sendable {
         return try result.get()
     }
 
-    /// Takes an input and an output slot, waiting for the reaper to free
-    /// some (until `end`) when the pool is short.
+    /// Takes an input and an output slot. When the pool is short it waits,
+    /// in line behind earlier waiters, for a completion to hand it a pair
+    /// (until `end`).
     private func acquireBuffers(
         until end: UInt64
     ) async throws(SubmitError) -> (
         BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer
     ) {
-        while true {
-            if let pair = submitSide.withLock({ $0.acquirePair() }) { return pair }
-            if Task.isCancelled { throw .cancelled }
-            if connection.isGone { throw .peerGone }
-            if MonotonicClock.now() >= end { throw .timedOut }
-            let waiter = CancellationToken()
-            let verdict: SubmitError? = await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<SubmitError?, Never>) in
-                    let id = submitSide.withLock { side -> UInt64? in
-                        // Checked under the lock releases take: no wake-up is missed.
-                        guard side.pool.availableCount < 2 else { return nil }
-                        return side.addBufferWaiter(continuation, deadline: end)
-                    }
-                    guard let id else { return continuation.resume(returning: nil) }
-                    if waiter.assign(id) { resumeBufferWaiter(id, with: .cancelled) }
-                    // A sleeping reaper must wake to expire this wait on time.
-                    try? connection.sessionDoorbellFD.signal()
-                }
-            } onCancel: {
-                if let id = waiter.cancel() { resumeBufferWaiter(id, with: .cancelled) }
-            }
-            if let verdict { throw verdict }
+        if Task.isCancelled { throw .cancelled }
+        if connection.isGone { throw .peerGone }
+        if let pair = submitSide.withLock({ $0.acquirePairIfNoneWaiting() }) {
+            return (pair.input, pair.output, pair.memory)
         }
+        let waiter = CancellationToken()
+        let granted: Result<BufferPair, SubmitError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<BufferPair, SubmitError>, Never>) in
+                let queued = submitSide.withLock {
+                    side -> (id: UInt64?, now: Result<BufferPair, SubmitError>?, wakeReaper: Bool) in
+                    // Decided under the lock releases take: a pair freed
+                    // after this check is handed to this waiter.
+                    if let error = side.buffersFailure { return (nil, .failure(error), false) }
+                    if let pair = side.acquirePairIfNoneWaiting() { return (nil, .success(pair), false) }
+                    return (side.addBufferWaiter(continuation, deadline: end), nil, side.reaperSleeping)
+                }
+                if let now = queued.now { return continuation.resume(returning: now) }
+                guard let id = queued.id else { return }
+                if waiter.assign(id) { resumeBufferWaiter(id, with: .cancelled) }
+                // A sleeping reaper must wake to expire this wait on time
+                // (an awake one looks at the waiters' deadlines before it sleeps).
+                if queued.wakeReaper { try? connection.sessionDoorbellFD.signal() }
+            }
+        } onCancel: {
+            if let id = waiter.cancel() { resumeBufferWaiter(id, with: .cancelled) }
+        }
+        let pair = try granted.get()
+        return (pair.input, pair.output, pair.memory)
     }
 
+    /// Gives a command's slots back, or hands them as a pair to the oldest
+    /// submission waiting for buffers.
     private func releaseBuffers(_ input: BufferSlot, _ output: BufferSlot) {
-        let waiters = submitSide.withLock { side in
-            side.release(input, output)
-            return side.takeBufferWaiters()
-        }
-        for waiter in waiters { waiter.resume(returning: nil) }
+        let handOff = submitSide.withLock { $0.release(input, output) }
+        if let (waiter, pair) = handOff { waiter.resume(returning: .success(pair)) }
     }
 
     private func resumeBufferWaiter(_ id: UInt64, with error: SubmitError) {
-        submitSide.withLock { $0.removeBufferWaiter(id) }?.resume(returning: error)
+        submitSide.withLock { $0.removeBufferWaiter(id) }?.resume(returning: .failure(error))
     }
 
     /// Stops the task waiting for `id` (``SubmitError/cancelled``) and asks
@@ -244,10 +249,16 @@ public final class FabricClient: Sendable {
     /// out until its completion arrives.
     private func cancel(_ id: UInt64, model: UInt32) {
         abandon(id, .cancelled)
-        let sent = submitSide.withLock { side in
+        let outcome = submitSide.withLock { side in
             side.postCancellation(of: id, modelID: model, ring: connection.submissionRing)
         }
-        if !sent { counters.withLock { $0.ringFull &+= 1 } }
+        switch outcome {
+        case .posted: break
+        case .ringFull: counters.withLock { $0.ringFull &+= 1 }
+        case .withdrawn:
+            // Never posted, so no completion will come: its slots are free now.
+            if let entry = pending.withLock({ $0.removeValue(forKey: id) }) { releaseBuffers(entry.input, entry.output) }
+        }
     }
 
     /// Resumes the task waiting for `id` with `error`; the command's slots
@@ -267,8 +278,8 @@ public final class FabricClient: Sendable {
             return table.values.compactMap(\.continuation)
         }
         for continuation in waiting { continuation.resume(returning: .failure(error)) }
-        let buffers = submitSide.withLock { $0.takeBufferWaiters() }
-        for waiter in buffers { waiter.resume(returning: error) }
+        let buffers = submitSide.withLock { $0.failBufferWaiters(error) }
+        for waiter in buffers { waiter.resume(returning: .failure(error)) }
     }
 
     // MARK: Reaper
@@ -327,8 +338,11 @@ public final class FabricClient: Sendable {
             completions.announceEventFDSleeper()
             // Under the lock a submitter opening a batch checks `reaperSleeping`
             // and signals the eventfd, so the batch's due time is never missed.
+            // A buffer waiter that queues after this sees `reaperSleeping`
+            // and signals, so its deadline is never overslept either.
             submitSide.withLock { side in
                 if let dueAt = side.gathered.dueTime, dueAt > now { wake = min(wake, dueAt) }
+                if let waitEnd = side.nearestBufferWaiterDeadline { wake = min(wake, max(waitEnd, now)) }
                 side.reaperSleeping = true
             }
             // F1 of the doorbell protocol: announcement before the re-check.
@@ -354,13 +368,12 @@ public final class FabricClient: Sendable {
             submitted: completion.submitTimestamp, pickedUp: completion.pickupTimestamp,
             handlerStarted: completion.handlerStartTimestamp,
             handlerFinished: completion.handlerEndTimestamp, seen: seen)
-        let (bytes, waiters) = submitSide.withLock { side -> ([UInt8], [CheckedContinuation<SubmitError?, Never>]) in
+        let (bytes, handOff) = submitSide.withLock { side in
             let size = min(Int(completion.outputSize), entry.output.size)
             let out = [UInt8](UnsafeRawBufferPointer(rebasing: side.pool.buffer(entry.output)[0..<size]))
-            side.release(entry.input, entry.output)
-            return (out, side.takeBufferWaiters())
+            return (out, side.release(entry.input, entry.output))
         }
-        for waiter in waiters { waiter.resume(returning: nil) }
+        if let (waiter, pair) = handOff { waiter.resume(returning: .success(pair)) }
         recorder.withLock { $0.record(timings) }
         counters.withLock { stats in
             stats.completed &+= 1
@@ -376,7 +389,7 @@ public final class FabricClient: Sendable {
     /// Fails buffer waits whose deadline passed; returns the nearest one left.
     private func expireBufferWaiters(now: UInt64) -> UInt64? {
         let (expired, nearest) = submitSide.withLock { $0.expireBufferWaiters(now: now) }
-        for waiter in expired { waiter.resume(returning: .timedOut) }
+        for waiter in expired { waiter.resume(returning: .failure(.timedOut)) }
         return nearest
     }
 
@@ -432,6 +445,22 @@ final class CancellationToken: Sendable {
     }
 }
 
+/// An input and an output slot for one request, and the input's memory.
+struct BufferPair: @unchecked Sendable {
+    // @unchecked: `memory` points into the session's shared data region, which outlives every request
+    var input: BufferSlot
+    var output: BufferSlot
+    var memory: UnsafeMutableRawBufferPointer
+}
+
+/// A submission waiting for a ``BufferPair``.
+struct BufferWaiter {
+    typealias Continuation = CheckedContinuation<Result<BufferPair, SubmitError>, Never>
+    var id: UInt64
+    var continuation: Continuation
+    var deadline: UInt64
+}
+
 /// The submitting half of a ``FabricClient``, behind its mutex.
 struct SubmitSide: ~Copyable {
     var producer: SPSCProducer<Descriptor>
@@ -449,44 +478,50 @@ struct SubmitSide: ~Copyable {
         gathered = BatchAccumulator(policy: batching, ringCapacity: self.producer.capacity)
     }
 
-    /// Submissions waiting for buffer slots: resumed with nil to try again
-    /// when slots are released, with an error when they time out.
-    private var bufferWaiters: [(id: UInt64, continuation: CheckedContinuation<SubmitError?, Never>, deadline: UInt64)] = []
+    /// Submissions waiting for buffer slots, oldest first: each released
+    /// pair goes to the first (``release(_:_:)``); an error ends a wait.
+    private var bufferWaiters: [BufferWaiter] = []
     private var nextWaiterID: UInt64 = 1
 
-    /// An input and an output slot, or nil when fewer than two are free.
-    mutating func acquirePair() -> (BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer)? {
-        guard pool.availableCount >= 2, let input = pool.acquire() else { return nil }
+    /// An input and an output slot, unless fewer than two are free or
+    /// earlier submissions are waiting for theirs.
+    mutating func acquirePairIfNoneWaiting() -> BufferPair? {
+        guard bufferWaiters.isEmpty, pool.availableCount >= 2, let input = pool.acquire() else { return nil }
         guard let output = pool.acquire() else {
             pool.release(input)
             return nil
         }
-        return (input, output, pool.buffer(input))
+        return BufferPair(input: input, output: output, memory: pool.buffer(input))
     }
 
-    mutating func addBufferWaiter(_ continuation: CheckedContinuation<SubmitError?, Never>, deadline: UInt64) -> UInt64 {
+    mutating func addBufferWaiter(_ continuation: BufferWaiter.Continuation, deadline: UInt64) -> UInt64 {
         let id = nextWaiterID
         nextWaiterID &+= 1
-        bufferWaiters.append((id, continuation, deadline))
+        bufferWaiters.append(BufferWaiter(id: id, continuation: continuation, deadline: deadline))
         return id
     }
 
-    mutating func removeBufferWaiter(_ id: UInt64) -> CheckedContinuation<SubmitError?, Never>? {
+    mutating func removeBufferWaiter(_ id: UInt64) -> BufferWaiter.Continuation? {
         guard let i = bufferWaiters.firstIndex(where: { $0.id == id }) else { return nil }
         return bufferWaiters.remove(at: i).continuation
     }
 
-    /// Every waiter, to be resumed (outside the lock) so each tries again.
-    mutating func takeBufferWaiters() -> [CheckedContinuation<SubmitError?, Never>] {
-        guard !bufferWaiters.isEmpty else { return [] }
+    /// Set once the client can no longer complete anything (closed, daemon
+    /// gone): a submission that would wait for buffers fails with it instead.
+    private(set) var buffersFailure: SubmitError?
+
+    /// Records `error` for later waiters and returns every current one, to
+    /// be failed with it (outside the lock).
+    mutating func failBufferWaiters(_ error: SubmitError) -> [BufferWaiter.Continuation] {
+        if buffersFailure == nil { buffersFailure = error }
         defer { bufferWaiters.removeAll() }
         return bufferWaiters.map(\.continuation)
     }
 
     /// Takes the waiters whose deadline passed; returns them and the nearest deadline left.
-    mutating func expireBufferWaiters(now: UInt64) -> ([CheckedContinuation<SubmitError?, Never>], UInt64?) {
+    mutating func expireBufferWaiters(now: UInt64) -> ([BufferWaiter.Continuation], UInt64?) {
         guard !bufferWaiters.isEmpty else { return ([], nil) }
-        var expired: [CheckedContinuation<SubmitError?, Never>] = []
+        var expired: [BufferWaiter.Continuation] = []
         var nearest: UInt64?
         bufferWaiters.removeAll { waiter in
             if waiter.deadline <= now {
@@ -499,20 +534,47 @@ struct SubmitSide: ~Copyable {
         return (expired, nearest)
     }
 
-    /// Posts a cancellation of command `id` (gathered requests go first);
-    /// false when the ring has no room for it.
-    mutating func postCancellation(of id: UInt64, modelID: UInt32, ring: Doorbell) -> Bool {
-        if !gathered.isEmpty { _ = post(ring: ring) }
-        guard producer.enqueue(Descriptor.cancellation(of: id, modelID: modelID, producerID: producerID)) else {
-            return false
-        }
-        _ = try? producer.ringConsumer(ring)
-        return true
-    }
+    /// The earliest deadline among the buffer waiters.
+    var nearestBufferWaiterDeadline: UInt64? { bufferWaiters.lazy.map(\.deadline).min() }
 
-    mutating func release(_ input: BufferSlot, _ output: BufferSlot) {
+    /// Returns a command's slots to the pool; when a submission is waiting,
+    /// takes a pair straight back out for the oldest one and returns it with
+    /// the pair, to be resumed outside the lock. One release frees one pair,
+    /// so it wakes one waiter: no thundering herd, no overtaking.
+    mutating func release(_ input: BufferSlot, _ output: BufferSlot) -> (BufferWaiter.Continuation, BufferPair)? {
         pool.release(input)
         pool.release(output)
+        guard !bufferWaiters.isEmpty, pool.availableCount >= 2, let first = pool.acquire() else { return nil }
+        guard let second = pool.acquire() else {
+            pool.release(first)
+            return nil
+        }
+        let waiter = bufferWaiters.removeFirst()
+        return (waiter.continuation, BufferPair(input: first, output: second, memory: pool.buffer(first)))
+    }
+
+    /// What ``postCancellation(of:modelID:ring:)`` did.
+    enum CancellationOutcome {
+        /// The cancellation is on the ring, behind its command.
+        case posted
+        /// The command was still gathered (the ring had no room for its
+        /// batch): it was taken back and will never be posted.
+        case withdrawn
+        /// The command is on the ring but the cancellation found no room.
+        case ringFull
+    }
+
+    /// Cancels command `id`: posts the gathered batch first; if that does
+    /// not fit and the command is in it, takes the command back instead of
+    /// letting the cancellation overtake it.
+    mutating func postCancellation(of id: UInt64, modelID: UInt32, ring: Doorbell) -> CancellationOutcome {
+        if !gathered.isEmpty { _ = post(ring: ring) }
+        if gathered.remove(commandID: id) { return .withdrawn }
+        guard producer.enqueue(Descriptor.cancellation(of: id, modelID: modelID, producerID: producerID)) else {
+            return .ringFull
+        }
+        _ = try? producer.ringConsumer(ring)
+        return .posted
     }
 
     /// Gathers one request under the batching policy and posts the batch

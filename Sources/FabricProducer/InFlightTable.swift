@@ -3,8 +3,8 @@ import FabricSystem
 /// The controller's record of commands in flight, indexed by command id
 /// modulo a power of two at least as large as the number that can be in
 /// flight at once (both rings full), so lookups need no hashing or allocation.
-/// Ids are issued in sequence; since completions arrive in any order, an id
-/// is issued only while its entry is free (``canAdd(_:)``).
+/// Ids are issued in sequence; since completions arrive in any order, ids
+/// whose entries old commands still hold are skipped (``firstFreeRun(from:length:)``).
 struct InFlightTable: ~Copyable {
     private struct Entry {
         var commandID: UInt64
@@ -37,6 +37,28 @@ struct InFlightTable: ~Copyable {
     /// Whether `id`'s entry is free: completions arrive in any order, so an
     /// old command still in flight may hold the entry a new id maps to.
     func canAdd(_ id: UInt64) -> Bool { !entries[Int(id & mask)].active }
+
+    /// The first id from `start` on that begins `length` consecutive ids
+    /// with free entries, skipping past entries still held by old commands;
+    /// nil when there is no such run (too many commands in flight). Looks at
+    /// each id once: O(capacity) at worst, O(length) usually.
+    func firstFreeRun(from start: UInt64, length: Int) -> UInt64? {
+        guard length >= 1, count + length <= capacity else { return nil }
+        var first = start
+        var free = 0
+        var looked = 0
+        while free < length {
+            guard looked < capacity + length else { return nil }
+            looked += 1
+            if canAdd(first &+ UInt64(free)) {
+                free += 1
+            } else {
+                first = first &+ UInt64(free + 1)
+                free = 0
+            }
+        }
+        return first
+    }
 
     mutating func add(_ id: UInt64, input: BufferSlot, output: BufferSlot, modelID: UInt32) {
         precondition(canAdd(id), "in-flight entry taken")

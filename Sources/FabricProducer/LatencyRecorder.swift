@@ -27,6 +27,26 @@ public struct StageSummary: Sendable, Equatable, Codable {
     public var p999: UInt64
     /// Largest.
     public var max: UInt64
+
+    /// The summary of `histogram` (all zero when it is empty).
+    public init(of histogram: Histogram<UInt64>) {
+        guard histogram.totalCount > 0 else {
+            self.init(count: 0, p50: 0, p99: 0, p999: 0, max: 0)
+            return
+        }
+        self.init(
+            count: histogram.totalCount, p50: histogram.valueAtPercentile(50), p99: histogram.valueAtPercentile(99),
+            p999: histogram.valueAtPercentile(99.9), max: histogram.max)
+    }
+
+    /// A summary of the given figures.
+    public init(count: UInt64, p50: UInt64, p99: UInt64, p999: UInt64, max: UInt64) {
+        self.count = count
+        self.p50 = p50
+        self.p99 = p99
+        self.p999 = p999
+        self.max = max
+    }
 }
 
 /// Per-stage latency percentiles at one moment, with the histograms behind
@@ -37,10 +57,7 @@ public struct LatencySnapshot: Sendable {
 
     /// p50/p99/p99.9/max of `stage`.
     public func summary(_ stage: Stage) -> StageSummary {
-        guard let h = histograms[stage], h.totalCount > 0 else { return StageSummary(count: 0, p50: 0, p99: 0, p999: 0, max: 0) }
-        return StageSummary(
-            count: h.totalCount, p50: h.valueAtPercentile(50), p99: h.valueAtPercentile(99),
-            p999: h.valueAtPercentile(99.9), max: h.max)
+        histograms[stage].map(StageSummary.init(of:)) ?? StageSummary(count: 0, p50: 0, p99: 0, p999: 0, max: 0)
     }
 
     /// Every stage's summary.
@@ -51,15 +68,17 @@ public struct LatencySnapshot: Sendable {
 
 /// Records each completed command's stage latencies into HDR histograms.
 /// Recording touches preallocated counters only (no allocation).
-struct LatencyRecorder {
-    static let highest: UInt64 = 60_000_000_000
+package struct LatencyRecorder {
+    /// The largest value recorded; larger ones are clamped to it.
+    package static let highest: UInt64 = 60_000_000_000
     var queue = LatencyRecorder.histogram()
     var dispatch = LatencyRecorder.histogram()
     var handler = LatencyRecorder.histogram()
     var completion = LatencyRecorder.histogram()
     var total = LatencyRecorder.histogram()
 
-    static func histogram() -> Histogram<UInt64> {
+    /// An empty histogram of the recorder's range (1 ns to 60 s, 3 digits).
+    package static func histogram() -> Histogram<UInt64> {
         Histogram(lowestDiscernibleValue: 1, highestTrackableValue: highest, numberOfSignificantValueDigits: .three)
     }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import FabricDiagnostics
 import FabricProducer
+import Foundation
 import Glibc
+import Histogram
 
 /// `fabricq load`: drives a daemon's model with checked requests and reports
 /// throughput and latency percentiles.
@@ -61,7 +63,7 @@ struct Load: AsyncParsableCommand {
         guard let deadline = parseDuration(timeout), deadline > .zero else {
             throw ValidationError("--timeout: a duration such as 5s")
         }
-        guard ["echo", "checksum", "empty", "none"].contains(expect) else {
+        guard expect == "none" || RequestShape.expectedKinds[expect] != nil else {
             throw ValidationError("--expect is echo, checksum, empty or none")
         }
         guard batch >= 1, size >= 0 else { throw ValidationError("--batch must be at least 1, --size at least 0") }
@@ -114,7 +116,8 @@ struct Load: AsyncParsableCommand {
         }
     }
 
-    /// `tasks` workers, each submitting `batch` requests at a time until `end`.
+    /// One closed-loop worker: submits `batch` requests at a time and waits
+    /// for all of them, until `end`.
     static func closedLoop(_ client: FabricClient, _ shape: RequestShape, worker: UInt64, batch: Int, end: UInt64) async -> Tally
     {
         var tally = Tally()
@@ -157,7 +160,9 @@ struct Load: AsyncParsableCommand {
                 group.addTask { await shape.submit(client, seed: seed, scheduled: scheduled) }
                 inFlight += 1
                 index &+= 1
-                // Reap what has finished without waiting, so memory stays bounded.
+                // More than 4096 outstanding: wait for some to finish, so
+                // memory stays bounded (the schedule slips; latency still
+                // counts from each request's scheduled start).
                 while inFlight > 4096, let sample = await group.next() {
                     tally.add(sample)
                     inFlight -= 1
@@ -203,26 +208,16 @@ struct RequestShape: Sendable {
     }
 
     func isExpected(_ output: [UInt8], for input: [UInt8]) -> Bool {
-        switch expect {
-        case "echo": return output == Array(input.prefix(outputCapacity))
-        case "checksum":
-            let hash = input.withUnsafeBytes { DiagnosticModel.fnv1a($0) }
-            return output == withUnsafeBytes(of: hash.littleEndian) { Array($0) }
-        case "empty": return output.isEmpty
-        default: return true
-        }
+        guard let kind = Self.expectedKinds[expect], let expected = kind.expectedOutput(for: input) else { return true }
+        return output == Array(expected.prefix(outputCapacity))
     }
+
+    /// What `--expect` names (`none` checks only the status).
+    static let expectedKinds: [String: ModelSpecification.Kind] = ["echo": .echo, "checksum": .checksum, "empty": .empty]
 
     /// Bytes from a splitmix64 stream seeded by `seed`.
     static func pattern(seed: UInt64, count: Int) -> [UInt8] {
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        return (0..<count).map { _ in
-            state = state &+ 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return UInt8(truncatingIfNeeded: z ^ (z >> 31))
-        }
+        (0..<count).map { i in UInt8(truncatingIfNeeded: CheckedTraffic.mix(seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(i + 1))) }
     }
 }
 
@@ -239,26 +234,31 @@ struct Sample: Sendable {
     var batchSize = 0
 }
 
-/// What a worker measured.
+/// What a worker measured: end-to-end and per-stage latencies in HDR
+/// histograms (the client's own range and precision), counts, and why
+/// requests failed.
 struct Tally: Sendable {
-    var latencies: [UInt64] = []
-    var stages: [Stage: [UInt64]] = [:]
+    var endToEnd = LatencyRecorder.histogram()
+    var stages = Dictionary(uniqueKeysWithValues: Tally.stageNames.map { ($0, LatencyRecorder.histogram()) })
     var completed = 0
     var failed = 0
     var wrong = 0
     var batchSizes = 0
     var failures: [String: Int] = [:]
 
+    /// The stages reported, in order (`total` is `endToEnd`, measured here).
+    static let stageNames: [Stage] = [.queue, .dispatch, .handler, .completion]
+
     mutating func add(_ sample: Sample) {
         switch sample.outcome {
         case .ok, .wrong:
             completed += 1
-            latencies.append(sample.latency)
+            _ = endToEnd.record(min(sample.latency, LatencyRecorder.highest))
             batchSizes += sample.batchSize
             if case .wrong = sample.outcome { wrong += 1 }
             if let timings = sample.timings {
-                for stage in [Stage.queue, .dispatch, .handler, .completion] {
-                    if let d = timings.duration(of: stage) { stages[stage, default: []].append(d) }
+                for stage in Self.stageNames {
+                    if let d = timings.duration(of: stage) { _ = stages[stage]?.record(min(d, LatencyRecorder.highest)) }
                 }
             }
         case .failed(let why):
@@ -268,8 +268,8 @@ struct Tally: Sendable {
     }
 
     mutating func merge(_ other: Tally) {
-        latencies += other.latencies
-        for (stage, values) in other.stages { stages[stage, default: []] += values }
+        endToEnd.add(other.endToEnd)
+        for (stage, histogram) in other.stages { stages[stage]?.add(histogram) }
         completed += other.completed
         failed += other.failed
         wrong += other.wrong
@@ -277,62 +277,37 @@ struct Tally: Sendable {
         for (why, n) in other.failures { failures[why, default: 0] += n }
     }
 
-    static func percentiles(_ values: [UInt64]) -> (p50: UInt64, p99: UInt64, p999: UInt64, max: UInt64) {
-        guard !values.isEmpty else { return (0, 0, 0, 0) }
-        let sorted = values.sorted()
-        func at(_ q: Double) -> UInt64 {
-            sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))]
-        }
-        return (at(0.50), at(0.99), at(0.999), sorted[sorted.count - 1])
-    }
-
     func summary(elapsed: Double, model: UInt32, json: Bool, mode: String) -> String {
         let throughput = elapsed > 0 ? Double(completed) / elapsed : 0
-        let e2e = Self.percentiles(latencies)
+        let e2e = StageSummary(of: endToEnd)
         let meanBatch = completed > 0 ? Double(batchSizes) / Double(completed) : 0
-        let stageNames: [(Stage, String)] = [
-            (.queue, "queue"), (.dispatch, "dispatch"), (.handler, "handler"), (.completion, "completion"),
-        ]
+        func stage(_ s: Stage) -> StageSummary { stages[s].map(StageSummary.init(of:)) ?? StageSummary(of: endToEnd) }
         func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
         if json {
-            func object(_ p: (p50: UInt64, p99: UInt64, p999: UInt64, max: UInt64)) -> String {
-                "{\"p50\": \(p.p50), \"p99\": \(p.p99), \"p999\": \(p.p999), \"max\": \(p.max)}"
+            func object(_ p: StageSummary) -> [String: UInt64] {
+                ["count": p.count, "p50": p.p50, "p99": p.p99, "p999": p.p999, "max": p.max]
             }
-            let stageJSON = stageNames.map { "\"\($0.1)\": \(object(Self.percentiles(stages[$0.0] ?? [])))" }.joined(
-                separator: ", ")
-            let failureJSON = failures.sorted { $0.key < $1.key }.map { "\"\(escape($0.key))\": \($0.value)" }.joined(
-                separator: ", ")
-            return """
-                {"model": \(model), "mode": "\(mode)", "duration_s": \(round2(elapsed)), "completed": \(completed), \
-                "failed": \(failed), "wrong": \(wrong), "throughput_per_s": \(round2(throughput)), \
-                "mean_batch_size": \(round2(meanBatch)), "latency_ns": \(object(e2e)), "stages_ns": {\(stageJSON)}, \
-                "failures": {\(failureJSON)}}
-                """
+            let report: [String: Any] = [
+                "model": model, "mode": mode, "duration_s": round2(elapsed), "completed": completed,
+                "failed": failed, "wrong": wrong, "throughput_per_s": round2(throughput),
+                "mean_batch_size": round2(meanBatch), "latency_ns": object(e2e),
+                "stages_ns": Dictionary(uniqueKeysWithValues: Self.stageNames.map { ($0.rawValue, object(stage($0))) }),
+                "failures": failures,
+            ]
+            guard let data = try? JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]) else {
+                return "{}"
+            }
+            return String(decoding: data, as: UTF8.self)
         }
         func us(_ ns: UInt64) -> String { "\(round2(Double(ns) / 1000)) µs" }
+        func line(_ p: StageSummary) -> String { "p50 \(us(p.p50))  p99 \(us(p.p99))  p99.9 \(us(p.p999))  max \(us(p.max))" }
         var lines = [
             "model \(model), \(mode), \(round2(elapsed)) s: \(completed) completed, \(failed) failed, \(wrong) wrong",
             "throughput \(round2(throughput))/s, mean executed batch \(round2(meanBatch))",
-            "end to end: p50 \(us(e2e.p50))  p99 \(us(e2e.p99))  p99.9 \(us(e2e.p999))  max \(us(e2e.max))",
+            "end to end: \(line(e2e))",
         ]
-        for (stage, name) in stageNames {
-            let p = Self.percentiles(stages[stage] ?? [])
-            lines.append("  \(name): p50 \(us(p.p50))  p99 \(us(p.p99))  p99.9 \(us(p.p999))  max \(us(p.max))")
-        }
+        for s in Self.stageNames { lines.append("  \(s.rawValue): \(line(stage(s)))") }
         for (why, n) in failures.sorted(by: { $0.value > $1.value }) { lines.append("  failed \(n)×: \(why)") }
         return lines.joined(separator: "\n")
-    }
-
-    private func escape(_ s: String) -> String {
-        var out = ""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case _ where c.value < 0x20: out += " "
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
     }
 }

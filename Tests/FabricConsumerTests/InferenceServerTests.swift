@@ -138,6 +138,54 @@ final class InferenceServerTests: XCTestCase {
         XCTAssertEqual(stopAndReadStats(daemon)["expired"], 1)
     }
 
+    /// A queued command's deadline is kept even while no instance is free
+    /// to form a batch (here the only instance never finishes).
+    func testQueuedCommandExpiresWhileEveryInstanceIsBusy() throws {
+        let (daemon, socket) = try serve(["11:never,max-batch=1"])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        try submit(&session, model: 11)  // takes the instance for good
+        usleep(50_000)
+        let late = try submit(&session, model: 11, deadline: .milliseconds(100))
+        let done = try collect(&session, 1, timeout: .seconds(5))
+        XCTAssertEqual(done.map(\.commandID), [late])
+        XCTAssertEqual(done.first?.status, .expired)
+        XCTAssertEqual(done.first?.timings.handlerStarted, 0, "it never ran")
+        XCTAssertEqual(stopAndReadStats(daemon)["expired"], 1)
+    }
+
+    /// A cancelled command's queue entry never takes room a live command needs.
+    func testCancelledCommandsLeaveTheirQueueRoom() throws {
+        let (daemon, socket) = try serve(["8:delay=200ms,max-batch=1,queue=2"])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        let running = try submit(&session, model: 8)
+        usleep(50_000)
+        let head = try submit(&session, model: 8)
+        let cancelled = try submit(&session, model: 8)  // behind `head`: its entry stays until compacted
+        XCTAssertTrue(try session.cancel(cancelled))
+        usleep(50_000)
+        let next = try submit(&session, model: 8)
+        let done = try collect(&session, 4)
+        let byID = Dictionary(uniqueKeysWithValues: done.map { ($0.commandID, $0.status) })
+        XCTAssertEqual(byID[cancelled], .cancelled)
+        XCTAssertEqual(byID[next], .succeeded, "queued in the room the cancelled command left")
+        XCTAssertEqual(byID[running], .succeeded)
+        XCTAssertEqual(byID[head], .succeeded)
+        XCTAssertEqual(stopAndReadStats(daemon)["full"], 0)
+    }
+
+    /// Command ids wrap around the controller's in-flight table; one command
+    /// that never completes must not block every later id that maps to its entry.
+    func testAStuckCommandDoesNotBlockLaterIds() throws {
+        let (daemon, socket) = try serve(["11:never,max-batch=1", "2:echo"])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        try submit(&session, model: 11)
+        for i in 0..<2_000 {
+            try submit(&session, model: 2, bytes: withUnsafeBytes(of: UInt32(i)) { Array($0) })
+            XCTAssertTrue(try collect(&session, 1)[0].succeeded)
+        }
+        _ = stopAndReadStats(daemon)
+    }
+
     func testFullModelQueueAnswersAtOnce() throws {
         let (daemon, socket) = try serve(["8:delay=300ms,max-batch=1,queue=2"])
         var session = try ControllerSession.connect(to: FilePath(socket))
@@ -349,5 +397,52 @@ final class InferenceServerTests: XCTestCase {
             _ = try daemon.connectInProcess()
             XCTFail("connected to a daemon that is not running")
         } catch { XCTAssertEqual(error, .notRunning) }
+    }
+
+    func testInProcessConnectionAfterStopIsRefusedAndLeaksNothing() throws {
+        let descriptors = openDescriptorCount()
+        let daemon = FabricDaemon(
+            configuration: DaemonConfiguration(socketPath: FilePath(temporarySocketPath(self))),
+            handlers: [2: EchoHandler()])
+        try daemon.start()
+        daemon.stop()
+        do {
+            _ = try daemon.connectInProcess()
+            XCTFail("connected to a stopped daemon")
+        } catch { XCTAssertEqual(error, .notRunning) }
+        XCTAssertEqual(waitForDescriptorCount(descriptors, timeout: 5), descriptors)
+    }
+
+    /// `fabricq load` against `fabricq serve`: verified outputs, the JSON
+    /// report, and exit status 1 when outputs are not what was expected.
+    func testFabricqLoadReportsVerifiedResults() throws {
+        let socket = temporarySocketPath(self)
+        let daemon = try ChildProcess("fabricq", ["serve", "--socket", socket, "--model", "2:echo", "--model", "5:checksum"])
+        addTeardownBlock { daemon.terminate() }
+        XCTAssertTrue(daemon.waitForOutput("listening", timeout: 30), daemon.standardError)
+        func load(_ arguments: [String]) throws -> (status: Int32?, report: [String: Any]) {
+            let run = try ChildProcess(
+                "fabricq", ["load", "--socket", socket, "--duration", "300ms", "--json"] + arguments)
+            let status = run.wait(timeout: 30).map(ChildProcess.exitCode)
+            let json = try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any]
+            return (status, try XCTUnwrap(json, run.standardOutput + run.standardError))
+        }
+        for (model, expect) in [("2", "echo"), ("5", "checksum")] {
+            let (status, report) = try load(["--model", model, "--expect", expect, "--concurrency", "4"])
+            XCTAssertEqual(status, 0)
+            XCTAssertGreaterThan(report["completed"] as? Int ?? 0, 0)
+            XCTAssertEqual(report["wrong"] as? Int, 0)
+            XCTAssertEqual(report["failed"] as? Int, 0)
+            let latency = try XCTUnwrap(report["latency_ns"] as? [String: Any])
+            XCTAssertGreaterThan(latency["p50"] as? Int ?? 0, 0)
+            XCTAssertEqual(latency["count"] as? Int, report["completed"] as? Int)
+            let stages = try XCTUnwrap(report["stages_ns"] as? [String: Any])
+            XCTAssertEqual(Set(stages.keys), ["queue", "dispatch", "handler", "completion"])
+            XCTAssertGreaterThanOrEqual(report["mean_batch_size"] as? Double ?? 0, 1)
+        }
+        let (status, report) = try load(["--model", "2", "--expect", "checksum"])
+        XCTAssertEqual(status, 1, "an echo is not the checksum")
+        XCTAssertGreaterThan(report["wrong"] as? Int ?? 0, 0)
+        XCTAssertEqual(daemon.stop(timeout: 10).map(ChildProcess.exitCode), 0)
     }
 }

@@ -57,4 +57,25 @@ final class ModelSpecificationTests: XCTestCase {
         XCTAssertEqual(DynamicBatching().batchSize(queued: 3, oldestWaited: 0), 3, "no delay: send what is there")
         XCTAssertEqual(DynamicBatching(maximumBatchSize: 1000, preferredBatchSizes: [0, 300]).preferredBatchSizes, [1, 256])
     }
+
+    /// Values set after `init` are clamped too: a zero here would trap or stall the lane.
+    func testConfigurationsClampValuesSetAfterInit() {
+        var configuration = ModelConfiguration()
+        configuration.priorityLevels = 0
+        configuration.queueCapacity = 0
+        configuration.instances = 1000
+        XCTAssertEqual(configuration.priorityLevels, 1)
+        XCTAssertEqual(configuration.queueCapacity, 1)
+        XCTAssertEqual(configuration.instances, 64)
+        var batching = DynamicBatching(maximumBatchSize: 8, preferredBatchSizes: [4, 8])
+        batching.maximumBatchSize = 0
+        XCTAssertEqual(batching.maximumBatchSize, 1)
+        XCTAssertEqual(batching.preferredBatchSizes, [1])
+        batching.maximumBatchSize = 4
+        batching.preferredBatchSizes = [0, 9, 2, 2]
+        XCTAssertEqual(batching.preferredBatchSizes, [1, 2, 4])
+        batching.maximumQueueDelay = .milliseconds(-5)
+        XCTAssertEqual(batching.maximumQueueDelay, .zero)
+        XCTAssertEqual(batching.batchSize(queued: 1, oldestWaited: 0), 1)
+    }
 }

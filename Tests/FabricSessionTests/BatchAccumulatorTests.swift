@@ -34,6 +34,21 @@ final class BatchAccumulatorTests: XCTestCase {
         XCTAssertEqual((0..<batch.count).map { batch[$0].commandID }, [1, 2, 3])
     }
 
+    /// A cancellation takes its command back out of a batch not yet posted.
+    func testRemovingAGatheredCommandKeepsTheOthersInOrder() {
+        var batch = BatchAccumulator(
+            policy: BatchingPolicy(maximumBatchSize: 4, maximumWait: .seconds(1)), ringCapacity: 64)
+        for id in 1...3 { _ = batch.append(descriptor(UInt64(id)), now: 10) }
+        XCTAssertTrue(batch.remove(commandID: 2))
+        XCTAssertFalse(batch.remove(commandID: 2), "already taken back")
+        XCTAssertFalse(batch.remove(commandID: 9), "never gathered")
+        XCTAssertEqual((0..<batch.count).map { batch[$0].commandID }, [1, 3])
+        XCTAssertTrue(batch.remove(commandID: 3))
+        XCTAssertTrue(batch.remove(commandID: 1))
+        XCTAssertTrue(batch.isEmpty)
+        XCTAssertNil(batch.dueTime)
+    }
+
     func testImmediatePolicyPostsEveryRequest() {
         var batch = BatchAccumulator(policy: BatchingPolicy(maximumBatchSize: 8, maximumWait: .zero), ringCapacity: 64)
         XCTAssertTrue(batch.append(descriptor(1), now: 5))

@@ -57,7 +57,10 @@ final class BatchSlot: @unchecked Sendable {
     let states: UnsafeMutablePointer<Atomic<UInt64>>
     let reports: UnsafeMutablePointer<CommandReport>
     /// Commands reported in the current generation (incremented after each
-    /// publication, so the poll thread scans only batches with news).
+    /// publication, so the poll thread scans only batches with news). The
+    /// poll thread posts no more commands than this count says, so it never
+    /// recycles a slot (and resets the count) before every completer's
+    /// increment has landed.
     let reported = Atomic<Int>(0)
     let waker: PollWaker
     /// Where refused completions are counted.
@@ -72,15 +75,15 @@ final class BatchSlot: @unchecked Sendable {
     /// Poll thread: which commands' completions are posted.
     let posted: UnsafeMutablePointer<Bool>
     /// Poll thread.
-    var count = 0
+    @exclusivity(unchecked) var count = 0
     /// Poll thread (completers get their copy in `InFlightBatch`).
-    var generation: UInt64 = 0
+    @exclusivity(unchecked) var generation: UInt64 = 0
     /// Poll thread: completions posted in this generation.
-    var postedCount = 0
+    @exclusivity(unchecked) var postedCount = 0
     /// Poll thread: when the batch was handed to its instance.
-    var started: UInt64 = 0
+    @exclusivity(unchecked) var started: UInt64 = 0
     /// Poll thread: whether a batch is in flight.
-    var busy = false
+    @exclusivity(unchecked) var busy = false
 
     init(
         instance: Int, capacity: Int, waker: PollWaker, counters: DaemonCounters,
@@ -173,10 +176,12 @@ final class BatchSlot: @unchecked Sendable {
         states[index].load(ordering: .acquiring) == (generation << 2) | 2
     }
 
-    /// Poll thread: whether some command was reported and not yet posted.
-    var hasNews: Bool {
-        // Acquire: pairs with the release increment in `finish`.
-        busy && reported.load(ordering: .acquiring) > postedCount
+    /// Poll thread: how many commands were reported and not yet posted.
+    var newReports: Int {
+        guard busy else { return 0 }
+        // Acquire: pairs with the release increment in `finish`, so every
+        // command counted here has its state and report visible.
+        return reported.load(ordering: .acquiring) - postedCount
     }
 
     /// Logs a synchronous handler's error (rate-limited by the daemon).

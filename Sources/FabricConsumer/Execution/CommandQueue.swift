@@ -59,7 +59,8 @@ struct CommandQueue: ~Copyable {
     }
 
     /// Calls `body` on every live entry, oldest first; an entry `body`
-    /// returns true for is marked dead (and passed back for its completion).
+    /// returns true for is marked dead and passed to `done` (for its
+    /// completion).
     mutating func kill(where body: (QueuedCommand) -> Bool, then done: (QueuedCommand) -> Void) {
         for k in 0..<occupied {
             let i = (head + k) % capacity
@@ -69,5 +70,37 @@ struct CommandQueue: ~Copyable {
             }
         }
         dropDeadHead()
+    }
+
+    /// Marks the oldest live entry `body` returns true for dead and returns
+    /// it; stops looking at the first match.
+    mutating func killFirst(where body: (QueuedCommand) -> Bool) -> QueuedCommand? {
+        for k in 0..<occupied {
+            let i = (head + k) % capacity
+            if storage[i].live && body(storage[i]) {
+                storage[i].live = false
+                let command = storage[i]
+                dropDeadHead()
+                return command
+            }
+        }
+        return nil
+    }
+
+    /// Closes the gaps dead entries left, keeping the live ones in order;
+    /// returns how many it dropped. O(occupied): called only when the queue
+    /// is full, so cancelled commands never take a live command's place.
+    mutating func compact() -> Int {
+        var kept = 0
+        for k in 0..<occupied {
+            let from = (head + k) % capacity
+            let command = (storage + from).move()
+            guard command.live else { continue }
+            (storage + (head + kept) % capacity).initialize(to: command)
+            kept += 1
+        }
+        let dropped = occupied - kept
+        occupied = kept
+        return dropped
     }
 }

@@ -8,7 +8,8 @@ import Synchronization
 /// Hand-over is a mailbox word: the poll thread writes the batch into the
 /// instance's ``BatchSlot``, stores 1 (release) and wakes the thread with
 /// `FUTEX_WAKE` only if it announced that it sleeps; the thread takes the
-/// batch (acquire), runs it, and stores 0. Nobody sleeps while batches keep
+/// batch (acquire), stores 0, and runs it (the poll thread hands the next
+/// batch only once this one's completions are posted). Nobody sleeps while batches keep
 /// coming: no system call then. The announcement follows the doorbells'
 /// protocol (fence on both sides, see `SleeperAnnouncement` in the core).
 final class InstanceThread: @unchecked Sendable {
@@ -16,8 +17,6 @@ final class InstanceThread: @unchecked Sendable {
     static let empty: UInt32 = 0
     static let batchReady: UInt32 = 1
     static let stop: UInt32 = 2
-    /// Passes spun with the pause hint alone before yielding on each.
-    static let pureSpins = 4
 
     /// The mailbox word; futex-waited on, so it lives at a stable address.
     private let mailbox: UnsafeMutablePointer<Atomic<UInt32>>
@@ -81,14 +80,12 @@ final class InstanceThread: @unchecked Sendable {
             var state = mailbox.pointee.load(ordering: .acquiring)
             if state == Self.empty {
                 let since = MonotonicClock.now()
-                var spins = 0
-                while state == Self.empty && (spin == .max || MonotonicClock.now() &- since < spin) {
-                    // Spinning instances, the poll thread and busy-polling
-                    // controllers can outnumber the CPUs: after a short pure
-                    // spin, yield on every pass, so the thread that will hand
-                    // us work gets to run (returns at once if none waits).
-                    spins &+= 1
-                    if spins > Self.pureSpins { sched_yield() } else { cpuRelax() }
+                // Spinning instances, the poll thread and busy-polling
+                // controllers can outnumber the CPUs: let the thread that
+                // will hand us work run.
+                var wait = PoliteSpin()
+                while state == Self.empty && MonotonicClock.now() &- since < spin {
+                    wait.pause()
                     state = mailbox.pointee.load(ordering: .acquiring)
                 }
             }

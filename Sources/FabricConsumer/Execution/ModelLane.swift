@@ -12,10 +12,15 @@ final class ModelLane: @unchecked Sendable {
     let configuration: ModelConfiguration
     private let levels: UnsafeMutablePointer<CommandQueue>
     /// Live commands queued, all levels together.
-    private(set) var queued = 0
+    @exclusivity(unchecked) private(set) var queued = 0
+    /// No queued deadline is earlier than this (`.max`: none; it may be
+    /// earlier than every deadline still queued, never later).
+    @exclusivity(unchecked) private var earliestDeadline = UInt64.max
+    /// When ``expire(now:_:)`` last swept the queue.
+    @exclusivity(unchecked) private var lastSweep: UInt64 = 0
     let slots: [BatchSlot]
     /// Indices of idle slots (a stack; capacity = instances).
-    private var idle: [Int]
+    @exclusivity(unchecked) private var idle: [Int]
     private let threads: [InstanceThread]
     private let counters: DaemonCounters
 
@@ -63,30 +68,69 @@ final class ModelLane: @unchecked Sendable {
     /// when the model's queue is full.
     func enqueue(_ command: QueuedCommand, priority: UInt8) -> Bool {
         let level = min(Int(priority), configuration.priorityLevels - 1)
-        guard queued < configuration.queueCapacity, !levels[level].isFull else { return false }
+        guard queued < configuration.queueCapacity else { return false }
+        // Cancelled commands leave dead entries until they reach the head;
+        // they never count against the live commands' room.
+        if levels[level].isFull && levels[level].compact() == 0 { return false }
         levels[level].append(command)
         queued += 1
+        earliestDeadline = min(earliestDeadline, command.deadline)
         return true
     }
 
     /// Takes command `commandID` of `session` out of the queue if it is still
     /// there; `done` gets it (to complete it `cancelled`).
     func cancel(_ commandID: UInt64, of session: DaemonSession, done: (QueuedCommand) -> Void) {
+        guard queued > 0 else { return }
         let target = Unmanaged.passUnretained(session).toOpaque()
-        var found = false
-        for level in 0..<configuration.priorityLevels where !found {
+        for level in 0..<configuration.priorityLevels {
+            if let command = levels[level].killFirst(where: {
+                $0.descriptor.commandID == commandID && $0.session.toOpaque() == target
+            }) {
+                queued -= 1
+                done(command)
+                return
+            }
+        }
+    }
+
+    /// Completes every queued command whose deadline has passed (`expired`
+    /// gets each), also while every instance is busy. Sweeps at most every
+    /// ``sweepInterval`` (a sweep walks the queue); returns when to look
+    /// again, if any deadline is queued.
+    func expire(now: UInt64, _ expired: (QueuedCommand) -> Void) -> UInt64? {
+        guard earliestDeadline != .max else { return nil }
+        let sweepAllowed = lastSweep &+ Self.sweepInterval
+        guard earliestDeadline <= now, now >= sweepAllowed else { return max(earliestDeadline, sweepAllowed) }
+        lastSweep = now
+        var next = UInt64.max
+        var dropped = 0
+        for level in 0..<configuration.priorityLevels {
             levels[level].kill(
-                where: { !found && $0.descriptor.commandID == commandID && $0.session.toOpaque() == target },
+                where: { command in
+                    if command.deadline <= now { return true }
+                    next = min(next, command.deadline)
+                    return false
+                },
                 then: { command in
-                    found = true
-                    done(command)
+                    dropped += 1
+                    expired(command)
                 })
         }
-        if found { queued -= 1 }
+        queued -= dropped
+        earliestDeadline = next
+        return next == .max ? nil : next
     }
+
+    /// The least time between two sweeps for expired commands (100 µs): a
+    /// command may complete `expired` that much after its deadline, and a
+    /// stream of commands with staggered deadlines costs one walk of the
+    /// queue per interval at most. Dispatch checks each deadline exactly.
+    static var sweepInterval: UInt64 { 100_000 }
 
     /// Drops every queued command of `session` (it is being retired).
     func purge(_ session: DaemonSession) {
+        guard queued > 0 else { return }
         let target = Unmanaged.passUnretained(session).toOpaque()
         var dropped = 0
         for level in 0..<configuration.priorityLevels {
@@ -111,15 +155,20 @@ final class ModelLane: @unchecked Sendable {
     /// poll thread then spins politely: see `runPollLoop`).
     var isRunningOnInstanceThread: Bool { !threads.isEmpty && idle.count < slots.count }
 
+    /// Whether a command is queued (live or not yet swept).
+    var hasQueued: Bool { queued > 0 }
+
     /// Whether a batch may go out now.
     var canDispatch: Bool { queued > 0 && !idle.isEmpty }
 
-    /// Hands batches to idle instances while the batcher says so. Commands
-    /// past their deadline go to `expired` instead. Returns how many
-    /// commands started, and when the batcher wants to look again (a queued
-    /// batch waiting for its delay), if it does.
+    /// Completes queued commands past their deadline (`expired` gets them,
+    /// see ``expire(now:_:)``), then hands batches to idle instances while
+    /// the batcher says so. Returns how many commands started, and when the
+    /// lane wants to look again (a queued batch waiting for its delay, the
+    /// next queued deadline), if it does.
     func dispatch(now: UInt64, expired: (QueuedCommand) -> Void) -> (started: Int, due: UInt64?) {
         var started = 0
+        let deadlineDue = expire(now: now, expired)
         while !idle.isEmpty, queued > 0 {
             guard let oldest = oldestPickup() else { break }
             let waited = now >= oldest ? now - oldest : 0
@@ -127,7 +176,7 @@ final class ModelLane: @unchecked Sendable {
             guard size > 0 else {
                 let (due, overflow) = oldest.addingReportingOverflow(
                     configuration.batching.maximumQueueDelay.saturatingNanoseconds)
-                return (started, overflow ? .max : due)
+                return (started, min(overflow ? .max : due, deadlineDue ?? .max))
             }
             let slot = slots[idle[idle.count - 1]]
             var taken = 0
@@ -153,13 +202,14 @@ final class ModelLane: @unchecked Sendable {
             }
             guard taken > 0 else { continue }
             idle.removeLast()
-            let batch = slot.open(count: taken, now: MonotonicClock.now())
+            let batch = slot.open(count: taken, now: now)
             DaemonCounters.bump(counters.batchesStarted)
             DaemonCounters.bump(counters.commandsStarted, by: UInt64(taken))
             started += taken
             if threads.isEmpty { handler.start(batch) } else { threads[slot.instance].hand(batch) }
         }
-        return (started, nil)
+        if queued == 0 { earliestDeadline = .max }
+        return (started, queued > 0 ? deadlineDue : nil)
     }
 
     /// Marks `slot` idle again once all its completions are posted; the

@@ -29,7 +29,7 @@ public struct ModelConfiguration: Sendable, Equatable {
     /// With ``ModelExecution/threads`` each instance is a thread; with
     /// ``ModelExecution/pollThread`` each is a slot a deferred handler
     /// completes from elsewhere (a GPU stream, say).
-    public var instances: Int
+    public var instances: Int { didSet { instances = Self.clamp(instances, 1, 64) } }
     /// Where ``BatchHandler/start(_:)`` runs.
     public var execution: ModelExecution
     /// Where the instance threads run (nil: wherever the scheduler puts them).
@@ -39,23 +39,26 @@ public struct ModelConfiguration: Sendable, Equatable {
     /// Commands that may wait for an instance, all priorities together
     /// (1...65536). A command that finds the queue full completes at once with
     /// `CompletionStatus.modelQueueFull`.
-    public var queueCapacity: Int
+    public var queueCapacity: Int { didSet { queueCapacity = Self.clamp(queueCapacity, 1, 65536) } }
     /// Priority levels (1...16): a descriptor's `priority` is clamped to
     /// `0..<priorityLevels`, and a higher level is always dispatched first.
-    public var priorityLevels: Int
+    public var priorityLevels: Int { didSet { priorityLevels = Self.clamp(priorityLevels, 1, 16) } }
 
-    /// A configuration; values are clamped to their documented ranges.
+    /// A configuration. Values out of their documented ranges are clamped,
+    /// here and whenever a property is set.
     public init(
         instances: Int = 1, execution: ModelExecution = .threads, placement: ThreadPlacement? = nil,
         batching: DynamicBatching = DynamicBatching(), queueCapacity: Int = 1024, priorityLevels: Int = 2
     ) {
-        self.instances = min(max(instances, 1), 64)
+        self.instances = Self.clamp(instances, 1, 64)
         self.execution = execution
         self.placement = placement
         self.batching = batching
-        self.queueCapacity = min(max(queueCapacity, 1), 65536)
-        self.priorityLevels = min(max(priorityLevels, 1), 16)
+        self.queueCapacity = Self.clamp(queueCapacity, 1, 65536)
+        self.priorityLevels = Self.clamp(priorityLevels, 1, 16)
     }
+
+    static func clamp(_ value: Int, _ lowest: Int, _ highest: Int) -> Int { min(max(value, lowest), highest) }
 }
 
 /// Where a model's ``BatchHandler/start(_:)`` runs.
@@ -81,18 +84,30 @@ public enum ModelExecution: Sendable, Equatable {
 /// complete `expired` instead of running.
 public struct DynamicBatching: Sendable, Equatable {
     /// The most commands in one batch (1...256).
-    public var maximumBatchSize: Int
-    /// Batch sizes the model runs best at (each in 1...maximumBatchSize).
-    public var preferredBatchSizes: [Int]
+    public var maximumBatchSize: Int {
+        didSet {
+            maximumBatchSize = ModelConfiguration.clamp(maximumBatchSize, 1, 256)
+            preferredBatchSizes = Self.normalized(preferredBatchSizes, limit: maximumBatchSize)
+        }
+    }
+    /// Batch sizes the model runs best at (each in 1...maximumBatchSize,
+    /// kept sorted without repeats).
+    public var preferredBatchSizes: [Int] {
+        didSet { preferredBatchSizes = Self.normalized(preferredBatchSizes, limit: maximumBatchSize) }
+    }
     /// How long the oldest queued command may wait for a fuller batch.
-    public var maximumQueueDelay: Duration
+    public var maximumQueueDelay: Duration { didSet { maximumQueueDelay = max(maximumQueueDelay, .zero) } }
 
-    /// A batcher; sizes are clamped to their ranges, a negative delay to zero.
+    /// A batcher. Sizes out of their ranges are clamped and a negative delay
+    /// becomes zero, here and whenever a property is set.
     public init(maximumBatchSize: Int = 32, preferredBatchSizes: [Int] = [], maximumQueueDelay: Duration = .zero) {
-        self.maximumBatchSize = min(max(maximumBatchSize, 1), 256)
-        let limit = self.maximumBatchSize
-        self.preferredBatchSizes = Array(Set(preferredBatchSizes.map { min(max($0, 1), limit) })).sorted()
+        self.maximumBatchSize = ModelConfiguration.clamp(maximumBatchSize, 1, 256)
+        self.preferredBatchSizes = Self.normalized(preferredBatchSizes, limit: self.maximumBatchSize)
         self.maximumQueueDelay = max(maximumQueueDelay, .zero)
+    }
+
+    private static func normalized(_ sizes: [Int], limit: Int) -> [Int] {
+        Array(Set(sizes.map { ModelConfiguration.clamp($0, 1, limit) })).sorted()
     }
 
     /// No batching: one command per batch.

@@ -54,6 +54,16 @@ package struct BatchAccumulator: ~Copyable {
         count -= 1
     }
 
+    /// Takes back the gathered descriptor of command `commandID`, keeping the
+    /// others in order; false when it is not gathered (posted already, or
+    /// never staged). For a cancellation that must not overtake its command.
+    package mutating func remove(commandID: UInt64) -> Bool {
+        guard let index = (0..<count).first(where: { storage[$0].commandID == commandID }) else { return false }
+        for i in index..<(count - 1) { storage[i] = storage[i + 1] }
+        count -= 1
+        return true
+    }
+
     /// When the gathered batch is due, or nil when nothing is gathered.
     package var dueTime: UInt64? {
         guard count > 0 else { return nil }
