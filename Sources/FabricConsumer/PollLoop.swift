@@ -26,13 +26,20 @@ struct PollScratch: ~Copyable {
 /// (queue, batcher, instances) and the waker completers ring.
 final class DaemonRuntime: Sendable {
     let lanes: [ModelLane]
-    let lanesByModel: [UInt32: ModelLane]
+    private let lanesByModel: [UInt32: ModelLane]
     let waker: PollWaker
 
     init(lanes: [ModelLane], waker: PollWaker) {
         self.lanes = lanes
         lanesByModel = Dictionary(uniqueKeysWithValues: lanes.map { ($0.modelID, $0) })
         self.waker = waker
+    }
+
+    /// The lane of model `id`: a scan for the handful of models a daemon
+    /// usually serves (cheaper than hashing), the dictionary beyond.
+    func lane(for id: UInt32) -> ModelLane? {
+        guard lanes.count > 8 else { return lanes.first { $0.modelID == id } }
+        return lanesByModel[id]
     }
 }
 
@@ -51,6 +58,7 @@ extension DaemonCore {
         }
         let burst = min(max(configuration.burstSize, 1), 256)
         let scratch = PollScratch(burst: burst)
+        runtime.waker.adoptPollThread()
         var sessions: [DaemonSession] = []
         sessions.reserveCapacity(configuration.maximumSessions)
         var touched: [DaemonSession] = []
@@ -103,7 +111,11 @@ extension DaemonCore {
                     DaemonCounters.bump(counters.commandsExpired)
                     answer(command, .expired, &touched)
                 }
-                if started > 0 { moved += started }
+                if started > 0 {
+                    // What a handler completed inside `start` (poll-thread
+                    // execution) goes out in this pass, not the next.
+                    moved += started + postReported(lane, &touched)
+                }
                 if let laneDue { due = min(due ?? .max, laneDue) }
             }
             ringControllers(&touched)
@@ -167,7 +179,7 @@ extension DaemonCore {
         for k in 0..<n {
             let descriptor = scratch.descriptors[k]
             if descriptor.opcode == CommandOpcode.cancel.rawValue {
-                runtime.lanesByModel[descriptor.modelID]?.cancel(descriptor.commandID, of: session) { command in
+                runtime.lane(for: descriptor.modelID)?.cancel(descriptor.commandID, of: session) { command in
                     DaemonCounters.bump(counters.commandsCancelled)
                     answer(command, .cancelled, &touched)
                 }
@@ -178,7 +190,7 @@ extension DaemonCore {
             completion.pickupTimestamp = pickup
             do throws(DescriptorViolation) {
                 try session.validator.validate(descriptor)
-                guard let lane = runtime.lanesByModel[descriptor.modelID] else { throw .unknownModel(descriptor.modelID) }
+                guard let lane = runtime.lane(for: descriptor.modelID) else { throw .unknownModel(descriptor.modelID) }
                 guard let input = bytes(session.data, descriptor.inputOffset, descriptor.inputSize) else {
                     throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
                 }

@@ -1,5 +1,6 @@
 import FabricSession
 import FabricSystem
+import Glibc
 import Synchronization
 
 /// Wakes the poll thread when a handler completes a command while it sleeps.
@@ -12,11 +13,24 @@ import Synchronization
 final class PollWaker: Sendable {
     let sleeping = Atomic<Bool>(false)
     let doorbell: EventFD
+    /// The poll thread's `pthread_t`, once it runs (0 before).
+    private let pollThread = Atomic<UInt>(0)
 
     init(doorbell: EventFD) { self.doorbell = doorbell }
 
+    /// Poll thread: records itself, so completions it reports itself (a
+    /// ``ModelExecution/pollThread`` handler completing inside `start`) skip
+    /// the fence: it is awake by definition.
+    func adoptPollThread() {
+        // Relaxed: read only by `completionPublished` on this same thread
+        // (any other thread's read can only miss, and then takes the fence).
+        pollThread.store(UInt(pthread_self()), ordering: .relaxed)
+    }
+
     /// Called by a completer after it published a completion.
     func completionPublished() {
+        // Relaxed: see `adoptPollThread`.
+        if pollThread.load(ordering: .relaxed) == UInt(pthread_self()) { return }
         // F2: orders the completion's publication before the read below.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         // Relaxed: the fence above carries the ordering.

@@ -42,8 +42,8 @@ struct CommandQueue: ~Copyable {
         occupied += 1
     }
 
-    /// The oldest entry, live or not.
-    var first: QueuedCommand? { occupied > 0 ? storage[head] : nil }
+    /// When the oldest entry, live or not, was picked up.
+    var firstPickup: UInt64? { occupied > 0 ? storage[head].pickup : nil }
 
     mutating func removeFirst() -> QueuedCommand {
         precondition(occupied > 0)

@@ -144,7 +144,7 @@ final class ModelLane: @unchecked Sendable {
         var oldest: UInt64?
         for level in 0..<configuration.priorityLevels {
             levels[level].dropDeadHead()
-            if let head = levels[level].first { oldest = min(oldest ?? .max, head.pickup) }
+            if let pickup = levels[level].firstPickup { oldest = min(oldest ?? .max, pickup) }
         }
         return oldest
     }
