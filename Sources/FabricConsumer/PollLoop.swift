@@ -198,15 +198,18 @@ extension DaemonCore {
                     throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
                 }
                 let deadline = descriptor.deadline ?? .max
+                let command = QueuedCommand(
+                    descriptor: descriptor, session: .passUnretained(session), input: input, output: output,
+                    pickup: pickup, deadline: deadline, live: true)
                 if deadline <= pickup {
                     completion.statusCode = CompletionStatus.expired.rawValue
                     expired += 1
-                } else if lane.enqueue(
-                    QueuedCommand(
-                        descriptor: descriptor, session: .passUnretained(session), input: input, output: output,
-                        pickup: pickup, deadline: deadline, live: true),
-                    priority: descriptor.priority)
-                {
+                } else if n == 1 && lane.startAlone(command, now: pickup) {
+                    // A burst of one to an idle model: no queue to go through
+                    // (in a longer burst the batcher may gather the rest).
+                    session.outstanding += 1
+                    continue
+                } else if lane.enqueue(command, priority: descriptor.priority) {
                     session.outstanding += 1
                     continue
                 } else {

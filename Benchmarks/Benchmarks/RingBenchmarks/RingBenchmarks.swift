@@ -182,6 +182,12 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Session_staged_batches_of_4_50k_commands", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try sessionStagedBatches(50_000, batch: 4, benchmark)
     }
+    // Issue 14: the path of target 5 at its cheapest, the handler on the poll
+    // thread, for the same-run comparison with the previous revision's
+    // `Session_submit_completion_50k_round_trips` (same requests).
+    Benchmark("Session_poll_thread_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try withEmptyDaemonSession(execution: .pollThread) { session in try sessionRoundTrips(&session, 50_000, benchmark) }
+    }
     // Issue 14: the deferred path. The model runs on the poll thread and its
     // handler completes through `InFlightBatch`; requests carry a priority and
     // a deadline, so the batcher's priority levels and deadline checks run.

@@ -142,6 +142,16 @@ final class BatchSlot: @unchecked Sendable {
         posted.deallocate()
     }
 
+    /// Poll thread: writes `command` as the batch's `index`th, retaining
+    /// its session for as long as the batch is in flight.
+    func place(_ command: QueuedCommand, at index: Int) {
+        descriptors[index] = command.descriptor
+        inputs[index] = command.input
+        outputs[index] = command.output
+        pickups[index] = command.pickup
+        sessions[index] = command.session.retain()
+    }
+
     /// Poll thread: opens generation `generation + 1` for `count` commands
     /// already written to ``descriptors``, ``inputs``, ``outputs``,
     /// ``sessions`` and ``pickups``; returns the handle for the handler.

@@ -193,23 +193,40 @@ final class ModelLane: @unchecked Sendable {
                     expired(command)
                     continue
                 }
-                slot.descriptors[taken] = command.descriptor
-                slot.inputs[taken] = command.input
-                slot.outputs[taken] = command.output
-                slot.pickups[taken] = command.pickup
-                slot.sessions[taken] = command.session.retain()
+                slot.place(command, at: taken)
                 taken += 1
             }
             guard taken > 0 else { continue }
             idle.removeLast()
-            let batch = slot.open(count: taken, now: now)
-            DaemonCounters.bump(counters.batchesStarted)
-            DaemonCounters.bump(counters.commandsStarted, by: UInt64(taken))
+            launch(slot, count: taken, now: now)
             started += taken
-            if threads.isEmpty { handler.start(batch) } else { threads[slot.instance].hand(batch) }
         }
         if queued == 0 { earliestDeadline = .max }
         return (started, queued > 0 ? deadlineDue : nil)
+    }
+
+    /// Starts `command` at once, as a batch of one, when that is what the
+    /// batcher would do: nothing is queued, an instance is idle, and a lone
+    /// command may go without waiting (no queue delay, or batches of one).
+    /// Saves the queue's copies on the path of a command that finds its
+    /// model idle. False when it must be queued.
+    func startAlone(_ command: QueuedCommand, now: UInt64) -> Bool {
+        guard queued == 0, let instance = idle.last, configuration.batching.batchSize(queued: 1, oldestWaited: 0) == 1
+        else { return false }
+        idle.removeLast()
+        let slot = slots[instance]
+        slot.place(command, at: 0)
+        launch(slot, count: 1, now: now)
+        return true
+    }
+
+    /// Opens `slot`'s next batch of the `count` commands placed in it and
+    /// hands it to its instance (or calls `start` here, poll-thread execution).
+    private func launch(_ slot: BatchSlot, count: Int, now: UInt64) {
+        let batch = slot.open(count: count, now: now)
+        DaemonCounters.bump(counters.batchesStarted)
+        DaemonCounters.bump(counters.commandsStarted, by: UInt64(count))
+        if threads.isEmpty { handler.start(batch) } else { threads[slot.instance].hand(batch) }
     }
 
     /// Marks `slot` idle again once all its completions are posted; the
