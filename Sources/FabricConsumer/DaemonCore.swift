@@ -88,8 +88,9 @@ final class DaemonCore: Sendable {
     /// The lanes for every model, with their instances not yet started.
     func makeRuntime(_ binding: Binding) -> DaemonRuntime {
         let waker = PollWaker(doorbell: binding.daemonDoorbell)
-        let lanes = models.sorted { $0.key < $1.key }.map { id, model in
-            ModelLane(modelID: id, model: model, waker: waker, counters: counters) { [self] error in
+        let lanes = models.sorted { $0.key < $1.key }.enumerated().map { number, entry in
+            let (id, model) = entry
+            return ModelLane(number: number, modelID: id, model: model, waker: waker, counters: counters) { [self] error in
                 reportHandlerError(error, model: id)
             }
         }

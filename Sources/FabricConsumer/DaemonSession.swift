@@ -40,6 +40,9 @@ final class DaemonSession: @unchecked Sendable {
     /// Poll thread only: a completion was posted and the controller's
     /// doorbell not rung yet.
     @exclusivity(unchecked) var needsDoorbell = false
+    /// Poll thread only: where this session's queued commands are, for its
+    /// cancel descriptors.
+    @exclusivity(unchecked) var queuedCommands: QueuedCommandIndex
     let validator: DescriptorValidator
     /// Submission ring: data → this session's daemon eventfd, space → its session eventfd.
     let submissionDoorbell: Doorbell
@@ -81,6 +84,7 @@ final class DaemonSession: @unchecked Sendable {
         self.id = id
         self.peer = peer
         socket = nil
+        queuedCommands = QueuedCommandIndex(outstanding: limits.completionCapacity)
         validator = DescriptorValidator(slots: data.geometry, requiredOutput: requiredOutput)
         submissionDoorbell = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
         completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)

@@ -179,9 +179,15 @@ extension DaemonCore {
         for k in 0..<n {
             let descriptor = scratch.descriptors[k]
             if descriptor.opcode == CommandOpcode.cancel.rawValue {
-                runtime.lane(for: descriptor.modelID)?.cancel(descriptor.commandID, of: session) { command in
-                    DaemonCounters.bump(counters.commandsCancelled)
-                    answer(command, .cancelled, &touched)
+                // The session's own index says where the command waits: a
+                // cancel costs O(1), whatever the queues hold.
+                if let location = session.queuedCommands.location(of: descriptor.commandID),
+                    location.lane < runtime.lanes.count
+                {
+                    runtime.lanes[location.lane].cancel(descriptor.commandID, of: session, at: location) { command in
+                        DaemonCounters.bump(counters.commandsCancelled)
+                        answer(command, .cancelled, &touched)
+                    }
                 }
                 continue
             }

@@ -173,6 +173,29 @@ final class InferenceServerTests: XCTestCase {
         XCTAssertEqual(stopAndReadStats(daemon)["full"], 0)
     }
 
+    /// A compaction moves queued commands; a later cancel still finds its
+    /// command where it moved to (through the session's index).
+    func testCancelFindsACommandThatACompactionMoved() throws {
+        let (daemon, socket) = try serve(["8:delay=200ms,max-batch=1,queue=3,priorities=1"])
+        var session = try ControllerSession.connect(to: FilePath(socket))
+        let running = try submit(&session, model: 8)
+        usleep(50_000)
+        let a = try submit(&session, model: 8)
+        let b = try submit(&session, model: 8)
+        let c = try submit(&session, model: 8)
+        XCTAssertTrue(try session.cancel(b))  // a dead entry between a and c: the queue is full
+        usleep(50_000)
+        let d = try submit(&session, model: 8)  // compacts: c moves into b's place
+        usleep(50_000)
+        XCTAssertTrue(try session.cancel(c))
+        let done = try collect(&session, 5)
+        let byID = Dictionary(uniqueKeysWithValues: done.map { ($0.commandID, $0.status) })
+        XCTAssertEqual(byID[b], .cancelled)
+        XCTAssertEqual(byID[c], .cancelled, "found after it moved")
+        for id in [running, a, d] { XCTAssertEqual(byID[id], .succeeded) }
+        XCTAssertEqual(stopAndReadStats(daemon)["cancelled"], 2)
+    }
+
     /// Command ids wrap around the controller's in-flight table; one command
     /// that never completes must not block every later id that maps to its entry.
     func testAStuckCommandDoesNotBlockLaterIds() throws {

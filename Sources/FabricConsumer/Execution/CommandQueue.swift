@@ -36,10 +36,14 @@ struct CommandQueue: ~Copyable {
 
     var isFull: Bool { occupied == capacity }
 
-    mutating func append(_ command: QueuedCommand) {
+    /// Appends `command`; returns the slot it occupies until it leaves
+    /// (or ``compact(moved:)`` moves it).
+    mutating func append(_ command: QueuedCommand) -> Int {
         precondition(occupied < capacity)
-        (storage + (head + occupied) % capacity).initialize(to: command)
+        let position = (head + occupied) % capacity
+        (storage + position).initialize(to: command)
         occupied += 1
+        return position
     }
 
     /// When the oldest entry, live or not, was picked up.
@@ -72,31 +76,31 @@ struct CommandQueue: ~Copyable {
         dropDeadHead()
     }
 
-    /// Marks the oldest live entry `body` returns true for dead and returns
-    /// it; stops looking at the first match.
-    mutating func killFirst(where body: (QueuedCommand) -> Bool) -> QueuedCommand? {
-        for k in 0..<occupied {
-            let i = (head + k) % capacity
-            if storage[i].live && body(storage[i]) {
-                storage[i].live = false
-                let command = storage[i]
-                dropDeadHead()
-                return command
-            }
-        }
-        return nil
+    /// Marks the entry in slot `position` dead and returns it, if the slot
+    /// holds a live entry `body` accepts.
+    mutating func kill(at position: Int, where body: (QueuedCommand) -> Bool) -> QueuedCommand? {
+        guard position >= 0, position < capacity, (position - head + capacity) % capacity < occupied,
+            storage[position].live, body(storage[position])
+        else { return nil }
+        storage[position].live = false
+        let command = storage[position]
+        dropDeadHead()
+        return command
     }
 
-    /// Closes the gaps dead entries left, keeping the live ones in order;
-    /// returns how many it dropped. O(occupied): called only when the queue
-    /// is full, so cancelled commands never take a live command's place.
-    mutating func compact() -> Int {
+    /// Closes the gaps dead entries left, keeping the live ones in order
+    /// (`moved` hears each one's new slot); returns how many it dropped.
+    /// O(occupied): called only when the queue is full, so cancelled
+    /// commands never take a live command's place.
+    mutating func compact(moved: (QueuedCommand, Int) -> Void) -> Int {
         var kept = 0
         for k in 0..<occupied {
             let from = (head + k) % capacity
             let command = (storage + from).move()
             guard command.live else { continue }
-            (storage + (head + kept) % capacity).initialize(to: command)
+            let to = (head + kept) % capacity
+            (storage + to).initialize(to: command)
+            if to != from { moved(command, to) }
             kept += 1
         }
         let dropped = occupied - kept

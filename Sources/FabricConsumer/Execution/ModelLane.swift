@@ -7,6 +7,8 @@ import Synchronization
 /// and slots; the instance threads only run what they are handed.
 final class ModelLane: @unchecked Sendable {
     // @unchecked: everything but the instances is poll-thread only; instances hand over through their mailboxes
+    /// This lane's position in the daemon's list of lanes.
+    let number: Int
     let modelID: UInt32
     let handler: any BatchHandler
     let configuration: ModelConfiguration
@@ -25,9 +27,10 @@ final class ModelLane: @unchecked Sendable {
     private let counters: DaemonCounters
 
     init(
-        modelID: UInt32, model: ServedModel, waker: PollWaker, counters: DaemonCounters,
+        number: Int, modelID: UInt32, model: ServedModel, waker: PollWaker, counters: DaemonCounters,
         onHandlerError: @escaping @Sendable (any Error) -> Void
     ) {
+        self.number = number
         self.modelID = modelID
         self.counters = counters
         handler = model.handler
@@ -71,27 +74,48 @@ final class ModelLane: @unchecked Sendable {
         guard queued < configuration.queueCapacity else { return false }
         // Cancelled commands leave dead entries until they reach the head;
         // they never count against the live commands' room.
-        if levels[level].isFull && levels[level].compact() == 0 { return false }
-        levels[level].append(command)
+        if levels[level].isFull
+            && levels[level].compact(moved: { command, position in index(command, level: level, position: position) }) == 0
+        {
+            return false
+        }
+        index(command, level: level, position: levels[level].append(command))
         queued += 1
         earliestDeadline = min(earliestDeadline, command.deadline)
         return true
     }
 
-    /// Takes command `commandID` of `session` out of the queue if it is still
-    /// there; `done` gets it (to complete it `cancelled`).
-    func cancel(_ commandID: UInt64, of session: DaemonSession, done: (QueuedCommand) -> Void) {
-        guard queued > 0 else { return }
-        let target = Unmanaged.passUnretained(session).toOpaque()
-        for level in 0..<configuration.priorityLevels {
-            if let command = levels[level].killFirst(where: {
-                $0.descriptor.commandID == commandID && $0.session.toOpaque() == target
-            }) {
-                queued -= 1
-                done(command)
-                return
-            }
+    /// Records where `command` waits, in its session's index.
+    private func index(_ command: QueuedCommand, level: Int, position: Int) {
+        command.session._withUnsafeGuaranteedRef {
+            $0.queuedCommands.set(
+                command.descriptor.commandID,
+                at: QueuedCommandIndex.Location(lane: number, level: level, position: position))
         }
+    }
+
+    /// Forgets `command` in its session's index (it left the queue).
+    private func unindex(_ command: QueuedCommand) {
+        command.session._withUnsafeGuaranteedRef { $0.queuedCommands.remove(command.descriptor.commandID) }
+    }
+
+    /// Takes command `commandID` of `session` out of the queue if it is still
+    /// at `location` (found in the session's index); `done` gets it (to
+    /// complete it `cancelled`). O(1).
+    func cancel(
+        _ commandID: UInt64, of session: DaemonSession, at location: QueuedCommandIndex.Location,
+        done: (QueuedCommand) -> Void
+    ) {
+        guard location.level >= 0, location.level < configuration.priorityLevels else { return }
+        let target = Unmanaged.passUnretained(session).toOpaque()
+        guard
+            let command = levels[location.level].kill(
+                at: location.position,
+                where: { $0.descriptor.commandID == commandID && $0.session.toOpaque() == target })
+        else { return }
+        queued -= 1
+        unindex(command)
+        done(command)
     }
 
     /// Completes every queued command whose deadline has passed (`expired`
@@ -114,6 +138,7 @@ final class ModelLane: @unchecked Sendable {
                 },
                 then: { command in
                     dropped += 1
+                    unindex(command)
                     expired(command)
                 })
         }
@@ -189,6 +214,7 @@ final class ModelLane: @unchecked Sendable {
                 }
                 let command = levels[level].removeFirst()
                 queued -= 1
+                unindex(command)
                 if command.deadline <= now {
                     expired(command)
                     continue
