@@ -26,6 +26,10 @@ final class DaemonCore: Sendable {
     /// pass and takes the lock only when it is set.
     let inboxPending = Atomic<Bool>(false)
     let pollStopping = Atomic<Bool>(false)
+    /// Passes of the poll loop so far: the service manager's watchdog is
+    /// fed only while it moves (or the poll thread sleeps in `ppoll`).
+    /// Written by the poll thread alone.
+    let pollPasses = Atomic<UInt64>(0)
     let controlStopping = Atomic<Bool>(false)
     let activeSessions = Atomic<Int>(0)
     private let nextSessionID = Atomic<UInt64>(1)

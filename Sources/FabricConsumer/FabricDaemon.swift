@@ -191,6 +191,13 @@ public final class FabricDaemon: Sendable {
     /// afterwards, so a `kill` or Ctrl-C stops the daemon cleanly instead of
     /// leaving its socket behind.
     ///
+    /// Under a service manager that speaks systemd's notification protocol
+    /// (`$NOTIFY_SOCKET`, `Type=notify`) it reports `READY=1` once serving
+    /// and `STOPPING=1` before stopping, and feeds a watchdog
+    /// (`$WATCHDOG_USEC`, `WatchdogSec=`) every half interval for as long as
+    /// the poll thread is alive: a poll thread stuck in a handler stops the
+    /// pings and the manager restarts the daemon.
+    ///
     /// ```swift
     /// let daemon = FabricDaemon(configuration: DaemonConfiguration(socketPath: "/tmp/fq.sock"), handlers: [1: Doubler()])
     /// try daemon.run()          // until Ctrl-C or SIGTERM
@@ -233,9 +240,24 @@ public final class FabricDaemon: Sendable {
             }
         }
         onServing()
+        ServiceManager.notify("READY=1\nSTATUS=serving \(core.models.count) models on \(core.configuration.socketPath)")
+        // A watchdog asks for WATCHDOG=1 within its interval: sent every
+        // half interval while the poll thread is alive (its passes move, or
+        // it sleeps waiting for work). A poll thread stuck in a handler that
+        // never returns stops the pings, and the manager restarts us.
+        let watchdog = ServiceManager.watchdogInterval
+        let tick = Int64(min(watchdog.map { $0 / 2 } ?? 1_000_000_000, 1_000_000_000))
+        var lastPasses = core.pollPasses.load(ordering: .relaxed)
         while arrived.withLock({ $0 }) == nil {
-            _ = try? wakeUp.wait(timeoutNanoseconds: 1_000_000_000)
+            _ = try? wakeUp.wait(timeoutNanoseconds: max(tick, 1_000_000))
+            guard watchdog != nil else { continue }
+            // Relaxed: a liveness hint, nothing else is read on its strength.
+            let passes = core.pollPasses.load(ordering: .relaxed)
+            let sleeping = threads.withLock { $0?.runtime.waker.sleeping.load(ordering: .relaxed) } ?? false
+            if passes != lastPasses || sleeping { ServiceManager.notify("WATCHDOG=1") }
+            lastPasses = passes
         }
+        ServiceManager.notify("STOPPING=1")
         stop()
         return arrived.withLock { $0 } ?? 0
     }

@@ -72,6 +72,9 @@ extension DaemonCore {
 
         // Relaxed: the flag is a request to stop; nothing is read on the strength of it.
         while !pollStopping.load(ordering: .relaxed) {
+            // Relaxed load and store, no read-modify-write: this thread is the
+            // only writer, and the watchdog only asks whether it moved.
+            pollPasses.store(pollPasses.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
             // Relaxed hint; the mutex orders the hand-over itself.
             if inboxPending.load(ordering: .relaxed) {
                 inbox.withLock { arrived in

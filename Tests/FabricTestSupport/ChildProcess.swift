@@ -26,9 +26,13 @@ public final class ChildProcess {
 
     public static func executable(_ name: String) -> String { productsDirectory + "/" + name }
 
-    /// Spawns `executable` (a product name or a path) with `arguments`.
+    /// Spawns `executable` (a product name or a path) with `arguments`, in
+    /// this process's environment plus `environment`.
     /// File descriptors without `FD_CLOEXEC` are inherited.
-    public init(_ executable: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let path = executable.hasPrefix("/") ? executable : Self.executable(executable)
         name = (path as NSString).lastPathComponent
         let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -41,8 +45,12 @@ public final class ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in environment { variables[key] = value }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, nil, argv, environ)
+        let rc = posix_spawn(&child, path, &actions, nil, argv, envp)
         guard rc == 0 else {
             XCTFail("posix_spawn \(path): \(String(cString: strerror(rc)))", file: file, line: line)
             throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)

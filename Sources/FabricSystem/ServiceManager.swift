@@ -1,0 +1,48 @@
+import Glibc
+
+/// The service manager's notification protocol (systemd's `sd_notify(3)`),
+/// spoken directly: one datagram of newline-separated `KEY=VALUE`
+/// assignments to the `AF_UNIX` socket named by `$NOTIFY_SOCKET` (a path,
+/// or `@name` for the abstract namespace). Without that variable (not
+/// started by a notify-aware manager) every call does nothing.
+package enum ServiceManager {
+    /// Sends `state` (say `READY=1`, `STOPPING=1`, `WATCHDOG=1`,
+    /// `STATUS=…`); false when there is no manager to tell or the datagram
+    /// could not be sent (`socket(2)`, `sendto(2)`).
+    @discardableResult
+    package static func notify(_ state: String) -> Bool {
+        guard let variable = getenv("NOTIFY_SOCKET") else { return false }
+        let path = Array(String(cString: variable).utf8)
+        var address = sockaddr_un()
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.count >= 2, path.count < capacity, path[0] == UInt8(ascii: "/") || path[0] == UInt8(ascii: "@")
+        else { return false }
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+            for (i, byte) in path.enumerated() { bytes[i] = byte }
+            if path[0] == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract: a leading NUL, no terminator
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path[0] == UInt8(ascii: "/") ? 1 : 0))
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let sent = state.utf8CString.withUnsafeBufferPointer { text in
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, text.baseAddress, text.count - 1, Int32(MSG_NOSIGNAL), $0, length)
+                }
+            }
+        }
+        return sent == state.utf8.count
+    }
+
+    /// How often the manager expects `WATCHDOG=1`, in nanoseconds
+    /// (`$WATCHDOG_USEC`, when `$WATCHDOG_PID` is unset or names this
+    /// process); nil when no watchdog is set.
+    package static var watchdogInterval: UInt64? {
+        if let pid = getenv("WATCHDOG_PID"), Int32(String(cString: pid)) != getpid() { return nil }
+        guard let raw = getenv("WATCHDOG_USEC"), let usec = UInt64(String(cString: raw)), usec > 0 else { return nil }
+        let (ns, overflow) = usec.multipliedReportingOverflow(by: 1000)
+        return overflow ? .max : ns
+    }
+}
