@@ -16,6 +16,11 @@ public struct DaemonConfiguration: Sendable {
     /// ``FabricDaemon/start()`` fail with "a daemon is already listening on
     /// PATH", and a file that is not a socket is never touched.
     public var replaceStaleSocket = true
+    /// A listening socket to serve on instead of binding ``socketPath``
+    /// (socket activation: see ``adoptSocketActivation()``). The daemon
+    /// closes it when it stops and never removes its file; ``socketPath``
+    /// then only names it in logs and status. Start such a daemon once.
+    public var inheritedListener: FileDescriptor?
     /// Which peers may open a session (checked with `SO_PEERCRED`).
     public var peerPolicy: PeerPolicy = .sameUser
     /// What each session gets.
@@ -39,6 +44,18 @@ public struct DaemonConfiguration: Sendable {
     public var maximumPendingHandshakes = 64
     /// Where the daemon logs session events.
     public var logger = Logger(label: "fabricqueue.daemon")
+
+    /// Socket activation: when the service manager passed listening sockets
+    /// (systemd's `$LISTEN_FDS` and `$LISTEN_PID`, as `sd_listen_fds(3)`
+    /// reads them), serves on the first as ``inheritedListener``, closes any
+    /// others, and returns true. The variables are removed either way.
+    public mutating func adoptSocketActivation() -> Bool {
+        let passed = ServiceManager.takeListenedDescriptors()
+        for extra in passed.dropFirst() { try? extra.close() }
+        guard let first = passed.first else { return false }
+        inheritedListener = first
+        return true
+    }
 
     /// A configuration listening at `socketPath`, other settings at their defaults.
     public init(socketPath: FilePath) {

@@ -82,9 +82,14 @@ final class DaemonCore: Sendable {
             controlDoorbell = try EventFD()
         } catch { throw .doorbell(error) }
         do {
-            let listener = try UnixSocket.listen(
-                at: configuration.socketPath, permissions: configuration.socketPermissions,
-                replaceStale: configuration.replaceStaleSocket)
+            let listener =
+                if let inherited = configuration.inheritedListener {
+                    try UnixSocket.adoptListener(inherited)
+                } else {
+                    try UnixSocket.listen(
+                        at: configuration.socketPath, permissions: configuration.socketPermissions,
+                        replaceStale: configuration.replaceStaleSocket)
+                }
             return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
         } catch { throw .socket(error) }
     }

@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 
 /// The service manager's notification protocol (systemd's `sd_notify(3)`),
 /// spoken directly: one datagram of newline-separated `KEY=VALUE`
@@ -34,6 +35,26 @@ package enum ServiceManager {
             }
         }
         return sent == state.utf8.count
+    }
+
+    /// The descriptors the manager passed (`sd_listen_fds(3)`: `$LISTEN_FDS`
+    /// of them from 3 on, when `$LISTEN_PID` is this process), made
+    /// close-on-exec; the variables are removed so that children do not
+    /// take them for theirs. Empty when nothing was passed.
+    package static func takeListenedDescriptors() -> [FileDescriptor] {
+        defer {
+            unsetenv("LISTEN_PID")
+            unsetenv("LISTEN_FDS")
+            unsetenv("LISTEN_FDNAMES")
+        }
+        guard let pid = getenv("LISTEN_PID"), Int32(String(cString: pid)) == getpid(),
+            let raw = getenv("LISTEN_FDS"), let count = Int32(String(cString: raw)), count > 0, count <= 1024
+        else { return [] }
+        return (0..<count).map { offset in
+            let fd = 3 + offset
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            return FileDescriptor(rawValue: fd)
+        }
     }
 
     /// How often the manager expects `WATCHDOG=1`, in nanoseconds

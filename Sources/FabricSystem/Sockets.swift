@@ -37,6 +37,17 @@ package enum UnixDomainSocket {
     }
 
     /// `accept4(2)` with `SOCK_CLOEXEC`.
+    /// Whether `fd` is a listening `AF_UNIX` stream socket
+    /// (`getsockopt(SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN)`).
+    package static func isListeningStream(_ fd: FileDescriptor) -> Bool {
+        func option(_ name: Int32) -> Int32? {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(fd.rawValue, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+        }
+        return option(SO_DOMAIN) == AF_UNIX && option(SO_TYPE) == Int32(SOCK_STREAM.rawValue) && option(SO_ACCEPTCONN) == 1
+    }
+
     package static func accept(_ listener: FileDescriptor) throws(SystemCallError) -> FileDescriptor {
         FileDescriptor(rawValue: try systemCall("accept4") { cfq_accept4(listener.rawValue, Int32(SOCK_CLOEXEC.rawValue)) })
     }

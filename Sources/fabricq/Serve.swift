@@ -59,6 +59,8 @@ struct Serve: ParsableCommand {
             submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
             slotSize: slotSize, slotCount: slots)
         configuration.burstSize = burst
+        // Started by a systemd socket unit: serve on the socket it passed.
+        let activated = configuration.adoptSocketActivation()
         var served: [UInt32: ServedModel] = [:]
         for text in models {
             let specification: ModelSpecification
@@ -74,7 +76,7 @@ struct Serve: ParsableCommand {
             : FabricDaemon(configuration: configuration, models: served, onEvent: onEvent)
         // Serves until SIGINT or SIGTERM, then ends every session and removes
         // the socket. "listening" is printed once a signal would stop it cleanly.
-        do { try daemon.run { say("listening on \(socket)") } } catch {
+        do { try daemon.run { say("listening on \(socket)\(activated ? " (socket activated)" : "")") } } catch {
             report("\(error)")
             throw ExitCode(1)
         }

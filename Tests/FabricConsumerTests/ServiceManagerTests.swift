@@ -1,7 +1,9 @@
 import DaemonTestSupport
+import FabricSession
 import FabricTestSupport
 import Foundation
 import Glibc
+import SystemPackage
 import XCTest
 
 /// `fabricq serve` under a service manager (issue 17): systemd's
@@ -100,6 +102,36 @@ final class ServiceManagerTests: XCTestCase {
         XCTAssertEqual(daemon.stop(timeout: 10).map(ChildProcess.exitCode), 0)
     }
 
+    /// Socket activation: `fabricq serve` started the way systemd starts it
+    /// (the listening socket at descriptor 3, `LISTEN_FDS=1`, `LISTEN_PID`
+    /// its own pid) serves on that socket and leaves its file in place.
+    func testServeTakesOverASocketActivatedListener() throws {
+        let path = temporarySocketPath(self)
+        let listener = try UnixSocket.listen(at: FilePath(path))
+        let fd = listener.fileDescriptor.rawValue
+        _ = fcntl(fd, F_SETFD, 0)  // inherited by bash below (dash takes one-digit descriptors only), which moves it to 3
+        let script =
+            "exec 3<&\(fd); export LISTEN_PID=$$ LISTEN_FDS=1; exec \(ChildProcess.executable("fabricq")) serve --socket \(path)"
+        let daemon = try ChildProcess("/bin/bash", ["-c", script])
+        addTeardownBlock { daemon.terminate() }
+        XCTAssertTrue(daemon.waitForOutput("listening on \(path) (socket activated)", timeout: 20), daemon.standardError)
+        let controller = try ChildProcess("fabricq-test-helper", ["controller", path, "100", "1", "64"])
+        controller.assertSuccess(timeout: 30)
+        XCTAssertEqual(daemon.stop(timeout: 10).map(ChildProcess.exitCode), 0, daemon.standardError)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path), "the manager's socket file stays")
+        _ = listener  // ours closes (and removes the file) when the test ends
+    }
+
+    /// A passed descriptor that is not a listening socket is refused, not served on.
+    func testServeRefusesAPassedDescriptorThatIsNotAListener() throws {
+        let path = temporarySocketPath(self)
+        let script =
+            "exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec \(ChildProcess.executable("fabricq")) serve --socket \(path)"
+        let daemon = try ChildProcess("/bin/bash", ["-c", script])
+        XCTAssertEqual(daemon.wait(timeout: 20).map(ChildProcess.exitCode), 1)
+        XCTAssertTrue(daemon.standardError.contains("descriptor 3 is not a listening Unix stream socket"), daemon.standardError)
+    }
+
     /// The shipped unit file verifies (`systemd-analyze verify`), with
     /// ExecStart pointed at the binary just built.
     func testShippedUnitFileVerifies() throws {
@@ -110,16 +142,18 @@ final class ServiceManagerTests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let unit = try String(contentsOf: root.appendingPathComponent("Deploy/systemd/fabricq.service"), encoding: .utf8)
+        let socketUnit = try String(contentsOf: root.appendingPathComponent("Deploy/systemd/fabricq.socket"), encoding: .utf8)
         XCTAssertTrue(unit.contains("Type=notify") && unit.contains("WatchdogSec="), "the unit relies on sd_notify")
         let directory = NSTemporaryDirectory() + "fq-unit-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/fabricq.service"
+        let service = directory + "/fabricq.service", socket = directory + "/fabricq.socket"
         try unit.replacingOccurrences(of: "/usr/local/bin/fabricq", with: ChildProcess.executable("fabricq"))
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        let verify = try ChildProcess(analyze, ["verify", path])
+            .write(toFile: service, atomically: true, encoding: .utf8)
+        try socketUnit.write(toFile: socket, atomically: true, encoding: .utf8)
+        let verify = try ChildProcess(analyze, ["verify", service, socket])
         let status = verify.wait(timeout: 60)
         XCTAssertEqual(status.map(ChildProcess.exitCode), 0, verify.standardError + verify.standardOutput)
-        XCTAssertFalse(verify.standardError.contains(path), "no warnings about the unit: \(verify.standardError)")
+        XCTAssertFalse(verify.standardError.contains(directory), "no warnings about the units: \(verify.standardError)")
     }
 }

@@ -155,7 +155,7 @@ extension UnixSocket {
             switch error {
             case .timedOut: refuse(.malformed, reason: "timed out waiting for hello")
             case .peerClosed: refuse(.malformed, reason: "truncated hello")
-            case .system, .alreadyListening, .notASocket: break
+            case .system, .alreadyListening, .notASocket, .notAListeningSocket: break
             }
             throw .socket(error)
         }

@@ -16,6 +16,9 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
     case alreadyListening(path: String)
     /// Something other than a socket is at the path; it is left alone.
     case notASocket(path: String, fileType: String)
+    /// A descriptor handed over to listen on (socket activation) is not a
+    /// listening `AF_UNIX` stream socket.
+    case notAListeningSocket(descriptor: Int32)
 
     public var description: String {
         switch self {
@@ -24,6 +27,7 @@ public enum SocketError: Error, Equatable, Sendable, CustomStringConvertible {
         case .timedOut: "timed out"
         case .alreadyListening(let path): "a daemon is already listening on \(path)"
         case .notASocket(let path, let type): "\(path) is a \(type), not a socket: refusing to replace it"
+        case .notAListeningSocket(let fd): "descriptor \(fd) is not a listening Unix stream socket"
         }
     }
 }
@@ -112,6 +116,17 @@ public struct UnixSocket: ~Copyable {
         }
         if try isListening(path) { throw .alreadyListening(path: path.string) }
         do { try FileSystem.unlinkIfPresent(path) } catch { throw .system(error) }
+    }
+
+    /// Takes over `fd`, a listening socket someone else bound (the service
+    /// manager's, with socket activation). It is closed when the value is
+    /// released, but its file is never removed: it is not ours.
+    ///
+    /// - Throws: ``SocketError/notAListeningSocket(descriptor:)`` unless it
+    ///   is a listening `AF_UNIX` stream socket.
+    public static func adoptListener(_ fd: FileDescriptor) throws(SocketError) -> UnixSocket {
+        guard UnixDomainSocket.isListeningStream(fd) else { throw .notAListeningSocket(descriptor: fd.rawValue) }
+        return UnixSocket(fd)
     }
 
     /// Connects to the listening socket at `path` (`connect(2)`).
