@@ -19,7 +19,8 @@ public struct DaemonConfiguration: Sendable {
     /// A listening socket to serve on instead of binding ``socketPath``
     /// (socket activation: see ``adoptSocketActivation()``). The daemon
     /// closes it when it stops and never removes its file; ``socketPath``
-    /// then only names it in logs and status. Start such a daemon once.
+    /// then only names it in logs and status. It is adopted once: a second
+    /// `start()` of the same daemon throws instead of trusting the number.
     public var inheritedListener: FileDescriptor?
     /// Which peers may open a session (checked with `SO_PEERCRED`).
     public var peerPolicy: PeerPolicy = .sameUser
@@ -27,9 +28,14 @@ public struct DaemonConfiguration: Sendable {
     public var session = SessionLimits()
     /// At most this many sessions at once; more are refused with `SessionRejection.busy`.
     public var maximumSessions = 64
-    /// Descriptors taken from one session's ring per pass (also the largest
-    /// batch a handler sees), 1...256.
+    /// Descriptors taken from one session's ring per pass, 1...256 (values
+    /// outside are clamped). Batches are sized per model
+    /// (``DynamicBatching``); `FabricDaemon(configuration:handlers:)` uses
+    /// this as its models' largest batch.
     public var burstSize = 32
+
+    /// ``burstSize`` clamped to 1...256.
+    var effectiveBurstSize: Int { min(max(burstSize, 1), 256) }
     /// What the poll thread does when no session has work.
     public var idle: IdleStrategy = .adaptive(spinFor: .microseconds(50))
     /// Where the poll thread runs (nil: wherever the scheduler puts it).

@@ -26,6 +26,10 @@ final class DaemonCore: Sendable {
     /// pass and takes the lock only when it is set.
     let inboxPending = Atomic<Bool>(false)
     let pollStopping = Atomic<Bool>(false)
+    /// Whether ``DaemonConfiguration/inheritedListener`` was adopted (it is
+    /// closed at the first stop). Relaxed: `start()` runs under the daemon's
+    /// lock; the flag orders nothing else.
+    let inheritedListenerTaken = Atomic<Bool>(false)
     /// Passes of the poll loop so far: the service manager's watchdog is
     /// fed only while it moves (or the poll thread sleeps in `ppoll`).
     /// Written by the poll thread alone.
@@ -81,15 +85,19 @@ final class DaemonCore: Sendable {
             daemonDoorbell = try EventFD()
             controlDoorbell = try EventFD()
         } catch { throw .doorbell(error) }
-        do {
-            let listener =
-                if let inherited = configuration.inheritedListener {
-                    try UnixSocket.adoptListener(inherited)
-                } else {
-                    try UnixSocket.listen(
-                        at: configuration.socketPath, permissions: configuration.socketPermissions,
-                        replaceStale: configuration.replaceStaleSocket)
+        do throws(SocketError) {
+            let listener: UnixSocket
+            if let inherited = configuration.inheritedListener {
+                // Once only: after a stop the number may name something else.
+                if inheritedListenerTaken.exchange(true, ordering: .relaxed) {
+                    throw .notAListeningSocket(descriptor: inherited.rawValue)
                 }
+                listener = try UnixSocket.adoptListener(inherited)
+            } else {
+                listener = try UnixSocket.listen(
+                    at: configuration.socketPath, permissions: configuration.socketPermissions,
+                    replaceStale: configuration.replaceStaleSocket)
+            }
             return Binding(listener: listener, daemonDoorbell: daemonDoorbell, controlDoorbell: controlDoorbell)
         } catch { throw .socket(error) }
     }

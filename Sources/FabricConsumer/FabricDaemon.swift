@@ -76,7 +76,7 @@ public final class FabricDaemon: Sendable {
         onEvent: (@Sendable (DaemonEvent) -> Void)? = nil
     ) {
         let model = ModelConfiguration(
-            batching: DynamicBatching(maximumBatchSize: min(max(configuration.burstSize, 1), 256)))
+            batching: DynamicBatching(maximumBatchSize: configuration.effectiveBurstSize))
         self.init(
             configuration: configuration,
             models: handlers.mapValues { ServedModel(handler: $0, configuration: model) },
@@ -164,7 +164,7 @@ public final class FabricDaemon: Sendable {
     ///   ``DaemonError/socket(_:)`` when `socketpair(2)` fails.
     public func connectInProcess() throws(DaemonError) -> InProcessConnection {
         let pair: (client: FileDescriptor, daemon: FileDescriptor)
-        do { pair = try InProcessConnection.makePair() } catch { throw .socket(error) }
+        do { pair = try FileDescriptorPassing.socketPair() } catch { throw .socket(error) }
         // Queued under the lock `stop()` takes first: the control thread,
         // which exits only after that, either adopts it or refuses it.
         let binding = threads.withLock { running -> DaemonCore.Binding? in

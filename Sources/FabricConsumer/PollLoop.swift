@@ -56,7 +56,7 @@ extension DaemonCore {
                 logger.error("poll thread placement failed", metadata: ["placement": "\(placement)", "error": "\(error)"])
             }
         }
-        let burst = min(max(configuration.burstSize, 1), 256)
+        let burst = configuration.effectiveBurstSize
         let scratch = PollScratch(burst: burst)
         runtime.waker.adoptPollThread()
         var sessions: [DaemonSession] = []

@@ -50,10 +50,14 @@ public final class EchoHandler: CommandHandler {
 
     /// Copies command `i`'s input to its output (as much as fits) and completes it.
     static func echo(_ batch: borrowing CommandBatch, _ i: Int) {
-        let input = batch.input(i), output = batch.output(i)
+        batch.complete(i, outputSize: copy(batch.input(i), to: batch.output(i)))
+    }
+
+    /// Copies as much of `input` as fits into `output`; returns the bytes copied.
+    public static func copy(_ input: UnsafeRawBufferPointer, to output: UnsafeMutableRawBufferPointer) -> Int {
         let n = min(input.count, output.count)
         if n > 0, let source = input.baseAddress { output.baseAddress?.copyMemory(from: source, byteCount: n) }
-        batch.complete(i, outputSize: n)
+        return n
     }
 }
 

@@ -13,26 +13,11 @@ package enum ServiceManager {
     @discardableResult
     package static func notify(_ state: String) -> Bool {
         guard let variable = getenv("NOTIFY_SOCKET") else { return false }
-        let path = Array(String(cString: variable).utf8)
-        var address = sockaddr_un()
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.count >= 2, path.count < capacity, path[0] == UInt8(ascii: "/") || path[0] == UInt8(ascii: "@")
-        else { return false }
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { bytes in
-            for (i, byte) in path.enumerated() { bytes[i] = byte }
-            if path[0] == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract: a leading NUL, no terminator
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path[0] == UInt8(ascii: "/") ? 1 : 0))
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let sent = state.utf8CString.withUnsafeBufferPointer { text in
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, text.baseAddress, text.count - 1, Int32(MSG_NOSIGNAL), $0, length)
-                }
-            }
+        let path = String(cString: variable)
+        guard path.hasPrefix("/") || (path.hasPrefix("@") && path.utf8.count > 1) else { return false }
+        var message = state
+        let sent = message.withUTF8 { bytes in
+            try? UnixDomainSocket.sendDatagram(to: path, UnsafeRawBufferPointer(bytes))
         }
         return sent == state.utf8.count
     }

@@ -36,7 +36,6 @@ package enum UnixDomainSocket {
         }
     }
 
-    /// `accept4(2)` with `SOCK_CLOEXEC`.
     /// Whether `fd` is a listening `AF_UNIX` stream socket
     /// (`getsockopt(SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN)`).
     package static func isListeningStream(_ fd: FileDescriptor) -> Bool {
@@ -48,6 +47,7 @@ package enum UnixDomainSocket {
         return option(SO_DOMAIN) == AF_UNIX && option(SO_TYPE) == Int32(SOCK_STREAM.rawValue) && option(SO_ACCEPTCONN) == 1
     }
 
+    /// `accept4(2)` with `SOCK_CLOEXEC`.
     package static func accept(_ listener: FileDescriptor) throws(SystemCallError) -> FileDescriptor {
         FileDescriptor(rawValue: try systemCall("accept4") { cfq_accept4(listener.rawValue, Int32(SOCK_CLOEXEC.rawValue)) })
     }
@@ -86,10 +86,25 @@ package enum UnixDomainSocket {
         return try systemCall("recv") { recv(fd.rawValue, base, buffer.count, flags) }
     }
 
-    private static func newSocket() throws(SystemCallError) -> FileDescriptor {
+    /// Sends `bytes` as one datagram to the `AF_UNIX` datagram socket at
+    /// `path` (`socket(SOCK_DGRAM)`, `sendto(2)`); a path starting with `@`
+    /// names the abstract namespace. Returns the bytes sent.
+    package static func sendDatagram(to path: String, _ bytes: UnsafeRawBufferPointer) throws(SystemCallError) -> Int {
+        let fd = try newSocket(type: SOCK_DGRAM)
+        defer { try? fd.close() }
+        var sent = 0
+        try withAddress(path, operation: "sendto") { (address, length) throws(SystemCallError) in
+            sent = try systemCall("sendto") {
+                sendto(fd.rawValue, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL), address, length)
+            }
+        }
+        return sent
+    }
+
+    private static func newSocket(type: __socket_type = SOCK_STREAM) throws(SystemCallError) -> FileDescriptor {
         FileDescriptor(
             rawValue: try systemCall("socket") {
-                socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                socket(AF_UNIX, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             })
     }
 
@@ -98,19 +113,34 @@ package enum UnixDomainSocket {
         _ path: FilePath, operation: String,
         _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemCallError) -> Void
     ) throws(SystemCallError) {
+        try withAddress(path.string, operation: operation, body)
+    }
+
+    /// Calls `body` with a `sockaddr_un` for `path`: a file path (NUL
+    /// terminated), or `@name` for the abstract namespace (a leading NUL,
+    /// the length exact).
+    private static func withAddress(
+        _ path: String, operation: String,
+        _ body: (UnsafePointer<sockaddr>, socklen_t) throws(SystemCallError) -> Void
+    ) throws(SystemCallError) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.string.utf8)
+        var bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        let abstract = bytes.first == UInt8(ascii: "@")
+        if abstract { bytes[0] = 0 }
         // One byte stays for the terminating NUL.
-        guard !bytes.contains(0) else { throw SystemCallError(operation, .invalidArgument) }
+        guard !bytes.dropFirst(abstract ? 1 : 0).contains(0) else { throw SystemCallError(operation, .invalidArgument) }
         guard bytes.count < capacity else { throw SystemCallError(operation, .fileNameTooLong) }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
         }
+        let length =
+            abstract
+            ? socklen_t(MemoryLayout<sa_family_t>.size + bytes.count) : socklen_t(MemoryLayout<sockaddr_un>.size)
         try withUnsafePointer(to: &address) { (pointer) throws(SystemCallError) in
             try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemCallError) in
-                try body(raw, socklen_t(MemoryLayout<sockaddr_un>.size))
+                try body(raw, length)
             }
         }
     }

@@ -23,10 +23,7 @@ final class CompletesTwice: BatchHandler {
     let requiredOutputCapacity: UInt32 = 0
     func start(_ batch: InFlightBatch) {
         for i in 0..<batch.count {
-            let n = min(batch.input(i).count, batch.output(i).count)
-            if n > 0, let source = batch.input(i).baseAddress {
-                batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
-            }
+            let n = EchoHandler.copy(batch.input(i), to: batch.output(i))
             precondition(batch.complete(i, outputSize: n), "the first completion must be accepted")
             precondition(!batch.complete(i, outputSize: 1), "a second completion must be refused")
             precondition(!batch.fail(i, code: 9), "a second completion must be refused")
@@ -53,11 +50,7 @@ final class CompletesLate: BatchHandler {
                 let job = Unmanaged<LateJob>.fromOpaque(raw!).takeRetainedValue()
                 usleep(UInt32(job.delay / 1000))
                 for i in (0..<job.batch.count).reversed() {
-                    let n = min(job.batch.input(i).count, job.batch.output(i).count)
-                    if n > 0, let source = job.batch.input(i).baseAddress {
-                        job.batch.output(i).baseAddress?.copyMemory(from: source, byteCount: n)
-                    }
-                    job.batch.complete(i, outputSize: n)
+                    job.batch.complete(i, outputSize: EchoHandler.copy(job.batch.input(i), to: job.batch.output(i)))
                 }
                 return nil
             }, box)

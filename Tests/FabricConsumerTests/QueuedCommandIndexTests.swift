@@ -24,7 +24,7 @@ final class QueuedCommandIndexTests: XCTestCase {
                 index.set(id, at: location)  // moved by a compaction
                 model[id] = location
             } else {
-                index.remove(id)
+                index.remove(id, at: model[id] ?? .init(lane: 0, level: 0, position: 0))
                 model[id] = nil
             }
             XCTAssertEqual(index.count, model.count)
@@ -37,9 +37,12 @@ final class QueuedCommandIndexTests: XCTestCase {
         index.set(7, at: .init(lane: 0, level: 1, position: 3))
         XCTAssertNil(index.location(of: 8))
         XCTAssertNil(index.location(of: .max))
-        index.remove(12345)  // absent: nothing happens
+        index.remove(12345, at: .init(lane: 0, level: 1, position: 3))  // absent: nothing happens
         XCTAssertEqual(index.location(of: 7), .init(lane: 0, level: 1, position: 3))
-        index.remove(7)
+        // A peer reused id 7: the older command leaving from elsewhere keeps the newer entry.
+        index.remove(7, at: .init(lane: 0, level: 1, position: 9))
+        XCTAssertEqual(index.location(of: 7), .init(lane: 0, level: 1, position: 3))
+        index.remove(7, at: .init(lane: 0, level: 1, position: 3))
         XCTAssertNil(index.location(of: 7))
         XCTAssertEqual(index.count, 0)
     }

@@ -62,15 +62,18 @@ struct CommandQueue: ~Copyable {
         while occupied > 0 && !storage[head].live { _ = removeFirst() }
     }
 
+    /// The slot of the oldest entry (meaningful when `occupied > 0`).
+    var headPosition: Int { head }
+
     /// Calls `body` on every live entry, oldest first; an entry `body`
-    /// returns true for is marked dead and passed to `done` (for its
-    /// completion).
-    mutating func kill(where body: (QueuedCommand) -> Bool, then done: (QueuedCommand) -> Void) {
+    /// returns true for is marked dead and passed to `done` with its slot
+    /// (for its completion).
+    mutating func kill(where body: (QueuedCommand) -> Bool, then done: (QueuedCommand, Int) -> Void) {
         for k in 0..<occupied {
             let i = (head + k) % capacity
             if storage[i].live && body(storage[i]) {
                 storage[i].live = false
-                done(storage[i])
+                done(storage[i], i)
             }
         }
         dropDeadHead()

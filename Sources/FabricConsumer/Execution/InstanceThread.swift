@@ -58,7 +58,10 @@ final class InstanceThread: @unchecked Sendable {
         wakeIfSleeping()
     }
 
-    /// Asks the thread to exit once its current call returns, and waits for it.
+    /// Asks the thread to exit once its current call returns, and waits for
+    /// it. Only after the poll thread has exited (`FabricDaemon.stop()`): a
+    /// batch handed over and not yet taken is then dropped, as every
+    /// session's outstanding commands are.
     func stopAndJoin() {
         // Release: nothing to publish but the request; ordered like `hand`.
         mailbox.pointee.store(Self.stop, ordering: .releasing)

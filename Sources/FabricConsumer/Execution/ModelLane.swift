@@ -94,9 +94,14 @@ final class ModelLane: @unchecked Sendable {
         }
     }
 
-    /// Forgets `command` in its session's index (it left the queue).
-    private func unindex(_ command: QueuedCommand) {
-        command.session._withUnsafeGuaranteedRef { $0.queuedCommands.remove(command.descriptor.commandID) }
+    /// Forgets `command` in its session's index (it left the queue from
+    /// `level`, slot `position`).
+    private func unindex(_ command: QueuedCommand, level: Int, position: Int) {
+        command.session._withUnsafeGuaranteedRef {
+            $0.queuedCommands.remove(
+                command.descriptor.commandID,
+                at: QueuedCommandIndex.Location(lane: number, level: level, position: position))
+        }
     }
 
     /// Takes command `commandID` of `session` out of the queue if it is still
@@ -114,7 +119,7 @@ final class ModelLane: @unchecked Sendable {
                 where: { $0.descriptor.commandID == commandID && $0.session.toOpaque() == target })
         else { return }
         queued -= 1
-        unindex(command)
+        unindex(command, level: location.level, position: location.position)
         done(command)
     }
 
@@ -136,9 +141,9 @@ final class ModelLane: @unchecked Sendable {
                     next = min(next, command.deadline)
                     return false
                 },
-                then: { command in
+                then: { command, position in
                     dropped += 1
-                    unindex(command)
+                    unindex(command, level: level, position: position)
                     expired(command)
                 })
         }
@@ -159,7 +164,7 @@ final class ModelLane: @unchecked Sendable {
         let target = Unmanaged.passUnretained(session).toOpaque()
         var dropped = 0
         for level in 0..<configuration.priorityLevels {
-            levels[level].kill(where: { $0.session.toOpaque() == target }, then: { _ in dropped += 1 })
+            levels[level].kill(where: { $0.session.toOpaque() == target }, then: { _, _ in dropped += 1 })
         }
         queued -= dropped
     }
@@ -212,9 +217,10 @@ final class ModelLane: @unchecked Sendable {
                     level -= 1
                     continue
                 }
+                let position = levels[level].headPosition
                 let command = levels[level].removeFirst()
                 queued -= 1
-                unindex(command)
+                unindex(command, level: level, position: position)
                 if command.deadline <= now {
                     expired(command)
                     continue

@@ -66,7 +66,9 @@ struct QueuedCommandIndex: ~Copyable {
 
     /// Records (or moves) command `commandID` at `location`. A peer that
     /// reuses an id while the first is queued gets only the newer one
-    /// indexed; the older one still runs, it just cannot be cancelled.
+    /// indexed; the older one still runs, it just cannot be cancelled (and
+    /// its leaving the queue does not unindex the newer one, see
+    /// ``remove(_:at:)``).
     mutating func set(_ commandID: UInt64, at location: Location) {
         if let i = slot(of: commandID) {
             entries[i].location = location
@@ -84,9 +86,11 @@ struct QueuedCommandIndex: ~Copyable {
         // Full, which the sizing rules out: leave it unindexed (not cancellable).
     }
 
-    /// Forgets command `commandID` (it left its queue).
-    mutating func remove(_ commandID: UInt64) {
-        guard var hole = slot(of: commandID) else { return }
+    /// Forgets command `commandID`, which left its queue from `location`;
+    /// an entry for the same id elsewhere (a reused id) stays.
+    mutating func remove(_ commandID: UInt64, at location: Location) {
+        guard let found = slot(of: commandID), entries[found].location == location else { return }
+        var hole = found
         entries[hole].used = false
         count -= 1
         // Backward shift: move later entries of the probe run into the hole

@@ -21,11 +21,6 @@ public struct InProcessConnection: ~Copyable, Sendable {
 
     deinit { try? descriptor.close() }
 
-    /// A connected pair: the controller's end and the daemon's.
-    package static func makePair() throws(SocketError) -> (client: FileDescriptor, daemon: FileDescriptor) {
-        do { return try UnixDomainSocket.pair(inheritable: false) } catch { throw .system(error) }
-    }
-
     /// The controller's socket, taken out of the value.
     package consuming func takeSocket() -> UnixSocket {
         let fd = descriptor

@@ -123,9 +123,12 @@ public struct UnixSocket: ~Copyable {
     /// released, but its file is never removed: it is not ours.
     ///
     /// - Throws: ``SocketError/notAListeningSocket(descriptor:)`` unless it
-    ///   is a listening `AF_UNIX` stream socket.
+    ///   is a listening `AF_UNIX` stream socket; `fd` is closed then too.
     public static func adoptListener(_ fd: FileDescriptor) throws(SocketError) -> UnixSocket {
-        guard UnixDomainSocket.isListeningStream(fd) else { throw .notAListeningSocket(descriptor: fd.rawValue) }
+        guard UnixDomainSocket.isListeningStream(fd) else {
+            try? fd.close()
+            throw .notAListeningSocket(descriptor: fd.rawValue)
+        }
         return UnixSocket(fd)
     }
 
