@@ -5,7 +5,9 @@
 //
 // Layers, each depending only on those below it:
 //
-//   FabricProducer (controller)        FabricConsumer (daemon)
+//                                       FabricPrometheus (/metrics over HTTP)
+//                                             |
+//   FabricProducer (controller)        FabricConsumer (daemon, its telemetry)
 //              \                          /
 //               FabricSession  (Unix socket, peer policy, handshake, fd passing,
 //                  |            data region, buffer pool, batching)
@@ -30,6 +32,9 @@ let package = Package(
         .library(name: "FabricProducer", targets: ["FabricProducer"]),
         // What a daemon links (re-exports FabricQueue and FabricSession).
         .library(name: "FabricConsumer", targets: ["FabricConsumer"]),
+        // A daemon's telemetry as a Prometheus /metrics endpoint (an HTTP
+        // server: its own product, so a daemon that wants none links none).
+        .library(name: "FabricPrometheus", targets: ["FabricPrometheus"]),
         .executable(name: "fabricq", targets: ["fabricq"]),
     ],
     dependencies: [
@@ -39,6 +44,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // No default traits: they pull swift-configuration and full Foundation, unused here.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // ── System layer ────────────────────────────────────────────────
@@ -56,6 +65,12 @@ let package = Package(
             name: "FabricSystem",
             dependencies: ["CFabricSystem", .product(name: "SystemPackage", package: "swift-system")]
         ),
+
+        // libseccomp through its system headers (Debian package libseccomp-dev).
+        .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
+        // A process-wide seccomp allow-list (package-internal; its own target
+        // so that ring-only users need no libseccomp).
+        .target(name: "FabricSandbox", dependencies: ["CSeccomp", "FabricSystem"]),
 
         // ── Core: regions, the ring ABI, rings, doorbells, NUMA ─────────
         .target(name: "FabricQueue", dependencies: ["FabricSystem", "CNuma"]),
@@ -80,9 +95,22 @@ let package = Package(
         .target(
             name: "FabricConsumer",
             dependencies: [
-                "FabricSession",
+                "FabricSession", "FabricSandbox",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+
+        // ── Operations ──────────────────────────────────────────────────
+        // The daemon's telemetry at GET /metrics: swift-prometheus's registry
+        // and exposition, Hummingbird's HTTP server.
+        .target(
+            name: "FabricPrometheus",
+            dependencies: [
+                "FabricConsumer",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -94,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "fabricq",
             dependencies: [
-                "FabricQueue", "FabricConsumer", "FabricProducer", "FabricDiagnostics",
+                "FabricQueue", "FabricConsumer", "FabricProducer", "FabricDiagnostics", "FabricPrometheus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -138,7 +166,8 @@ let package = Package(
         .testTarget(
             name: "FabricConsumerTests",
             dependencies: [
-                "FabricConsumer", "FabricProducer", "DaemonTestSupport", "FabricDiagnostics", "FabricTestSupport",
+                "FabricConsumer", "FabricProducer", "FabricPrometheus", "DaemonTestSupport", "FabricDiagnostics",
+                "FabricTestSupport",
                 "fabricq-test-helper", "fabricq",
             ]
         ),

@@ -59,6 +59,7 @@ let package = Package(
             name: "resnet-daemon",
             dependencies: [
                 "ResNetService",
+                .product(name: "FabricPrometheus", package: "FabricQueue"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

@@ -110,6 +110,7 @@ extension DaemonCore {
 
     private func close(_ session: DaemonSession) {
         session.socket = nil
+        liveSessions.withLock { live in live.removeAll { $0 === session } }
         // Relaxed: a statistic.
         activeSessions.subtract(1, ordering: .relaxed)
         DaemonCounters.bump(counters.sessionsClosed)
@@ -220,8 +221,20 @@ extension DaemonCore {
         return false
     }
 
-    /// Answers a complete hello: a session for the peer, or a refusal.
+    /// Answers a complete hello: a session for the peer, the telemetry for
+    /// a tool's query, or a refusal.
     private func finish(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) {
+        if SessionHandshake.purpose(of: handshake.hello) == SessionHandshake.Purpose.telemetry.rawValue {
+            // Answered here, from the counters: the poll thread never hears of it.
+            do { try handshake.socket?.answerQuery(hello: handshake.hello, payload: telemetryAnswer()) } catch {
+                if case .socket = error {
+                    logger.debug("telemetry query not answered", metadata: ["error": "\(error)"])
+                } else {
+                    refused(peer: handshake.peer, error)
+                }
+            }
+            return
+        }
         var created: DaemonSession?
         do {
             _ = try handshake.socket?.answer(hello: handshake.hello, from: handshake.peer) {
@@ -242,6 +255,7 @@ extension DaemonCore {
         guard let session = created, let connection = handshake.socket.take() else { return }
         session.socket = consume connection
         sessions.append(session)
+        liveSessions.withLock { $0.append(session) }
         // Relaxed: a statistic and the admission check, both control-thread only.
         activeSessions.add(1, ordering: .relaxed)
         DaemonCounters.bump(counters.sessionsOpened)

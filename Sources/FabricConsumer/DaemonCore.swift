@@ -12,6 +12,18 @@ final class DaemonCore: Sendable {
     let requiredOutput: [UInt32: UInt32]
     let onEvent: (@Sendable (DaemonEvent) -> Void)?
     let counters: DaemonCounters
+    /// Each model's telemetry, by model id (its lane writes it).
+    let modelCounters: [UInt32: ModelCounters]
+    /// Sessions the control thread holds, for ``telemetry()`` (the control
+    /// thread adds and drops them; the poll thread never takes this lock).
+    let liveSessions = LockedBox<[DaemonSession]>([])
+    /// The last telemetry answer sent to a tool and when it was made
+    /// (control thread): queries within ``telemetryReuseInterval`` get the
+    /// same bytes, so tools asking in a loop cost one snapshot per interval.
+    let telemetryCache = LockedBox<(at: UInt64, bytes: [UInt8])?>(nil)
+    /// When the daemon last started serving (`MonotonicClock`; 0 before).
+    /// Relaxed: a timestamp for the uptime, orders nothing.
+    let startedAt = Atomic<UInt64>(0)
 
     /// New sessions on their way to the poll thread.
     let inbox = LockedBox<[DaemonSession]>([])
@@ -47,6 +59,7 @@ final class DaemonCore: Sendable {
         requiredOutput = models.mapValues { $0.handler.requiredOutputCapacity }
         self.onEvent = onEvent
         counters = DaemonCounters(factory: metricsFactory)
+        modelCounters = models.mapValues { _ in ModelCounters() }
     }
 
     var logger: Logger { configuration.logger }
@@ -107,7 +120,10 @@ final class DaemonCore: Sendable {
         let waker = PollWaker(doorbell: binding.daemonDoorbell)
         let lanes = models.sorted { $0.key < $1.key }.enumerated().map { number, entry in
             let (id, model) = entry
-            return ModelLane(number: number, modelID: id, model: model, waker: waker, counters: counters) { [self] error in
+            return ModelLane(
+                number: number, modelID: id, model: model, waker: waker, counters: counters,
+                telemetry: modelCounters[id] ?? ModelCounters()
+            ) { [self] error in
                 reportHandlerError(error, model: id)
             }
         }

@@ -44,6 +44,10 @@ final class DaemonSession: @unchecked Sendable {
     /// cancel descriptors.
     @exclusivity(unchecked) var queuedCommands: QueuedCommandIndex
     let validator: DescriptorValidator
+    /// Its telemetry (written by the poll thread).
+    let counters = SessionCounters()
+    /// When the session was created (`MonotonicClock`).
+    let openedAt = MonotonicClock.now()
     /// Submission ring: data → this session's daemon eventfd, space → its session eventfd.
     let submissionDoorbell: Doorbell
     /// Completion ring: data → its session eventfd, space → its daemon eventfd.

@@ -3,7 +3,7 @@ import FabricSystem
 import Synchronization
 
 /// Counts of what a ``FabricDaemon`` has done since it started.
-public struct DaemonStatistics: Sendable, Equatable {
+public struct DaemonStatistics: Sendable, Equatable, Codable {
     /// Sessions accepted.
     public var sessionsOpened: UInt64 = 0
     /// Sessions ended (controller gone, protocol violation, daemon stopping).
@@ -23,6 +23,8 @@ public struct DaemonStatistics: Sendable, Equatable {
     public var doorbellRings: UInt64 = 0
     /// Times the poll thread slept.
     public var sleeps: UInt64 = 0
+    /// Of those, the sleeps a doorbell ended (the rest timed out or were due).
+    public var pollWakeups: UInt64 = 0
     /// Commands whose deadline passed before they could run.
     public var commandsExpired: UInt64 = 0
     /// Commands cancelled by their controller while queued.
@@ -53,6 +55,7 @@ final class DaemonCounters: Sendable {
     let invalidDescriptors = Atomic<UInt64>(0)
     let doorbellRings = Atomic<UInt64>(0)
     let sleeps = Atomic<UInt64>(0)
+    let pollWakeups = Atomic<UInt64>(0)
     let commandsExpired = Atomic<UInt64>(0)
     let commandsCancelled = Atomic<UInt64>(0)
     let commandsRejectedQueueFull = Atomic<UInt64>(0)
@@ -68,7 +71,7 @@ final class DaemonCounters: Sendable {
             "sessions_opened", "sessions_closed", "connections_refused", "commands_received",
             "commands_succeeded", "commands_failed", "invalid_descriptors", "doorbell_rings", "sleeps",
             "commands_expired", "commands_cancelled", "commands_rejected_queue_full", "batches_started",
-            "commands_started", "rejected_completions",
+            "commands_started", "rejected_completions", "poll_wakeups",
         ]
         metrics = labels.map { name in
             let label = "fabricqueue_daemon_\(name)_total"
@@ -95,6 +98,7 @@ final class DaemonCounters: Sendable {
             invalidDescriptors: invalidDescriptors.load(ordering: .relaxed),
             doorbellRings: doorbellRings.load(ordering: .relaxed),
             sleeps: sleeps.load(ordering: .relaxed),
+            pollWakeups: pollWakeups.load(ordering: .relaxed),
             commandsExpired: commandsExpired.load(ordering: .relaxed),
             commandsCancelled: commandsCancelled.load(ordering: .relaxed),
             commandsRejectedQueueFull: commandsRejectedQueueFull.load(ordering: .relaxed),
@@ -126,6 +130,7 @@ final class DaemonCounters: Sendable {
             push(12, now.batchesStarted, last.batchesStarted)
             push(13, now.commandsStarted, last.commandsStarted)
             push(14, now.rejectedCompletions, last.rejectedCompletions)
+            push(15, now.pollWakeups, last.pollWakeups)
             last = now
         }
     }

@@ -94,6 +94,8 @@ public final class FabricDaemon: Sendable {
             guard threads == nil else { throw .alreadyStarted }
             let binding = try core.bind()
             let core = self.core
+            // Relaxed: a timestamp for the uptime.
+            core.startedAt.store(MonotonicClock.now(), ordering: .relaxed)
             let runtime = core.makeRuntime(binding)
             // Instance threads spin at most 20 µs after a batch, then sleep on
             // their futex: a busy-polling poll thread and controller already
@@ -265,6 +267,16 @@ public final class FabricDaemon: Sendable {
     /// What the daemon has done so far.
     public var statistics: DaemonStatistics { core.counters.snapshot }
 
+    /// The daemon's telemetry now: totals, every model's counts, queue and
+    /// latency distributions, every open session. Read from counters the
+    /// poll thread writes without locks; taking it costs the poll thread
+    /// nothing. Tools in other processes get the same through
+    /// ``DaemonTelemetry/fetch(from:timeout:)``.
+    public func telemetry() -> DaemonTelemetry { core.telemetry() }
+
+    /// Whether the daemon serves (between ``start()`` and ``stop()``).
+    public var isRunning: Bool { threads.withLock { $0 != nil } }
+
     /// Sessions open now.
     public var activeSessionCount: Int { core.activeSessions.load(ordering: .relaxed) }
 }
@@ -281,6 +293,8 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     case doorbell(DoorbellError)
     /// A thread could not be started (`pthread_create`'s error).
     case thread(SystemCallError)
+    /// The system-call filter could not be installed (libseccomp's reason).
+    case systemCallFilter(String)
 
     public var description: String {
         switch self {
@@ -289,6 +303,7 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
         case .socket(let e): "daemon socket: \(e)"
         case .doorbell(let e): "daemon doorbell: \(e)"
         case .thread(let e): "starting a daemon thread: \(e)"
+        case .systemCallFilter(let why): "system-call filter: \(why)"
         }
     }
 }

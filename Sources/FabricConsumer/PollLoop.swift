@@ -112,7 +112,7 @@ extension DaemonCore {
                 if now == 0 { now = MonotonicClock.now() }
                 let (started, laneDue) = lane.dispatch(now: now) { command in
                     DaemonCounters.bump(counters.commandsExpired)
-                    answer(command, .expired, &touched)
+                    answer(command, .expired, lane, &touched)
                 }
                 if started > 0 {
                     // What a handler completed inside `start` (poll-thread
@@ -187,9 +187,10 @@ extension DaemonCore {
                 if let location = session.queuedCommands.location(of: descriptor.commandID),
                     location.lane < runtime.lanes.count
                 {
-                    runtime.lanes[location.lane].cancel(descriptor.commandID, of: session, at: location) { command in
+                    let lane = runtime.lanes[location.lane]
+                    lane.cancel(descriptor.commandID, of: session, at: location) { command in
                         DaemonCounters.bump(counters.commandsCancelled)
-                        answer(command, .cancelled, &touched)
+                        answer(command, .cancelled, lane, &touched)
                     }
                 }
                 continue
@@ -197,9 +198,11 @@ extension DaemonCore {
             commands += 1
             var completion = Completion(for: descriptor, status: .succeeded)
             completion.pickupTimestamp = pickup
+            let lane = runtime.lane(for: descriptor.modelID)
+            lane?.telemetry.received.advance()
             do throws(DescriptorViolation) {
                 try session.validator.validate(descriptor)
-                guard let lane = runtime.lane(for: descriptor.modelID) else { throw .unknownModel(descriptor.modelID) }
+                guard let lane else { throw .unknownModel(descriptor.modelID) }
                 guard let input = bytes(session.data, descriptor.inputOffset, descriptor.inputSize) else {
                     throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
                 }
@@ -230,9 +233,12 @@ extension DaemonCore {
                 completion.detail = error.completionDetail
                 invalid += 1
             }
+            lane?.telemetry.completed(statusCode: completion.statusCode)
             scratch.completions[answered] = completion
             answered += 1
         }
+        session.counters.received.advance(by: commands)
+        if answered > 0 { session.counters.failed.advance(by: UInt64(answered)) }
 
         if answered > 0 {
             let posted = session.completions.enqueue(
@@ -248,6 +254,7 @@ extension DaemonCore {
         // The controller may sleep waiting for ring space.
         if (try? session.submissions.ringProducers(session.submissionDoorbell)) == true {
             DaemonCounters.bump(counters.doorbellRings)
+            session.counters.doorbellRings.advance()
         }
         DaemonCounters.bump(counters.commandsReceived, by: commands)
         if answered > 0 { DaemonCounters.bump(counters.commandsFailed, by: UInt64(answered)) }
@@ -263,10 +270,13 @@ extension DaemonCore {
         return data.slotBytes(offset: offset, length: UInt64(size))
     }
 
-    /// Completes a queued command that will not run (`cancelled`, `expired`).
-    private func answer(_ command: QueuedCommand, _ status: CompletionStatus, _ touched: inout [DaemonSession]) {
+    /// Completes a queued command of `lane` that will not run (`cancelled`, `expired`).
+    private func answer(
+        _ command: QueuedCommand, _ status: CompletionStatus, _ lane: ModelLane, _ touched: inout [DaemonSession]
+    ) {
         var completion = Completion(for: command.descriptor, status: status)
         completion.pickupTimestamp = command.pickup
+        lane.telemetry.completed(statusCode: status.rawValue)
         post(completion, to: command.session.takeUnretainedValue(), &touched)
         DaemonCounters.bump(counters.commandsFailed)
     }
@@ -275,6 +285,11 @@ extension DaemonCore {
     /// (dropped if the session is gone).
     private func post(_ completion: Completion, to session: DaemonSession, _ touched: inout [DaemonSession]) {
         session.outstanding -= 1
+        if completion.statusCode == CompletionStatus.succeeded.rawValue {
+            session.counters.succeeded.advance()
+        } else {
+            session.counters.failed.advance()
+        }
         guard !session.isRetired, !session.isEndRequested else { return }
         guard session.completions.enqueue(completion) else {
             session.requestEnd(.protocolViolation("completion ring indices corrupt"))
@@ -297,7 +312,10 @@ extension DaemonCore {
         for session in touched {
             session.needsDoorbell = false
             guard !session.isRetired else { continue }
-            if (try? session.completions.ringConsumer(session.completionDoorbell)) == true { rings += 1 }
+            if (try? session.completions.ringConsumer(session.completionDoorbell)) == true {
+                rings += 1
+                session.counters.doorbellRings.advance()
+            }
         }
         touched.removeAll(keepingCapacity: true)
         if rings > 0 { DaemonCounters.bump(counters.doorbellRings, by: rings) }
@@ -312,6 +330,9 @@ extension DaemonCore {
             var news = slot.newReports
             guard news > 0 else { continue }
             var succeeded: UInt64 = 0, failed: UInt64 = 0
+            // One clock read per slot with news: the posting stage's end.
+            let postedAt = MonotonicClock.now()
+            let telemetry = lane.telemetry
             // Stops once it has found as many as the count says: a handler
             // completing a large batch one command at a time costs a scan up
             // to that command, and no command is posted before its count
@@ -332,10 +353,14 @@ extension DaemonCore {
                 completion.handlerStartTimestamp = slot.started
                 completion.handlerEndTimestamp = max(report.finished, slot.started)
                 if report.statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 } else { failed += 1 }
+                telemetry.completed(statusCode: report.statusCode)
+                telemetry.handler.record(completion.handlerEndTimestamp &- slot.started)
+                telemetry.posting.record(postedAt &- min(completion.handlerEndTimestamp, postedAt))
                 // The slot holds the session; no retain of our own.
                 slot.sessions[k]?._withUnsafeGuaranteedRef { post(completion, to: $0, &touched) }
             }
             total += Int(succeeded + failed)
+            telemetry.finished.advance(by: succeeded + failed)
             if succeeded > 0 { DaemonCounters.bump(counters.commandsSucceeded, by: succeeded) }
             if failed > 0 { DaemonCounters.bump(counters.commandsFailed, by: failed) }
             if slot.postedCount == slot.count { lane.recycle(slot) }
@@ -385,6 +410,7 @@ extension DaemonCore {
             var timeout: UInt64 = 1_000_000_000
             if let due { timeout = min(timeout, due - now) }
             if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout)), woke > 0 {
+                DaemonCounters.bump(counters.pollWakeups)
                 if waitSet[0].revents != 0 { _ = try? binding.daemonDoorbell.consume() }
                 for (i, session) in sessions.enumerated() where waitSet[i + 1].revents != 0 {
                     _ = try? session.daemonDoorbellFD.consume()

@@ -67,11 +67,15 @@ package enum UnixDomainSocket {
         return (pid, uid, gid)
     }
 
-    /// `send(2)` with `MSG_NOSIGNAL` (a dead peer is `EPIPE`, never SIGPIPE);
+    /// `send(2)` with `MSG_NOSIGNAL` (a dead peer is `EPIPE`, never SIGPIPE),
+    /// and `MSG_DONTWAIT` with `dontWait` (a full buffer is `EAGAIN`);
     /// returns the bytes sent.
-    package static func send(_ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer) throws(SystemCallError) -> Int {
+    package static func send(
+        _ fd: FileDescriptor, _ bytes: UnsafeRawBufferPointer, dontWait: Bool = false
+    ) throws(SystemCallError) -> Int {
         guard let base = bytes.baseAddress else { return 0 }
-        return try systemCall("send") { Glibc.send(fd.rawValue, base, bytes.count, CFQ_MSG_NOSIGNAL) }
+        let flags = CFQ_MSG_NOSIGNAL | (dontWait ? Int32(MSG_DONTWAIT) : 0)
+        return try systemCall("send") { Glibc.send(fd.rawValue, base, bytes.count, flags) }
     }
 
     /// `recv(2)`: the bytes read, 0 at end of stream. With `dontWait`

@@ -10,6 +10,10 @@ import SystemPackage
 //   twice        completes every command twice (the second with size 1)
 //   late=D       completes every command from a foreign thread D later,
 //                whether or not its session still exists
+//   probe        tries socket(AF_INET) and socket(AF_UNIX) in its handler and
+//                returns both errnos (0 when the call worked), 2 × u32
+// With `--seccomp` before the specifications it restricts its system calls
+// once serving (FabricDaemon.restrictSystemCalls).
 // Prints "listening" once serving; on SIGTERM stops and prints a "stats" line.
 
 /// Takes each batch and never completes it.
@@ -59,6 +63,25 @@ final class CompletesLate: BatchHandler {
     }
 }
 
+/// Tries two system calls a restricted daemon refuses and allows, and
+/// returns their errnos: what `--seccomp` changes, seen from a handler.
+final class SystemCallProbe: CommandHandler {
+    let requiredOutputCapacity: UInt32 = 8
+    func handle(_ batch: borrowing CommandBatch) throws {
+        func attempt(_ domain: Int32) -> UInt32 {
+            let fd = socket(domain, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return UInt32(errno) }
+            close(fd)
+            return 0
+        }
+        for i in 0..<batch.count {
+            let results = [attempt(AF_INET), attempt(AF_UNIX)]
+            results.withUnsafeBytes { batch.output(i).copyMemory(from: $0) }
+            batch.complete(i, outputSize: 8)
+        }
+    }
+}
+
 final class LateJob: @unchecked Sendable {
     // @unchecked: handed to exactly one thread
     let batch: InFlightBatch
@@ -71,14 +94,16 @@ final class LateJob: @unchecked Sendable {
 
 func serveModels(socket: String, specifications: [String]) -> Never {
     var models: [UInt32: ServedModel] = [:]
-    for text in specifications {
+    let restrict = specifications.first == "--seccomp"
+    for text in specifications.drop(while: { $0 == "--seccomp" }) {
         let specification: ModelSpecification
-        do { specification = try ModelSpecification.parse(text, extraKinds: ["never", "twice", "late"]) } catch {
+        do { specification = try ModelSpecification.parse(text, extraKinds: ["never", "twice", "late", "probe"]) } catch {
             fail("\(error)")
         }
         let handler: any BatchHandler
         switch specification.kind {
         case .custom(name: "never", _): handler = NeverCompletes()
+        case .custom(name: "probe", _): handler = SystemCallProbe()
         case .custom(name: "twice", _): handler = CompletesTwice()
         case .custom(name: "late", let value):
             guard let d = value.flatMap(parseDuration) else { fail("late needs a duration") }
@@ -94,6 +119,9 @@ func serveModels(socket: String, specifications: [String]) -> Never {
     let daemon = FabricDaemon(configuration: configuration, models: models)
     do {
         try daemon.run {
+            if restrict {
+                do { try daemon.restrictSystemCalls() } catch { fail("\(error)") }
+            }
             var line = "listening\n"
             line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
         }

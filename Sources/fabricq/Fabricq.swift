@@ -16,7 +16,10 @@ struct Fabricq: AsyncParsableCommand {
               fabricq produce /dev/shm/demo --count 1000000 --producer-id 1 &
               fabricq produce /dev/shm/demo --count 1000000 --producer-id 2
             """,
-        subcommands: [Create.self, Inspect.self, Produce.self, Consume.self, Remove.self, Serve.self, Load.self])
+        subcommands: [
+            Create.self, Inspect.self, Produce.self, Consume.self, Remove.self, Serve.self, Load.self, Top.self,
+            Ping.self,
+        ])
 }
 
 /// Prints `fabricq: message` on standard error.

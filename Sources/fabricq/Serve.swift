@@ -1,6 +1,7 @@
 import ArgumentParser
 import FabricConsumer
 import FabricDiagnostics
+import FabricPrometheus
 import Glibc
 import SystemPackage
 
@@ -20,6 +21,12 @@ struct Serve: ParsableCommand {
             priorities=N, execution=threads|poll-thread, cpu=N, node=N. Durations: 500us, 20ms, 5s.
               fabricq serve --socket /tmp/fq.sock --model 1:delay=20ms --model 2:echo
               fabricq serve --socket /tmp/fq.sock --model 3:delay=5ms,instances=4,max-batch=8,max-queue-delay=500us
+
+            --metrics [HOST:]PORT serves Prometheus metrics at http://HOST:PORT/metrics (loopback unless \
+            a host is given; port 0 picks a free one) and prints "metrics on http://HOST:PORT/metrics". \
+            --seccomp installs, once serving, a system-call filter that refuses (EPERM) every call the \
+            serving path does not need (FabricDaemon.servingSystemCalls); --seccomp-log lets them \
+            through and has the kernel log them instead.
 
             Prints "listening on PATH" once controllers may connect, and per-model batch counts on exit.
             """)
@@ -48,6 +55,15 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("model"), help: "A model to serve: ID:KIND[=VALUE][,OPTION=VALUE...] (repeatable).")
     var models: [String] = []
 
+    @Option(help: "Serve Prometheus metrics at [HOST:]PORT/metrics (loopback by default).")
+    var metrics: String?
+
+    @Flag(help: "Once serving, refuse (EPERM) every system call the serving path does not need.")
+    var seccomp = false
+
+    @Flag(help: "Like --seccomp, but let such calls through and have the kernel log them.")
+    var seccompLog = false
+
     func run() throws {
         var configuration = DaemonConfiguration(socketPath: FilePath(socket))
         guard let idleStrategy = IdleStrategy(commandLineName: idle) else {
@@ -69,14 +85,48 @@ struct Serve: ParsableCommand {
             guard served[specification.id] == nil else { throw ValidationError("model \(specification.id) given twice") }
             served[specification.id] = ServedModel(handler: handler, configuration: specification.configuration)
         }
+        let metricsAddress = try metrics.map { text in
+            guard let address = MetricsAddress(parsing: text) else {
+                throw ValidationError("--metrics must be PORT, HOST:PORT or [IPv6]:PORT")
+            }
+            return address
+        }
+        let violation: SystemCallViolation? = seccompLog ? .log : seccomp ? .refuse : nil
         let onEvent: @Sendable (DaemonEvent) -> Void = { event in say("\(event)") }
         let daemon =
             served.isEmpty
             ? FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers, onEvent: onEvent)
             : FabricDaemon(configuration: configuration, models: served, onEvent: onEvent)
+        var endpoint: PrometheusEndpoint?
+        if let metricsAddress {
+            let metrics = PrometheusEndpoint(daemon: daemon, address: metricsAddress)
+            do {
+                let bound = try metrics.start()
+                say("metrics on http://\(bound)/metrics")
+            } catch {
+                report("\(error)")
+                throw ExitCode(1)
+            }
+            endpoint = metrics
+        }
+        defer { endpoint?.stop() }
         // Serves until SIGINT or SIGTERM, then ends every session and removes
         // the socket. "listening" is printed once a signal would stop it cleanly.
-        do { try daemon.run { say("listening on \(socket)\(activated ? " (socket activated)" : "")") } } catch {
+        do {
+            try daemon.run {
+                if let violation {
+                    do {
+                        try daemon.restrictSystemCalls(violation)
+                        say("system calls restricted (\(violation))")
+                    } catch {
+                        report("\(error)")
+                        daemon.stop()
+                        Glibc.exit(1)
+                    }
+                }
+                say("listening on \(socket)\(activated ? " (socket activated)" : "")")
+            }
+        } catch {
             report("\(error)")
             throw ExitCode(1)
         }

@@ -16,10 +16,12 @@ final class SessionABITests: XCTestCase {
         XCTAssertEqual(c["sizeof.fq_reply"], SessionHandshake.replySize)
         // Field offsets as SessionHandshake writes them.
         XCTAssertEqual(c["fq_hello.protocol_version"], 8)
+        XCTAssertEqual(c["fq_hello.purpose"], 12)
         XCTAssertEqual(c["fq_hello.client_pid"], 16)
         XCTAssertEqual(c["fq_reply.status"], 12)
         XCTAssertEqual(c["fq_reply.session_id"], 16)
         XCTAssertEqual(c["fq_reply.descriptor_count"], 24)
+        XCTAssertEqual(c["fq_reply.payload_size"], 28)
         XCTAssertEqual(c["fq_reply.reason"], 32)
         XCTAssertEqual(c["tag.submission_ring"].map { UInt8($0) }, SessionDescriptorTag.submissionRing.rawValue)
         XCTAssertEqual(c["tag.completion_ring"].map { UInt8($0) }, SessionDescriptorTag.completionRing.rawValue)

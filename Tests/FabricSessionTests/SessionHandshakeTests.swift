@@ -1,6 +1,7 @@
 import FabricQueue
 import FabricSession
 import FabricTestSupport
+import Foundation
 import Glibc
 import SystemPackage
 import XCTest
@@ -129,5 +130,62 @@ final class SessionHandshakeTests: XCTestCase {
             ) { XCTAssertEqual($0 as? SessionError, .socket(.timedOut)) }
             _ = consume silent
         }
+    }
+
+    /// A telemetry query: the purpose word travels in the hello, the payload
+    /// after the reply; a session hello is refused where a query is
+    /// expected and the other way round, and so is an unknown purpose.
+    func testQueryPurposeCarriesItsPayloadAndIsNeverMistakenForASession() throws {
+        XCTAssertEqual(SessionHandshake.purpose(of: SessionHandshake.hello()), 0)
+        XCTAssertEqual(SessionHandshake.purpose(of: SessionHandshake.hello(purpose: .telemetry)), 1)
+        XCTAssertEqual(SessionHandshake.purpose(of: [1, 2]), 0, "a short hello has no purpose")
+
+        let payload = Array("{\"models\":[]}".utf8) + [UInt8](repeating: 0x20, count: 70_000)
+        let (client, daemon) = try FileDescriptorPassing.socketPair()
+        let clientSocket = UnixSocket(client)
+        let answered = Thread.detachNewThreadAndWait {
+            let daemonSocket = UnixSocket(daemon)
+            let hello = try? daemonSocket.receive(exactly: SessionHandshake.helloSize, timeout: .seconds(5))
+            try? daemonSocket.answerQuery(hello: hello ?? [], payload: payload)
+        }
+        XCTAssertEqual(try clientSocket.requestTelemetry(timeout: .seconds(5)), payload)
+        answered()
+
+        // A session hello where a query is expected, and an unknown purpose where a session is.
+        for (hello, asQuery) in [(SessionHandshake.hello(), true), (purposeHello(7), false)] {
+            let (c, d) = try FileDescriptorPassing.socketPair()
+            let peer = UnixSocket(c), server = UnixSocket(d)
+            try peer.send(hello)
+            let bytes = try server.receive(exactly: SessionHandshake.helloSize, timeout: .seconds(5))
+            if asQuery {
+                XCTAssertThrowsError(try server.answerQuery(hello: bytes, payload: payload))
+            } else {
+                XCTAssertThrowsError(
+                    try server.answer(hello: bytes, from: PeerCredentials(pid: 1, uid: 0, gid: 0)) { _ in
+                        XCTFail("no grant for purpose 7")
+                        return SessionGrant(sessionID: 1, descriptors: [])
+                    })
+            }
+            let reply = try peer.receive(exactly: SessionHandshake.replySize, timeout: .seconds(5))
+            XCTAssertEqual(reply[12], UInt8(SessionRejection.malformed.rawValue), "refused as malformed")
+        }
+    }
+
+    private func purposeHello(_ purpose: UInt32) -> [UInt8] {
+        var hello = SessionHandshake.hello()
+        withUnsafeBytes(of: purpose.littleEndian) { hello.replaceSubrange(12..<16, with: $0) }
+        return hello
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread; the returned function waits for it.
+    fileprivate static func detachNewThreadAndWait(_ body: @escaping @Sendable () -> Void) -> () -> Void {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            body()
+            done.signal()
+        }
+        return { _ = done.wait(timeout: .now() + 10) }
     }
 }

@@ -567,10 +567,15 @@ enum fq_session_tag { FQ_SESSION_TAG_SUBMISSION_RING = 1, FQ_SESSION_TAG_COMPLET
 enum fq_session_rejection { FQ_REJECT_VERSION = 1, FQ_REJECT_NOT_ALLOWED = 2, FQ_REJECT_MALFORMED = 3,
                             FQ_REJECT_BUSY = 4 };
 
+/* Hello purpose: a session (rings, region, doorbells), or a read-only
+ * telemetry query answered with payload_size bytes of JSON after the reply
+ * (no descriptors; the daemon then closes the connection). */
+enum fq_hello_purpose { FQ_HELLO_SESSION = 0, FQ_HELLO_TELEMETRY = 1 };
+
 typedef struct fq_hello {
     uint64_t magic;            /*  0: FQ_HELLO_MAGIC */
     uint32_t protocol_version; /*  8 */
-    uint32_t reserved0;        /* 12 */
+    uint32_t purpose;          /* 12: enum fq_hello_purpose */
     int32_t client_pid;        /* 16 */
     uint8_t reserved1[12];     /* 20 */
 } fq_hello;
@@ -582,7 +587,7 @@ typedef struct fq_reply {
     uint32_t status;           /* 12: 0 or enum fq_session_rejection */
     uint64_t session_id;       /* 16 */
     uint32_t descriptor_count; /* 24 */
-    uint32_t reserved;         /* 28 */
+    uint32_t payload_size;     /* 28: bytes that follow a telemetry reply */
     char reason[32];           /* 32: UTF-8, NUL-padded */
 } fq_reply;
 _Static_assert(sizeof(fq_reply) == FQ_REPLY_SIZE, "reply is 64 bytes");

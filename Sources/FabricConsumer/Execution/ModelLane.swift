@@ -13,8 +13,11 @@ final class ModelLane: @unchecked Sendable {
     let handler: any BatchHandler
     let configuration: ModelConfiguration
     private let levels: UnsafeMutablePointer<CommandQueue>
-    /// Live commands queued, all levels together.
-    @exclusivity(unchecked) private(set) var queued = 0
+    /// Live commands queued, all levels together (mirrored in the
+    /// telemetry's queue-depth gauge: one relaxed store per change).
+    @exclusivity(unchecked) private(set) var queued = 0 {
+        didSet { telemetry.queueDepth.store(queued, ordering: .relaxed) }
+    }
     /// No queued deadline is earlier than this (`.max`: none; it may be
     /// earlier than every deadline still queued, never later).
     @exclusivity(unchecked) private var earliestDeadline = UInt64.max
@@ -25,14 +28,17 @@ final class ModelLane: @unchecked Sendable {
     @exclusivity(unchecked) private var idle: [Int]
     private let threads: [InstanceThread]
     private let counters: DaemonCounters
+    /// This model's telemetry (the poll thread writes it).
+    let telemetry: ModelCounters
 
     init(
         number: Int, modelID: UInt32, model: ServedModel, waker: PollWaker, counters: DaemonCounters,
-        onHandlerError: @escaping @Sendable (any Error) -> Void
+        telemetry: ModelCounters, onHandlerError: @escaping @Sendable (any Error) -> Void
     ) {
         self.number = number
         self.modelID = modelID
         self.counters = counters
+        self.telemetry = telemetry
         handler = model.handler
         configuration = model.configuration
         let levelCount = configuration.priorityLevels
@@ -258,6 +264,10 @@ final class ModelLane: @unchecked Sendable {
         let batch = slot.open(count: count, now: now)
         DaemonCounters.bump(counters.batchesStarted)
         DaemonCounters.bump(counters.commandsStarted, by: UInt64(count))
+        telemetry.batches.advance()
+        telemetry.started.advance(by: UInt64(count))
+        telemetry.batchSize.record(UInt64(count))
+        for k in 0..<count { telemetry.queueWait.record(now &- min(slot.pickups[k], now)) }
         if threads.isEmpty { handler.start(batch) } else { threads[slot.instance].hand(batch) }
     }
 

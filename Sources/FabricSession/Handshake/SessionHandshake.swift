@@ -6,13 +6,19 @@ import SystemPackage
 /// little-endian; both messages have a fixed size.
 ///
 /// ```
-/// client → daemon  Hello, 32 bytes:  magic "FQHELLO1" (u64) | protocolVersion u32 | reserved u32 (0)
+/// client → daemon  Hello, 32 bytes:  magic "FQHELLO1" (u64) | protocolVersion u32 | purpose u32
 ///                                     | clientPID i32 | reserved 12 bytes
 /// daemon → client  Reply, 64 bytes:  magic "FQREPLY1" (u64) | protocolVersion u32 (the daemon's)
 ///                                     | status u32 (0 accepted, else SessionRejection) | sessionID u64
-///                                     | descriptorCount u32 | reserved u32 | reason, 32 bytes UTF-8, NUL-padded
-/// then, if accepted, descriptorCount messages of one byte (a tag) carrying one SCM_RIGHTS descriptor each.
+///                                     | descriptorCount u32 | payloadSize u32 | reason, 32 bytes UTF-8, NUL-padded
+/// then, if accepted, descriptorCount messages of one byte (a tag) carrying one SCM_RIGHTS descriptor each,
+/// and payloadSize bytes of payload.
 /// ```
+///
+/// The hello's ``Purpose`` says what the client wants: a session (0, the
+/// default) with its descriptors, or a query (``Purpose/telemetry``: the
+/// daemon's state as JSON in the payload, no descriptors, and the daemon
+/// closes the connection).
 ///
 /// A rejected client gets a reply saying why before the daemon closes the
 /// socket, so both sides report a clear error.
@@ -45,18 +51,40 @@ public enum SessionHandshake {
         return bytes
     }
 
+    /// What a client asks for in its hello.
+    public enum Purpose: UInt32, Sendable {
+        /// A session: rings, data region, doorbells.
+        case session = 0
+        /// A read-only query: the daemon's telemetry as JSON, then the
+        /// daemon closes the connection. What `fabricq top` and `fabricq ping` send.
+        case telemetry = 1
+    }
+
+    /// The most payload a query reply may announce (16 MiB): a client
+    /// refuses a larger announcement instead of allocating it.
+    public static let maximumPayload = 16 << 20
+
+    /// The purpose code of a complete `hello` (0 when it is too short).
+    public static func purpose(of hello: [UInt8]) -> UInt32 {
+        guard hello.count >= 16 else { return 0 }
+        return UInt32(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) })
+    }
+
     /// The hello a client sends.
-    public static func hello(version: UInt32 = protocolVersion) -> [UInt8] {
+    public static func hello(version: UInt32 = protocolVersion, purpose: Purpose = .session) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: helloSize)
         bytes.withUnsafeMutableBytes { b in
             b.storeBytes(of: helloMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
             b.storeBytes(of: version.littleEndian, toByteOffset: 8, as: UInt32.self)
+            b.storeBytes(of: purpose.rawValue.littleEndian, toByteOffset: 12, as: UInt32.self)
             b.storeBytes(of: currentProcessID.littleEndian, toByteOffset: 16, as: Int32.self)
         }
         return bytes
     }
 
-    static func reply(status: UInt32, sessionID: UInt64, descriptorCount: Int, reason: String) -> [UInt8] {
+    static func reply(
+        status: UInt32, sessionID: UInt64, descriptorCount: Int, reason: String, payloadSize: Int = 0
+    ) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: replySize)
         bytes.withUnsafeMutableBytes { b in
             b.storeBytes(of: replyMagic.littleEndian, toByteOffset: 0, as: UInt64.self)
@@ -64,6 +92,7 @@ public enum SessionHandshake {
             b.storeBytes(of: status.littleEndian, toByteOffset: 12, as: UInt32.self)
             b.storeBytes(of: sessionID.littleEndian, toByteOffset: 16, as: UInt64.self)
             b.storeBytes(of: UInt32(descriptorCount).littleEndian, toByteOffset: 24, as: UInt32.self)
+            b.storeBytes(of: UInt32(clamping: payloadSize).littleEndian, toByteOffset: 28, as: UInt32.self)
         }
         let text = SessionHandshake.reasonBytes(reason)
         bytes.replaceSubrange(32..<32 + text.count, with: text)
@@ -185,20 +214,7 @@ extension UnixSocket {
         hello: [UInt8], from credentials: PeerCredentials,
         grant: (PeerCredentials) throws(SessionError) -> SessionGrant
     ) throws(SessionError) -> SessionGrant {
-        guard hello.count == SessionHandshake.helloSize else {
-            refuse(.malformed, reason: "hello of \(hello.count) bytes")
-            throw .malformed("hello of \(hello.count) bytes, not \(SessionHandshake.helloSize)")
-        }
-        let magic = UInt64(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self) })
-        let version = UInt32(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self) })
-        guard magic == SessionHandshake.helloMagic else {
-            refuse(.malformed, reason: "bad magic")
-            throw .malformed("hello magic 0x\(String(magic, radix: 16))")
-        }
-        guard version == SessionHandshake.protocolVersion else {
-            refuse(.versionMismatch, reason: "daemon speaks \(SessionHandshake.protocolVersion), client \(version)")
-            throw .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version)
-        }
+        try checkHello(hello, purpose: .session)
         let granted: SessionGrant
         do { granted = try grant(credentials) } catch {
             if case .rejected(let why, let reason) = error {
@@ -225,6 +241,60 @@ extension UnixSocket {
         return granted
     }
 
+    /// Daemon side: refuses (and throws) unless `hello` is a whole hello of
+    /// this protocol version asking for `purpose`.
+    func checkHello(_ hello: [UInt8], purpose: SessionHandshake.Purpose) throws(SessionError) {
+        guard hello.count == SessionHandshake.helloSize else {
+            refuse(.malformed, reason: "hello of \(hello.count) bytes")
+            throw .malformed("hello of \(hello.count) bytes, not \(SessionHandshake.helloSize)")
+        }
+        let magic = UInt64(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self) })
+        let version = UInt32(littleEndian: hello.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self) })
+        guard magic == SessionHandshake.helloMagic else {
+            refuse(.malformed, reason: "bad magic")
+            throw .malformed("hello magic 0x\(String(magic, radix: 16))")
+        }
+        guard version == SessionHandshake.protocolVersion else {
+            refuse(.versionMismatch, reason: "daemon speaks \(SessionHandshake.protocolVersion), client \(version)")
+            throw .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version)
+        }
+        let asked = SessionHandshake.purpose(of: hello)
+        guard asked == purpose.rawValue else {
+            refuse(.malformed, reason: "purpose \(asked)")
+            throw .malformed("hello purpose \(asked), not \(purpose.rawValue)")
+        }
+    }
+
+    /// Daemon side, once a whole ``SessionHandshake/Purpose/telemetry``
+    /// hello has arrived: checks it like ``answer(hello:from:grant:)``, then
+    /// sends an accepting reply announcing `payload` and the payload itself,
+    /// **without waiting** (`MSG_DONTWAIT`): a client that does not read
+    /// cannot hold the daemon's thread; it gets a cut reply instead (and
+    /// this throws ``SocketError/timedOut``).
+    public func answerQuery(hello: [UInt8], payload: [UInt8]) throws(SessionError) {
+        try checkHello(hello, purpose: .telemetry)
+        let reply = SessionHandshake.reply(
+            status: 0, sessionID: 0, descriptorCount: 0, reason: "", payloadSize: payload.count)
+        do {
+            try sendWithoutWaiting(reply)
+            try sendWithoutWaiting(payload)
+        } catch { throw .socket(error) }
+    }
+
+    /// Client side: sends a ``SessionHandshake/Purpose/telemetry`` hello and
+    /// returns the payload of the daemon's reply, all within `timeout`.
+    public func requestTelemetry(timeout: Duration) throws(SessionError) -> [UInt8] {
+        let end = deadline(after: timeout)
+        do { try send(SessionHandshake.hello(purpose: .telemetry)) } catch {
+            guard case .peerClosed = error else { throw .socket(error) }
+        }
+        let reply = try receiveReply(timeout: timeout, version: SessionHandshake.protocolVersion)
+        let size = Int(reply.payloadSize)
+        guard size <= SessionHandshake.maximumPayload else { throw .malformed("payload of \(size) bytes announced") }
+        let left = end > MonotonicClock.now() ? end - MonotonicClock.now() : 0
+        do { return try receive(exactly: size, timeout: .nanoseconds(Int64(clamping: left))) } catch { throw .socket(error) }
+    }
+
     /// Daemon side: sends a rejection reply (`why`, and `reason` cut to the
     /// reply's 32 bytes on a character boundary). Best effort: a peer that is
     /// gone is not an error here.
@@ -246,22 +316,8 @@ extension UnixSocket {
         do { try send(SessionHandshake.hello(version: version)) } catch {
             guard case .peerClosed = error else { throw .socket(error) }
         }
-        let reply: [UInt8]
-        do { reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout) } catch { throw .socket(error) }
-        func field<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T {
-            T(littleEndian: reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
-        }
-        guard field(0, UInt64.self) == SessionHandshake.replyMagic else {
-            throw .malformed("reply magic 0x\(String(field(0, UInt64.self), radix: 16))")
-        }
-        let status = field(12, UInt32.self)
-        let reason = String(decoding: reply[32..<64].prefix { $0 != 0 }, as: UTF8.self)
-        if status != 0 {
-            guard let why = SessionRejection(rawValue: status) else { throw .malformed("unknown status \(status)") }
-            if why == .versionMismatch { throw .versionMismatch(daemon: field(8, UInt32.self), client: version) }
-            throw .rejected(why, reason: reason)
-        }
-        let count = Int(field(24, UInt32.self))
+        let reply = try receiveReply(timeout: timeout, version: version)
+        let count = Int(reply.descriptorCount)
         guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
         var descriptors: [(tag: UInt8, descriptor: FileDescriptor)] = []
         let end = deadline(after: timeout)
@@ -283,6 +339,28 @@ extension UnixSocket {
                 throw .descriptorPassing(error)
             }
         }
-        return SessionGrant(sessionID: field(16, UInt64.self), descriptors: descriptors)
+        return SessionGrant(sessionID: reply.sessionID, descriptors: descriptors)
+    }
+
+    /// Client side: reads the daemon's 64-byte reply; throws its refusal.
+    private func receiveReply(
+        timeout: Duration, version: UInt32
+    ) throws(SessionError) -> (sessionID: UInt64, descriptorCount: UInt32, payloadSize: UInt32) {
+        let reply: [UInt8]
+        do { reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout) } catch { throw .socket(error) }
+        func field<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T {
+            T(littleEndian: reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
+        }
+        guard field(0, UInt64.self) == SessionHandshake.replyMagic else {
+            throw .malformed("reply magic 0x\(String(field(0, UInt64.self), radix: 16))")
+        }
+        let status = field(12, UInt32.self)
+        let reason = String(decoding: reply[32..<64].prefix { $0 != 0 }, as: UTF8.self)
+        if status != 0 {
+            guard let why = SessionRejection(rawValue: status) else { throw .malformed("unknown status \(status)") }
+            if why == .versionMismatch { throw .versionMismatch(daemon: field(8, UInt32.self), client: version) }
+            throw .rejected(why, reason: reason)
+        }
+        return (field(16, UInt64.self), field(24, UInt32.self), field(28, UInt32.self))
     }
 }

@@ -226,6 +226,30 @@ public struct UnixSocket: ~Copyable {
         }
     }
 
+    /// Writes all of `bytes` without ever waiting (`send(2)` with
+    /// `MSG_DONTWAIT | MSG_NOSIGNAL`).
+    ///
+    /// - Throws: ``SocketError/timedOut`` when the socket's send buffer
+    ///   filled before everything went (the rest is not sent),
+    ///   ``SocketError/peerClosed`` when the peer is gone.
+    public func sendWithoutWaiting(_ bytes: [UInt8]) throws(SocketError) {
+        var sent = 0
+        while sent < bytes.count {
+            let result = bytes.withUnsafeBytes { buffer in
+                Result { () throws(SystemCallError) -> Int in
+                    try UnixDomainSocket.send(fileDescriptor, UnsafeRawBufferPointer(rebasing: buffer[sent...]), dontWait: true)
+                }
+            }
+            switch result {
+            case .success(let n): sent += n
+            case .failure(let error):
+                if error.errno == .resourceTemporarilyUnavailable { throw .timedOut }
+                if error.errno == .brokenPipe || error.errno == .connectionReset { throw .peerClosed }
+                throw .system(error)
+            }
+        }
+    }
+
     /// Reads whatever has arrived, at most `maximum` bytes, without waiting
     /// (`recv(2)` with `MSG_DONTWAIT`): empty when nothing is there.
     ///

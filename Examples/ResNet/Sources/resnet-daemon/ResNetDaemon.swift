@@ -1,6 +1,7 @@
 import ArgumentParser
 import COpenBLAS
 import FabricConsumer
+import FabricPrometheus
 import Foundation
 import InferenceEngine
 import ResNetService
@@ -18,6 +19,10 @@ struct ResNetDaemon: ParsableCommand {
             an unsigned, tampered or truncated file stops the daemon with a message. Without --engine it \
             serves the store's engines: 1 resnet18-seeded, 2 resnet50-seeded, 3 efficientnet-lite0-pretrained \
             (when imported). Prints "listening on PATH" once controllers may connect.
+
+            Under systemd (Type=notify) it reports READY=1 and feeds the watchdog (Deploy/systemd/\
+            resnet-daemon.service). --metrics [HOST:]PORT serves Prometheus metrics at /metrics \
+            (loopback unless a host is given); --seccomp restricts system calls once serving.
             """)
 
     @Option(help: "Unix socket path to listen on.")
@@ -43,6 +48,12 @@ struct ResNetDaemon: ParsableCommand {
 
     @Option(help: "Buffer slots per session.")
     var slots = 48
+
+    @Option(help: "Serve Prometheus metrics at [HOST:]PORT/metrics (loopback by default; 0 picks a port).")
+    var metrics: String?
+
+    @Flag(help: "Once serving, refuse (EPERM) every system call the serving path does not need.")
+    var seccomp = false
 
     func run() throws {
         guard (1...8).contains(maxBatch) else { throw ValidationError("--max-batch must be 1...8") }
@@ -91,48 +102,46 @@ struct ResNetDaemon: ParsableCommand {
             submissionCapacity: 64, completionCapacity: 64,
             slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
         configuration.burstSize = maxBatch
-        try StopSignal.install()
+        // Started by a systemd socket unit: serve on the socket it passed.
+        let activated = configuration.adoptSocketActivation()
+        let metricsAddress = try metrics.map { text in
+            guard let address = MetricsAddress(parsing: text) else {
+                throw ValidationError("--metrics must be PORT, HOST:PORT or [IPv6]:PORT")
+            }
+            return address
+        }
         let daemon = FabricDaemon(configuration: configuration, handlers: handlers)
-        do { try daemon.start() } catch {
+        var endpoint: PrometheusEndpoint?
+        if let metricsAddress {
+            let metrics = PrometheusEndpoint(daemon: daemon, address: metricsAddress)
+            do { say("metrics on http://\(try metrics.start())/metrics") } catch {
+                report("\(error)")
+                throw ExitCode(1)
+            }
+            endpoint = metrics
+        }
+        defer { endpoint?.stop() }
+        // Until SIGINT or SIGTERM (taken by Dispatch signal sources, whichever
+        // thread, OpenBLAS's included, the kernel delivers them to), with
+        // systemd's readiness and watchdog notifications when run by it.
+        do {
+            try daemon.run {
+                if seccomp {
+                    do { try daemon.restrictSystemCalls() } catch {
+                        report("\(error)")
+                        daemon.stop()
+                        Glibc.exit(1)
+                    }
+                    say("system calls restricted")
+                }
+                say("listening on \(socket)\(activated ? " (socket activated)" : "")")
+            }
+        } catch {
             report("\(error)")
             throw ExitCode(1)
         }
-        say("listening on \(socket)")
-        StopSignal.wait()
-        daemon.stop()
         let s = daemon.statistics
         say("stopped: \(s.sessionsOpened) sessions, \(s.commandsReceived) commands, \(s.commandsFailed) failed")
-    }
-}
-
-/// Waits for SIGINT or SIGTERM. A handler writing to a pipe (not sigwait):
-/// OpenBLAS starts its threads before main, with the signals unblocked.
-enum StopSignal {
-    /// The pipe's ends; the handler reads only `writeFD` (a plain integer: async-signal-safe).
-    nonisolated(unsafe) static var readFD: Int32 = -1
-    nonisolated(unsafe) static var writeFD: Int32 = -1
-
-    /// Creates the pipe and installs the handlers; call before starting threads that may be signalled.
-    static func install() throws {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
-            report("pipe failed: errno \(errno)")
-            throw ExitCode(1)
-        }
-        (readFD, writeFD) = (fds[0], fds[1])
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let handler: @convention(c) (Int32) -> Void = { _ in
-            var byte: UInt8 = 1
-            _ = Glibc.write(StopSignal.writeFD, &byte, 1)
-        }
-        signal(SIGINT, handler)
-        signal(SIGTERM, handler)
-    }
-
-    /// Blocks until a stop signal arrives.
-    static func wait() {
-        var byte: UInt8 = 0
-        while read(readFD, &byte, 1) < 0 && errno == EINTR {}
     }
 }
 
