@@ -9,10 +9,19 @@ final class PendingHandshake {
     /// Taken when the handshake succeeds and the socket moves to the session.
     var socket: UnixSocket?
     let peer: PeerCredentials
-    /// `MonotonicClock` time past which the peer is refused.
-    let deadline: UInt64
+    /// `MonotonicClock` time past which the peer is refused (or, once a
+    /// query's answer is going out, dropped).
+    var deadline: UInt64
     /// Hello bytes received so far.
     var hello: [UInt8] = []
+    /// A query's answer (reply and payload) and how much of it went: sent
+    /// as the socket takes it, so a tool that reads slowly costs only its
+    /// own connection.
+    var answer: [UInt8] = []
+    var answered = 0
+
+    /// Whether a query's answer is being sent.
+    var isAnswering: Bool { answered < answer.count }
 
     init(socket: consuming UnixSocket, peer: PeerCredentials, deadline: UInt64) {
         self.socket = consume socket
@@ -52,7 +61,8 @@ extension DaemonCore {
             entries.append(pollfd(fd: binding.listener.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             entries.append(pollfd(fd: binding.controlDoorbell.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             for handshake in pending {
-                entries.append(pollfd(fd: handshake.socket?.fileDescriptor.rawValue ?? -1, events: Poll.readable, revents: 0))
+                let events = handshake.isAnswering ? Poll.writable : Poll.readable
+                entries.append(pollfd(fd: handshake.socket?.fileDescriptor.rawValue ?? -1, events: events, revents: 0))
             }
             watched.removeAll(keepingCapacity: true)
             for session in sessions where !session.isEndRequested {
@@ -193,6 +203,15 @@ extension DaemonCore {
     private func progress(
         _ handshake: PendingHandshake, readable: Bool, now: UInt64, _ binding: Binding, _ sessions: inout [DaemonSession]
     ) -> Bool {
+        if handshake.isAnswering {
+            if readable, !sendAnswer(handshake) { return true }
+            guard handshake.isAnswering else { return true }
+            if now >= handshake.deadline {
+                logger.debug("telemetry answer not read in time", metadata: ["peer": "\(handshake.peer)"])
+                return true
+            }
+            return false
+        }
         if readable {
             do {
                 let missing = SessionHandshake.helloSize - handshake.hello.count
@@ -209,8 +228,7 @@ extension DaemonCore {
                 return true
             }
             if handshake.hello.count == SessionHandshake.helloSize {
-                finish(handshake, binding, &sessions)
-                return true
+                return finish(handshake, binding, &sessions)
             }
         }
         if now >= handshake.deadline {
@@ -222,19 +240,41 @@ extension DaemonCore {
     }
 
     /// Answers a complete hello: a session for the peer, the telemetry for
-    /// a tool's query, or a refusal.
-    private func finish(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) {
+    /// a tool's query, or a refusal. Returns whether the handshake is
+    /// finished (false while a query's answer is still going out).
+    private func finish(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) -> Bool {
         if SessionHandshake.purpose(of: handshake.hello) == SessionHandshake.Purpose.telemetry.rawValue {
             // Answered here, from the counters: the poll thread never hears of it.
-            do { try handshake.socket?.answerQuery(hello: handshake.hello, payload: telemetryAnswer()) } catch {
-                if case .socket = error {
-                    logger.debug("telemetry query not answered", metadata: ["error": "\(error)"])
-                } else {
-                    refused(peer: handshake.peer, error)
-                }
+            do { try handshake.socket?.acceptQuery(hello: handshake.hello) } catch {
+                refused(peer: handshake.peer, error)
+                return true
             }
-            return
+            let payload = telemetryAnswer()
+            handshake.answer = SessionHandshake.queryReply(payloadSize: payload.count) + payload
+            handshake.deadline = deadline(after: configuration.handshakeTimeout)
+            return !sendAnswer(handshake) || !handshake.isAnswering
         }
+        openSession(handshake, binding, &sessions)
+        return true
+    }
+
+    /// Sends what the socket takes of a query's answer; false when the
+    /// tool is gone.
+    private func sendAnswer(_ handshake: PendingHandshake) -> Bool {
+        do {
+            guard let reached = try handshake.socket?.sendAvailable(handshake.answer, from: handshake.answered) else {
+                return false
+            }
+            handshake.answered = reached
+        } catch {
+            logger.debug("telemetry answer not delivered", metadata: ["error": "\(error)"])
+            return false
+        }
+        return true
+    }
+
+    /// Opens a session for a complete session hello, or refuses it.
+    private func openSession(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) {
         var created: DaemonSession?
         do {
             _ = try handshake.socket?.answer(hello: handshake.hello, from: handshake.peer) {

@@ -41,8 +41,11 @@ public struct DaemonStatistics: Sendable, Equatable, Codable {
     public var rejectedCompletions: UInt64 = 0
 }
 
-/// The daemon's counters: written by its threads with relaxed atomic adds
-/// (counters, not synchronization), read by ``FabricDaemon/statistics``, and
+/// The daemon's counters: those the poll thread alone writes (commands,
+/// batches, doorbells, sleeps) with single-writer relaxed load/store pairs
+/// (`Atomic.advance(by:)`), the control thread's (sessions, refusals) and
+/// the completers' (`rejectedCompletions`) with relaxed atomic adds
+/// (counters, not synchronization); read by ``FabricDaemon/statistics``, and
 /// published to swift-metrics as deltas when the poll thread goes idle or
 /// every few thousand commands.
 final class DaemonCounters: Sendable {

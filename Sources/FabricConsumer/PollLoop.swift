@@ -111,7 +111,7 @@ extension DaemonCore {
                 guard lane.hasQueued else { continue }
                 if now == 0 { now = MonotonicClock.now() }
                 let (started, laneDue) = lane.dispatch(now: now) { command in
-                    DaemonCounters.bump(counters.commandsExpired)
+                    counters.commandsExpired.advance()
                     answer(command, .expired, lane, &touched)
                 }
                 if started > 0 {
@@ -189,7 +189,7 @@ extension DaemonCore {
                 {
                     let lane = runtime.lanes[location.lane]
                     lane.cancel(descriptor.commandID, of: session, at: location) { command in
-                        DaemonCounters.bump(counters.commandsCancelled)
+                        counters.commandsCancelled.advance()
                         answer(command, .cancelled, lane, &touched)
                     }
                 }
@@ -239,6 +239,12 @@ extension DaemonCore {
         }
         session.counters.received.advance(by: commands)
         if answered > 0 { session.counters.failed.advance(by: UInt64(answered)) }
+        // Counted before they are posted: whoever sees a completion finds it counted.
+        counters.commandsReceived.advance(by: commands)
+        if answered > 0 { counters.commandsFailed.advance(by: UInt64(answered)) }
+        if invalid > 0 { counters.invalidDescriptors.advance(by: invalid) }
+        if expired > 0 { counters.commandsExpired.advance(by: expired) }
+        if full > 0 { counters.commandsRejectedQueueFull.advance(by: full) }
 
         if answered > 0 {
             let posted = session.completions.enqueue(
@@ -253,14 +259,9 @@ extension DaemonCore {
         }
         // The controller may sleep waiting for ring space.
         if (try? session.submissions.ringProducers(session.submissionDoorbell)) == true {
-            DaemonCounters.bump(counters.doorbellRings)
+            counters.doorbellRings.advance()
             session.counters.doorbellRings.advance()
         }
-        DaemonCounters.bump(counters.commandsReceived, by: commands)
-        if answered > 0 { DaemonCounters.bump(counters.commandsFailed, by: UInt64(answered)) }
-        if invalid > 0 { DaemonCounters.bump(counters.invalidDescriptors, by: invalid) }
-        if expired > 0 { DaemonCounters.bump(counters.commandsExpired, by: expired) }
-        if full > 0 { DaemonCounters.bump(counters.commandsRejectedQueueFull, by: full) }
         return n
     }
 
@@ -277,8 +278,8 @@ extension DaemonCore {
         var completion = Completion(for: command.descriptor, status: status)
         completion.pickupTimestamp = command.pickup
         lane.telemetry.completed(statusCode: status.rawValue)
+        counters.commandsFailed.advance()
         post(completion, to: command.session.takeUnretainedValue(), &touched)
-        DaemonCounters.bump(counters.commandsFailed)
     }
 
     /// Posts one completion of an outstanding command on its session's ring
@@ -318,7 +319,7 @@ extension DaemonCore {
             }
         }
         touched.removeAll(keepingCapacity: true)
-        if rings > 0 { DaemonCounters.bump(counters.doorbellRings, by: rings) }
+        if rings > 0 { counters.doorbellRings.advance(by: rings) }
     }
 
     /// Posts what `lane`'s instances have reported since the last look;
@@ -353,16 +354,20 @@ extension DaemonCore {
                 completion.handlerStartTimestamp = slot.started
                 completion.handlerEndTimestamp = max(report.finished, slot.started)
                 if report.statusCode == CompletionStatus.succeeded.rawValue { succeeded += 1 } else { failed += 1 }
+                // Counted before it is posted (see `serve`).
                 telemetry.completed(statusCode: report.statusCode)
+                telemetry.finished.advance()
+                if report.statusCode == CompletionStatus.succeeded.rawValue {
+                    counters.commandsSucceeded.advance()
+                } else {
+                    counters.commandsFailed.advance()
+                }
                 telemetry.handler.record(completion.handlerEndTimestamp &- slot.started)
                 telemetry.posting.record(postedAt &- min(completion.handlerEndTimestamp, postedAt))
                 // The slot holds the session; no retain of our own.
                 slot.sessions[k]?._withUnsafeGuaranteedRef { post(completion, to: $0, &touched) }
             }
             total += Int(succeeded + failed)
-            telemetry.finished.advance(by: succeeded + failed)
-            if succeeded > 0 { DaemonCounters.bump(counters.commandsSucceeded, by: succeeded) }
-            if failed > 0 { DaemonCounters.bump(counters.commandsFailed, by: failed) }
             if slot.postedCount == slot.count { lane.recycle(slot) }
         }
         return total
@@ -410,13 +415,13 @@ extension DaemonCore {
             var timeout: UInt64 = 1_000_000_000
             if let due { timeout = min(timeout, due - now) }
             if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout)), woke > 0 {
-                DaemonCounters.bump(counters.pollWakeups)
+                counters.pollWakeups.advance()
                 if waitSet[0].revents != 0 { _ = try? binding.daemonDoorbell.consume() }
                 for (i, session) in sessions.enumerated() where waitSet[i + 1].revents != 0 {
                     _ = try? session.daemonDoorbellFD.consume()
                 }
             }
-            DaemonCounters.bump(counters.sleeps)
+            counters.sleeps.advance()
         }
         runtime.waker.sleeping.store(false, ordering: .relaxed)
         for session in sessions {

@@ -36,6 +36,7 @@ public struct MetricsAddress: Sendable, Equatable, CustomStringConvertible {
         self.init(host: host, port: port)
     }
 
+    /// `host:port`, with an IPv6 host in brackets.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
@@ -48,6 +49,7 @@ public enum MetricsEndpointError: Error, Sendable, CustomStringConvertible {
     /// ``PrometheusEndpoint/start()`` was called twice.
     case alreadyStarted
 
+    /// What went wrong, in words.
     public var description: String {
         switch self {
         case .server(let what): "metrics endpoint: \(what)"

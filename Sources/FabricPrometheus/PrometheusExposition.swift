@@ -30,9 +30,15 @@ public final class PrometheusExposition: Sendable {
     /// The text for `telemetry`: counters and gauges from the registry,
     /// then the histograms.
     public func render(_ telemetry: DaemonTelemetry) -> [UInt8] {
+        // One scrape at a time: counters, gauges and histograms of one body
+        // all come from the same snapshot.
         reported.withLock { last in
             update(telemetry, &last)
+            return renderLocked(telemetry)
         }
+    }
+
+    private func renderLocked(_ telemetry: DaemonTelemetry) -> [UInt8] {
         var buffer = registry.emitToBuffer()
         // One family per stage, every model's series under its one TYPE line.
         let families: [(String, String, Bool, (DaemonTelemetry.Model) -> TelemetryDistribution)] = [
@@ -114,6 +120,9 @@ public final class PrometheusExposition: Sendable {
                 "commands_started", "Commands handed to the model's instances.", [id],
                 model.commandsStarted)
             counter("batches", "Batches handed to the model's instances.", [id], model.batchesStarted)
+            counter(
+                "commands_dropped", "Queued commands dropped because their session ended first.", [id],
+                model.commandsDropped)
             gauge("queue_depth", "Commands waiting in the model's queue.", [id], Double(model.queueDepth))
             gauge("queue_capacity", "The model's queue capacity.", [id], Double(model.queueCapacity))
             gauge("in_flight", "Commands with the model's instances now.", [id], Double(model.inFlight))

@@ -6,6 +6,8 @@ import SystemPackage
 package enum Poll {
     /// `POLLIN`.
     package static let readable = Int16(POLLIN)
+    /// `POLLOUT`.
+    package static let writable = Int16(POLLOUT)
     /// `POLLRDHUP` (Linux-only: the peer shut down its writing side).
     package static let readHangUp = CFQ_POLLRDHUP
     /// `POLLHUP | POLLERR | POLLNVAL | POLLRDHUP`: the descriptor is finished.

@@ -22,13 +22,18 @@ package enum UnixDomainSocket {
         }
     }
 
-    /// A socket connected to the listener at `path`.
-    package static func connect(to path: FilePath) throws(SystemCallError) -> FileDescriptor {
+    /// A socket connected to the listener at `path`. With `timeout`, a
+    /// listener whose backlog is full makes `connect(2)` fail with `EAGAIN`
+    /// after that long instead of waiting for ever (`SO_SNDTIMEO`, which
+    /// `AF_UNIX` connects honour; cleared again once connected).
+    package static func connect(to path: FilePath, timeout: Duration? = nil) throws(SystemCallError) -> FileDescriptor {
         let fd = try newSocket()
         do throws(SystemCallError) {
+            if let timeout { try setSendTimeout(fd, timeout, operation: "connect") }
             try withAddress(path, operation: "connect") { (address, length) throws(SystemCallError) in
                 _ = try systemCall("connect") { Glibc.connect(fd.rawValue, address, length) }
             }
+            if timeout != nil { try setSendTimeout(fd, .zero, operation: "connect") }
             return fd
         } catch {
             try? fd.close()
@@ -103,6 +108,17 @@ package enum UnixDomainSocket {
             }
         }
         return sent
+    }
+
+    /// `setsockopt(SO_SNDTIMEO)`; zero means no limit.
+    private static func setSendTimeout(_ fd: FileDescriptor, _ timeout: Duration, operation: String) throws(SystemCallError) {
+        let (seconds, attoseconds) = timeout.components
+        // At least a microsecond: a zero timeval means "no limit".
+        var value = timeval(tv_sec: Int(max(seconds, 0)), tv_usec: Int(max(attoseconds, 0) / 1_000_000_000_000))
+        if timeout > .zero && value.tv_sec == 0 && value.tv_usec == 0 { value.tv_usec = 1 }
+        _ = try systemCall("setsockopt(SO_SNDTIMEO)") {
+            setsockopt(fd.rawValue, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+        }
     }
 
     private static func newSocket(type: __socket_type = SOCK_STREAM) throws(SystemCallError) -> FileDescriptor {

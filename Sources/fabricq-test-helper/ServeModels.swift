@@ -1,5 +1,6 @@
 import FabricConsumer
 import FabricDiagnostics
+import FabricProducer
 import FabricSystem
 import Glibc
 import SystemPackage
@@ -13,7 +14,9 @@ import SystemPackage
 //   probe        tries socket(AF_INET) and socket(AF_UNIX) in its handler and
 //                returns both errnos (0 when the call worked), 2 × u32
 // With `--seccomp` before the specifications it restricts its system calls
-// once serving (FabricDaemon.restrictSystemCalls).
+// once serving (FabricDaemon.restrictSystemCalls), then runs one echo
+// through an in-process session (connectInProcess) to model 1 and prints
+// "in-process echo ok".
 // Prints "listening" once serving; on SIGTERM stops and prints a "stats" line.
 
 /// Takes each batch and never completes it.
@@ -82,6 +85,23 @@ final class SystemCallProbe: CommandHandler {
     }
 }
 
+/// One echo command to model 1 through `connectInProcess()`: the Model A
+/// path, which must keep working under the system-call filter.
+func inProcessEcho(_ daemon: FabricDaemon) {
+    do {
+        var session = try ControllerSession.connect(to: daemon.connectInProcess())
+        guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { fail("no buffers") }
+        session.buffers.buffer(input).copyBytes(from: [7, 8, 9])
+        try session.submit(CommandRequest(modelID: 1, input: input, inputSize: 3, output: output))
+        let done = try session.waitForCompletion(timeout: .seconds(10))
+        guard done.succeeded, Array(session.buffers.buffer(output).prefix(done.outputSize)) == [7, 8, 9] else {
+            fail("in-process echo: status \(String(describing: done.status))")
+        }
+        var line = "in-process echo ok\n"
+        line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
+    } catch { fail("in-process echo: \(error)") }
+}
+
 final class LateJob: @unchecked Sendable {
     // @unchecked: handed to exactly one thread
     let batch: InFlightBatch
@@ -121,6 +141,7 @@ func serveModels(socket: String, specifications: [String]) -> Never {
         try daemon.run {
             if restrict {
                 do { try daemon.restrictSystemCalls() } catch { fail("\(error)") }
+                inProcessEcho(daemon)
             }
             var line = "listening\n"
             line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }

@@ -39,6 +39,7 @@ struct Top: ParsableCommand {
         guard let every = parseDuration(interval), every > .zero else {
             throw ValidationError("--interval must be a positive duration (1s, 250ms)")
         }
+        guard count >= 0 else { throw ValidationError("--count must be 0 (no limit) or more") }
         let path = FilePath(socket)
         var previous = try sample(path)
         var previousAt = ContinuousClock.now
@@ -203,11 +204,14 @@ struct TopFrame: Encodable {
     }
 
     static func fill(_ ring: DaemonTelemetry.RingFill) -> String {
-        let percent = ring.capacity > 0 ? 100 * ring.occupied / ring.capacity : 0
+        // Doubles: the numbers come from another process and must not trap.
+        let percent = ring.capacity > 0 ? Int((100 * Double(ring.occupied) / Double(ring.capacity)).rounded(.down)) : 0
         return "\(ring.occupied)/\(ring.capacity) \(percent)%"
     }
 
     static func uptime(_ seconds: Double) -> String {
+        // Clamped: the number comes from another process and must not trap.
+        let seconds = seconds.isFinite ? min(max(seconds, 0), 1e12) : 0
         let s = Int(seconds)
         if s < 60 { return String(format: "%.1fs", seconds) }
         if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }

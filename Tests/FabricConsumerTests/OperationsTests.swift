@@ -165,6 +165,33 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(hung.wait(timeout: 30).map(ChildProcess.exitCode), 1)
         XCTAssertLessThan(Date().timeIntervalSince(started), 10)
         XCTAssertTrue(hung.standardError.contains("timed out"), hung.standardError)
+
+        // A wedged daemon whose backlog is full: connect(2) itself would
+        // block for ever; the timeout still holds.
+        var filling: [Int32] = []
+        defer { filling.forEach { Glibc.close($0) } }
+        while filling.count < 4096 {
+            let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { bytes in
+                for (i, byte) in silent.utf8.enumerated() { bytes[i] = byte }
+            }
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            let full = result != 0 && errno == EAGAIN
+            filling.append(fd)
+            if full { break }
+        }
+        XCTAssertLessThan(filling.count, 4096, "the backlog filled")
+        let blocked = Date()
+        let wedged = try ChildProcess("fabricq", ["ping", "--socket", silent, "--timeout", "300ms"])
+        XCTAssertEqual(wedged.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        XCTAssertLessThan(Date().timeIntervalSince(blocked), 10, "connect gave up at the timeout")
+        XCTAssertTrue(wedged.standardError.contains("timed out"), wedged.standardError)
     }
 
     func testSeccompRefusesAForbiddenCallWhileServingGoesOn() throws {
@@ -172,6 +199,7 @@ final class OperationsTests: XCTestCase {
         let daemon = try ChildProcess("fabricq-test-helper", ["serve-models", socket, "--seccomp", "1:echo", "9:probe"])
         addTeardownBlock { daemon.terminate() }
         XCTAssertTrue(daemon.waitForOutput("listening", timeout: 30), daemon.standardError)
+        XCTAssertTrue(daemon.standardOutput.contains("in-process echo ok"), "connectInProcess works under the filter")
         let status = try String(contentsOfFile: "/proc/\(daemon.pid)/status", encoding: .utf8)
         XCTAssertTrue(status.contains("Seccomp:\t2"), "a filter is installed")
 

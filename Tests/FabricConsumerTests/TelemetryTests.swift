@@ -26,6 +26,10 @@ final class TelemetryTests: XCTestCase {
             XCTAssertNil(scale.upperBound(of: scale.bucketCount - 1))
             XCTAssertEqual(scale.bucket(of: .max), scale.bucketCount - 1, "overflow, never out of range")
         }
+        XCTAssertEqual(HistogramScale.nanoseconds.upperBound(of: 96), 16_777_216_000, "2^24 µs, the last bound")
+        XCTAssertEqual(HistogramScale.batchSize.upperBound(of: 23), 4096, "the last bound")
+        XCTAssertEqual(HistogramScale.batchSize.bucket(of: 4096), 23)
+        XCTAssertEqual(HistogramScale.batchSize.bucket(of: 4097), 24, "overflow")
         XCTAssertEqual(HistogramScale.nanoseconds.bucket(of: 0), 0)
         XCTAssertEqual(HistogramScale.batchSize.upperBound(of: 0), 1)
     }
@@ -68,7 +72,14 @@ final class TelemetryTests: XCTestCase {
         for _ in 0..<30 { try submit(1) }
         for _ in 0..<5 { try submit(10) }
         for _ in 0..<3 { try submit(99) }
-        let telemetry = daemon.telemetry()
+        // Counted before each completion is posted; the snapshot is read
+        // while the poll thread runs, so wait (bounded) for the last one.
+        var telemetry = daemon.telemetry()
+        let end = Date().addingTimeInterval(5)
+        while telemetry.totals.commandsFailed < 8 && Date() < end {
+            usleep(1_000)
+            telemetry = daemon.telemetry()
+        }
         let echo = try XCTUnwrap(telemetry.models.first { $0.id == 1 })
         let failing = try XCTUnwrap(telemetry.models.first { $0.id == 10 })
         XCTAssertEqual(echo.completions, DaemonTelemetry.StatusCounts(succeeded: 30))

@@ -140,16 +140,30 @@ final class SessionHandshakeTests: XCTestCase {
         XCTAssertEqual(SessionHandshake.purpose(of: SessionHandshake.hello(purpose: .telemetry)), 1)
         XCTAssertEqual(SessionHandshake.purpose(of: [1, 2]), 0, "a short hello has no purpose")
 
-        let payload = Array("{\"models\":[]}".utf8) + [UInt8](repeating: 0x20, count: 70_000)
+        // 1 MiB: more than a socket buffer, so the answer goes out in parts,
+        // each as the socket takes it (never waiting inside a send).
+        let payload = Array("{\"models\":[]}".utf8) + (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) }
         let (client, daemon) = try FileDescriptorPassing.socketPair()
         let clientSocket = UnixSocket(client)
+        let parts = Counter()
         let answered = Thread.detachNewThreadAndWait {
             let daemonSocket = UnixSocket(daemon)
-            let hello = try? daemonSocket.receive(exactly: SessionHandshake.helloSize, timeout: .seconds(5))
-            try? daemonSocket.answerQuery(hello: hello ?? [], payload: payload)
+            guard let hello = try? daemonSocket.receive(exactly: SessionHandshake.helloSize, timeout: .seconds(5)),
+                (try? daemonSocket.acceptQuery(hello: hello)) != nil
+            else { return }
+            let answer = SessionHandshake.queryReply(payloadSize: payload.count) + payload
+            var offset = 0
+            let end = Date().addingTimeInterval(10)
+            while offset < answer.count && Date() < end {
+                guard let reached = try? daemonSocket.sendAvailable(answer, from: offset) else { return }
+                if reached > offset { parts.add() }
+                offset = reached
+                if offset < answer.count { usleep(500) }
+            }
         }
         XCTAssertEqual(try clientSocket.requestTelemetry(timeout: .seconds(5)), payload)
         answered()
+        XCTAssertGreaterThan(parts.value, 1, "the answer did not fit the socket at once")
 
         // A session hello where a query is expected, and an unknown purpose where a session is.
         for (hello, asQuery) in [(SessionHandshake.hello(), true), (purposeHello(7), false)] {
@@ -158,7 +172,7 @@ final class SessionHandshakeTests: XCTestCase {
             try peer.send(hello)
             let bytes = try server.receive(exactly: SessionHandshake.helloSize, timeout: .seconds(5))
             if asQuery {
-                XCTAssertThrowsError(try server.answerQuery(hello: bytes, payload: payload))
+                XCTAssertThrowsError(try server.acceptQuery(hello: bytes))
             } else {
                 XCTAssertThrowsError(
                     try server.answer(hello: bytes, from: PeerCredentials(pid: 1, uid: 0, gid: 0)) { _ in
@@ -176,6 +190,13 @@ final class SessionHandshakeTests: XCTestCase {
         withUnsafeBytes(of: purpose.littleEndian) { hello.replaceSubrange(12..<16, with: $0) }
         return hello
     }
+}
+
+/// A count shared with the answering thread.
+private final class Counter: @unchecked Sendable {
+    // @unchecked: written by one thread, read after it is joined
+    private(set) var value = 0
+    func add() { value += 1 }
 }
 
 extension Thread {

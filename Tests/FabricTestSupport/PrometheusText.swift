@@ -12,7 +12,9 @@ public struct PrometheusText {
     /// Series (`name{label="v",...}` with labels sorted) → value.
     public private(set) var samples: [String: Double] = [:]
 
+    /// The text is not the exposition format (the line and what is wrong).
     public struct Malformed: Error, CustomStringConvertible {
+        /// The line and what is wrong with it.
         public let description: String
     }
 

@@ -173,6 +173,7 @@ final class ModelLane: @unchecked Sendable {
             levels[level].kill(where: { $0.session.toOpaque() == target }, then: { _, _ in dropped += 1 })
         }
         queued -= dropped
+        telemetry.dropped.advance(by: UInt64(dropped))
     }
 
     /// When the oldest live command was picked up (nil when none is queued).
@@ -262,8 +263,8 @@ final class ModelLane: @unchecked Sendable {
     /// hands it to its instance (or calls `start` here, poll-thread execution).
     private func launch(_ slot: BatchSlot, count: Int, now: UInt64) {
         let batch = slot.open(count: count, now: now)
-        DaemonCounters.bump(counters.batchesStarted)
-        DaemonCounters.bump(counters.commandsStarted, by: UInt64(count))
+        counters.batchesStarted.advance()
+        counters.commandsStarted.advance(by: UInt64(count))
         telemetry.batches.advance()
         telemetry.started.advance(by: UInt64(count))
         telemetry.batchSize.record(UInt64(count))

@@ -30,7 +30,7 @@ extension FabricDaemon {
         "membarrier",
         // Waiting and waking
         "futex", "ppoll", "poll", "epoll_wait", "epoll_pwait", "epoll_ctl", "epoll_create1", "eventfd2",
-        "timerfd_create", "timerfd_settime", "pipe2",
+        "timerfd_create", "timerfd_settime", "pipe2", "signalfd4", "signalfd",
         // Sockets already open
         "sendmsg", "recvmsg", "sendto", "recvfrom", "accept4", "accept", "getsockopt", "setsockopt", "getsockname",
         "getpeername", "shutdown",
@@ -45,7 +45,7 @@ extension FabricDaemon {
 
     /// Installs a seccomp filter on every thread of the process (and every
     /// thread started later) that allows only ``servingSystemCalls``, plus
-    /// `socket(AF_UNIX, …)` and `extra`: call it once the daemon serves
+    /// `socket(AF_UNIX, …)`, `socketpair(AF_UNIX, …)` and `extra`: call it once the daemon serves
     /// (after ``start()``, or from `run`'s `onServing`), when every socket,
     /// thread pool and file it needs is open. A handler that needs more
     /// names it in `extra`; run with ``SystemCallViolation/log`` to find out.
@@ -59,7 +59,9 @@ extension FabricDaemon {
     ) throws(DaemonError) {
         guard isRunning else { throw .notRunning }
         var rules = (Self.servingSystemCalls + extra).map { SystemCallFilter.Rule($0) }
+        // Unix sockets only: sd_notify's datagram, `connectInProcess()`'s pair.
         rules.append(SystemCallFilter.Rule("socket", firstArgument: UInt64(AF_UNIX)))
+        rules.append(SystemCallFilter.Rule("socketpair", firstArgument: UInt64(AF_UNIX)))
         let filter = SystemCallFilter(rules: rules, violation: violation == .refuse ? .refuse : .log)
         do { try filter.install() } catch { throw .systemCallFilter("\(error)") }
         core.logger.info(

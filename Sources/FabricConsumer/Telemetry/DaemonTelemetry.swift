@@ -11,8 +11,8 @@ import FabricSession
 /// Latencies are in nanoseconds. The daemon measures three stages of each
 /// command that ran: **queue wait** (taken off its ring → its batch handed
 /// to an instance), **handler** (batch handed over → the handler's report of
-/// the command) and **completion posting** (report → completion on the
-/// ring). Commands answered without running (invalid, expired, cancelled,
+/// the command) and **completion posting** (report → the poll thread
+/// collecting it, which writes the completion to its ring in the same step). Commands answered without running (invalid, expired, cancelled,
 /// queue full) are counted by status and are in no distribution.
 public struct DaemonTelemetry: Sendable, Codable, Equatable {
     /// This build's FabricQueue version.
@@ -93,8 +93,12 @@ public struct DaemonTelemetry: Sendable, Codable, Equatable {
         public var execution: String
         /// Descriptors for it taken off the rings.
         public var commandsReceived: UInt64
-        /// Completions posted for it, by status.
+        /// Its commands answered, by status (posted, unless the session had
+        /// ended by then).
         public var completions: StatusCounts
+        /// Queued commands dropped without an answer because their session
+        /// ended first (received = completions + in flight + queued + dropped).
+        public var commandsDropped: UInt64
         /// Commands handed to its instances.
         public var commandsStarted: UInt64
         /// Batches those commands went in.
@@ -109,7 +113,8 @@ public struct DaemonTelemetry: Sendable, Codable, Equatable {
         public var queueWait: TelemetryDistribution
         /// Nanoseconds from the batch's start to the handler's report.
         public var handler: TelemetryDistribution
-        /// Nanoseconds from the handler's report to the posted completion.
+        /// Nanoseconds from the handler's report to the poll thread collecting
+        /// it for the ring.
         public var completionPosting: TelemetryDistribution
         /// Commands per executed batch.
         public var batchSize: TelemetryDistribution
@@ -138,9 +143,9 @@ public struct DaemonTelemetry: Sendable, Codable, Equatable {
         public var ageSeconds: Double
         /// Descriptors taken off its submission ring (cancels excluded).
         public var commandsReceived: UInt64
-        /// Completions posted to it that succeeded.
+        /// Its commands answered with success.
         public var commandsSucceeded: UInt64
-        /// Completions posted to it that did not.
+        /// Its commands answered with an error status.
         public var commandsFailed: UInt64
         /// Its commands taken and not yet answered.
         public var inFlight: UInt64

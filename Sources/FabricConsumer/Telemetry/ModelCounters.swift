@@ -12,11 +12,14 @@ final class ModelCounters: @unchecked Sendable {
     /// Commands handed to instances, and the batches they went in.
     let started = Atomic<UInt64>(0)
     let batches = Atomic<UInt64>(0)
-    /// Commands whose completion from an instance was posted.
+    /// Commands whose completion from an instance was collected.
     let finished = Atomic<UInt64>(0)
+    /// Queued commands dropped without a completion because their session
+    /// ended first.
+    let dropped = Atomic<UInt64>(0)
     /// Live commands queued now (a gauge: stored, not added).
     let queueDepth = Atomic<Int>(0)
-    /// Completions posted, by status code (`statusSlots - 1` gathers every
+    /// Completions answered, by status code (`statusSlots - 1` gathers every
     /// code above the known ones).
     private let statuses: UnsafeMutablePointer<Atomic<UInt64>>
     static let statusSlots = 8
@@ -40,7 +43,7 @@ final class ModelCounters: @unchecked Sendable {
         statuses.deallocate()
     }
 
-    /// Poll thread: one completion with `statusCode` was posted.
+    /// Poll thread: one command was answered with `statusCode`.
     @inline(__always)
     func completed(statusCode: UInt32) {
         statuses[Int(min(statusCode, UInt32(Self.statusSlots - 1)))].advance()
@@ -67,7 +70,8 @@ final class ModelCounters: @unchecked Sendable {
 final class SessionCounters: Sendable {
     /// Descriptors taken off the session's submission ring (cancels excluded).
     let received = Atomic<UInt64>(0)
-    /// Completions posted to it that succeeded, and that did not.
+    /// Its commands answered with success, and without (counted when the
+    /// answer is made, whether or not the session still reads it).
     let succeeded = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)
     /// Wake-up system calls made to its controller.

@@ -14,7 +14,8 @@ extension Atomic where Value == UInt64 {
 /// How a ``TelemetryHistogram`` maps a value to its bucket.
 enum HistogramScale: Sendable {
     /// Nanoseconds: one bucket up to 1 µs, then four linear buckets per
-    /// octave (at most 12.5 % wide) up to 2²⁴ µs (16.8 s), then overflow.
+    /// octave (each at most 25 % of its lower bound wide) up to 2²⁴ µs
+    /// (16.8 s), then overflow.
     case nanoseconds
     /// Commands per batch: 1, 2, 3, 4, then two buckets per octave up to
     /// 4096, then overflow.
@@ -24,7 +25,7 @@ enum HistogramScale: Sendable {
     var bucketCount: Int {
         switch self {
         case .nanoseconds: 98
-        case .batchSize: 24
+        case .batchSize: 25
         }
     }
 
@@ -43,7 +44,7 @@ enum HistogramScale: Sendable {
         case .batchSize:
             guard value > 4 else { return value == 0 ? 0 : Int(value) - 1 }
             let octave = 63 - (value - 1).leadingZeroBitCount  // ≥ 2
-            guard octave <= 11 else { return 23 }
+            guard octave <= 11 else { return 24 }
             let sub = Int(((value - 1) >> UInt64(octave - 1)) & 1)
             return 4 + (octave - 2) * 2 + sub
         }

@@ -30,6 +30,7 @@ extension DaemonCore {
                 execution: model.configuration.execution == .threads ? "threads" : "pollThread",
                 commandsReceived: counters.received.load(ordering: .relaxed),
                 completions: counters.completions,
+                commandsDropped: counters.dropped.load(ordering: .relaxed),
                 commandsStarted: startedCommands,
                 batchesStarted: counters.batches.load(ordering: .relaxed),
                 inFlight: startedCommands > finished ? startedCommands - finished : 0,
@@ -112,14 +113,18 @@ extension DaemonTelemetry {
     /// touched), all within `timeout`.
     ///
     /// - Throws: `SessionError.daemonUnreachable(path:_:)` when nothing
-    ///   listens there, the daemon's refusal, or a socket error.
+    ///   listens there, the daemon's refusal, `SessionError.socket(.timedOut)`
+    ///   when it does not answer within `timeout` (connecting included), or
+    ///   a socket error.
     public static func fetch(
         from socketPath: FilePath, timeout: Duration = .seconds(2)
     ) throws(SessionError)
         -> DaemonTelemetry
     {
+        let end = deadline(after: timeout)
         let socket: UnixSocket
-        do { socket = try UnixSocket.connect(to: socketPath) } catch {
+        // Bounded too: a wedged daemon's full backlog would block connect(2).
+        do { socket = try UnixSocket.connect(to: socketPath, timeout: timeout) } catch {
             if case .system(let failure) = error,
                 failure.errno == .noSuchFileOrDirectory || failure.errno == .connectionRefused
             {
@@ -127,6 +132,8 @@ extension DaemonTelemetry {
             }
             throw .socket(error)
         }
-        return try decode(socket.requestTelemetry(timeout: timeout))
+        let now = MonotonicClock.now()
+        let left = Duration.nanoseconds(Int64(clamping: end > now ? end - now : 0))
+        return try decode(socket.requestTelemetry(timeout: left))
     }
 }

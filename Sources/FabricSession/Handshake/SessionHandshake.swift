@@ -64,6 +64,12 @@ public enum SessionHandshake {
     /// refuses a larger announcement instead of allocating it.
     public static let maximumPayload = 16 << 20
 
+    /// The accepting reply to a query, announcing `payloadSize` bytes of
+    /// payload to follow.
+    public static func queryReply(payloadSize: Int) -> [UInt8] {
+        reply(status: 0, sessionID: 0, descriptorCount: 0, reason: "", payloadSize: payloadSize)
+    }
+
     /// The purpose code of a complete `hello` (0 when it is too short).
     public static func purpose(of hello: [UInt8]) -> UInt32 {
         guard hello.count >= 16 else { return 0 }
@@ -265,20 +271,14 @@ extension UnixSocket {
         }
     }
 
-    /// Daemon side, once a whole ``SessionHandshake/Purpose/telemetry``
-    /// hello has arrived: checks it like ``answer(hello:from:grant:)``, then
-    /// sends an accepting reply announcing `payload` and the payload itself,
-    /// **without waiting** (`MSG_DONTWAIT`): a client that does not read
-    /// cannot hold the daemon's thread; it gets a cut reply instead (and
-    /// this throws ``SocketError/timedOut``).
-    public func answerQuery(hello: [UInt8], payload: [UInt8]) throws(SessionError) {
+    /// Daemon side, once a whole hello has arrived: returns when it is a
+    /// ``SessionHandshake/Purpose/telemetry`` query of this protocol version;
+    /// otherwise refuses it (as ``answer(hello:from:grant:)`` would) and
+    /// throws. The daemon then sends ``SessionHandshake/queryReply(payloadSize:)``
+    /// and the payload, as the socket takes them (``sendAvailable(_:from:)``:
+    /// a tool that does not read cannot hold the daemon's thread).
+    public func acceptQuery(hello: [UInt8]) throws(SessionError) {
         try checkHello(hello, purpose: .telemetry)
-        let reply = SessionHandshake.reply(
-            status: 0, sessionID: 0, descriptorCount: 0, reason: "", payloadSize: payload.count)
-        do {
-            try sendWithoutWaiting(reply)
-            try sendWithoutWaiting(payload)
-        } catch { throw .socket(error) }
     }
 
     /// Client side: sends a ``SessionHandshake/Purpose/telemetry`` hello and
@@ -291,7 +291,8 @@ extension UnixSocket {
         let reply = try receiveReply(timeout: timeout, version: SessionHandshake.protocolVersion)
         let size = Int(reply.payloadSize)
         guard size <= SessionHandshake.maximumPayload else { throw .malformed("payload of \(size) bytes announced") }
-        let left = end > MonotonicClock.now() ? end - MonotonicClock.now() : 0
+        let now = MonotonicClock.now()
+        let left = end > now ? end - now : 0
         do { return try receive(exactly: size, timeout: .nanoseconds(Int64(clamping: left))) } catch { throw .socket(error) }
     }
 

@@ -132,9 +132,15 @@ public struct UnixSocket: ~Copyable {
         return UnixSocket(fd)
     }
 
-    /// Connects to the listening socket at `path` (`connect(2)`).
-    public static func connect(to path: FilePath) throws(SocketError) -> UnixSocket {
-        do { return UnixSocket(try UnixDomainSocket.connect(to: path)) } catch { throw .system(error) }
+    /// Connects to the listening socket at `path` (`connect(2)`). With
+    /// `timeout`, a listener that does not take the connection in time (its
+    /// backlog is full: a wedged daemon) fails with ``SocketError/timedOut``
+    /// instead of blocking for ever.
+    public static func connect(to path: FilePath, timeout: Duration? = nil) throws(SocketError) -> UnixSocket {
+        do { return UnixSocket(try UnixDomainSocket.connect(to: path, timeout: timeout)) } catch {
+            if timeout != nil && error.errno == .resourceTemporarilyUnavailable { throw .timedOut }
+            throw .system(error)
+        }
     }
 
     /// Waits up to `timeout` for a connection and accepts it (`accept4`,
@@ -226,14 +232,14 @@ public struct UnixSocket: ~Copyable {
         }
     }
 
-    /// Writes all of `bytes` without ever waiting (`send(2)` with
-    /// `MSG_DONTWAIT | MSG_NOSIGNAL`).
+    /// Writes as much of `bytes[offset...]` as the socket takes now, never
+    /// waiting (`send(2)` with `MSG_DONTWAIT | MSG_NOSIGNAL`); returns the
+    /// offset reached (`bytes.count` when all went). Call again when the
+    /// socket is writable (`POLLOUT`) to send the rest.
     ///
-    /// - Throws: ``SocketError/timedOut`` when the socket's send buffer
-    ///   filled before everything went (the rest is not sent),
-    ///   ``SocketError/peerClosed`` when the peer is gone.
-    public func sendWithoutWaiting(_ bytes: [UInt8]) throws(SocketError) {
-        var sent = 0
+    /// - Throws: ``SocketError/peerClosed`` when the peer is gone.
+    public func sendAvailable(_ bytes: [UInt8], from offset: Int) throws(SocketError) -> Int {
+        var sent = max(0, min(offset, bytes.count))
         while sent < bytes.count {
             let result = bytes.withUnsafeBytes { buffer in
                 Result { () throws(SystemCallError) -> Int in
@@ -243,11 +249,12 @@ public struct UnixSocket: ~Copyable {
             switch result {
             case .success(let n): sent += n
             case .failure(let error):
-                if error.errno == .resourceTemporarilyUnavailable { throw .timedOut }
+                if error.errno == .resourceTemporarilyUnavailable { return sent }
                 if error.errno == .brokenPipe || error.errno == .connectionReset { throw .peerClosed }
                 throw .system(error)
             }
         }
+        return sent
     }
 
     /// Reads whatever has arrived, at most `maximum` bytes, without waiting
