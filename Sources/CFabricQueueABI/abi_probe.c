@@ -39,9 +39,26 @@ static const fq_abi_entry entries[] = {
     { "tag.session_doorbell", FQ_SESSION_TAG_SESSION_DOORBELL },
     { "const.data_header_page", FQ_DATA_HEADER_PAGE }, ENTRY(fq_data_header, slot_size),
     ENTRY(fq_data_header, slot_count), ENTRY(fq_data_header, epoch), ENTRY(fq_data_header, checksum),
+    { "sizeof.fq_tensor_header", sizeof(fq_tensor_header) }, { "const.tensor_magic", FQ_TENSOR_MAGIC },
+    { "const.flag_tensor_header", FQ_FLAG_TENSOR_HEADER },
+    ENTRY(fq_tensor_header, element_type), ENTRY(fq_tensor_header, rank), ENTRY(fq_tensor_header, dims),
+    ENTRY(fq_tensor_header, scale), ENTRY(fq_tensor_header, zero_point), ENTRY(fq_tensor_header, data_offset),
+    ENTRY(fq_tensor_header, data_bytes),
+    { "sizeof.fq_tensor_mismatch", sizeof(fq_tensor_mismatch) }, { "const.tensor_mismatch_magic", FQ_TENSOR_MISMATCH_MAGIC },
+    ENTRY(fq_tensor_mismatch, accepted_types), ENTRY(fq_tensor_mismatch, expected_rank),
+    ENTRY(fq_tensor_mismatch, received_type), ENTRY(fq_tensor_mismatch, received_rank),
+    ENTRY(fq_tensor_mismatch, expected_dims), ENTRY(fq_tensor_mismatch, received_dims),
+    { "type.f32", FQ_TENSOR_F32 }, { "type.f16", FQ_TENSOR_F16 }, { "type.bf16", FQ_TENSOR_BF16 },
+    { "type.i8", FQ_TENSOR_I8 }, { "type.u8", FQ_TENSOR_U8 },
+    { "invalid.tensor_header", FQ_INVALID_TENSOR_HEADER }, { "invalid.tensor_quantization", FQ_INVALID_TENSOR_QUANTIZATION },
+    { "invalid.tensor_size", FQ_INVALID_TENSOR_SIZE }, { "invalid.tensor_type", FQ_INVALID_TENSOR_TYPE },
+    { "invalid.tensor_shape", FQ_INVALID_TENSOR_SHAPE },
 };
 
 size_t fq_abi_entry_count(void) { return sizeof entries / sizeof entries[0]; }
 const fq_abi_entry *fq_abi_entry_at(size_t i) { return i < fq_abi_entry_count() ? &entries[i] : NULL; }
 uint64_t fq_abi_checksum(const void *header) { return fq_header_checksum(header); }
 int fq_abi_attach_status(void *base, size_t size) { fq_ring r; return (int)fq_attach(base, size, &r); }
+uint64_t fq_abi_tensor_header(void *out, uint8_t type, uint8_t rank, const uint32_t *dims, float scale, int32_t zero_point) {
+    return fq_tensor_header_init((fq_tensor_header *)out, type, rank, dims, scale, zero_point);
+}

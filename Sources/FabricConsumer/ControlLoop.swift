@@ -243,13 +243,15 @@ extension DaemonCore {
     /// a tool's query, or a refusal. Returns whether the handshake is
     /// finished (false while a query's answer is still going out).
     private func finish(_ handshake: PendingHandshake, _ binding: Binding, _ sessions: inout [DaemonSession]) -> Bool {
-        if SessionHandshake.purpose(of: handshake.hello) == SessionHandshake.Purpose.telemetry.rawValue {
-            // Answered here, from the counters: the poll thread never hears of it.
-            do { try handshake.socket?.acceptQuery(hello: handshake.hello) } catch {
+        if SessionHandshake.purpose(of: handshake.hello) != SessionHandshake.Purpose.session.rawValue {
+            // Queries are answered here (telemetry from the counters): the
+            // poll thread never hears of them.
+            let purpose: SessionHandshake.Purpose?
+            do { purpose = try handshake.socket?.acceptQuery(hello: handshake.hello) } catch {
                 refused(peer: handshake.peer, error)
                 return true
             }
-            let payload = telemetryAnswer()
+            let payload = purpose == .models ? modelsAnswer : telemetryAnswer()
             handshake.answer = SessionHandshake.queryReply(payloadSize: payload.count) + payload
             handshake.deadline = deadline(after: configuration.handshakeTimeout)
             return !sendAnswer(handshake) || !handshake.isAnswering

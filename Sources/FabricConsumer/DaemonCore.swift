@@ -14,6 +14,10 @@ final class DaemonCore: Sendable {
     let counters: DaemonCounters
     /// Each model's telemetry, by model id (its lane writes it).
     let modelCounters: [UInt32: ModelCounters]
+    /// What controllers discover (`fabricq models`), by id, and its JSON
+    /// (the answer to every models query: it never changes).
+    let modelDescriptions: [ModelDescription]
+    let modelsAnswer: [UInt8]
     /// Sessions the control thread holds, for ``telemetry()`` (the control
     /// thread adds and drops them; the poll thread never takes this lock).
     let liveSessions = LockedBox<[DaemonSession]>([])
@@ -60,6 +64,17 @@ final class DaemonCore: Sendable {
         self.onEvent = onEvent
         counters = DaemonCounters(factory: metricsFactory)
         modelCounters = models.mapValues { _ in ModelCounters() }
+        modelDescriptions = models.sorted { $0.key < $1.key }.map { id, model in
+            let c = model.configuration
+            return ModelDescription(
+                id: id, name: model.handler.modelName, input: model.handler.inputSpecification,
+                outputBytes: model.handler.requiredOutputCapacity, maximumBatchSize: c.batching.maximumBatchSize,
+                preferredBatchSizes: c.batching.preferredBatchSizes,
+                maximumQueueDelayMicroseconds: Int(clamping: c.batching.maximumQueueDelay.saturatingNanoseconds / 1000),
+                instances: c.instances, execution: c.execution == .threads ? "threads" : "pollThread",
+                priorityLevels: c.priorityLevels, queueCapacity: c.queueCapacity)
+        }
+        modelsAnswer = ModelDescription.encode(modelDescriptions)
     }
 
     var logger: Logger { configuration.logger }

@@ -18,6 +18,9 @@ public enum DescriptorViolation: Error, Equatable, Sendable {
     case outputTooSmall(capacity: UInt32, required: UInt32)
     /// The opcode is not one this ABI version defines.
     case unknownOpcode(UInt8)
+    /// The input's tensor header was refused (descriptor flag
+    /// `Descriptor.tensorHeaderFlag`).
+    case tensor(TensorViolation)
 }
 
 /// Checks descriptors that arrive from another process before anything acts on
@@ -108,6 +111,7 @@ extension DescriptorViolation {
         case .overlappingBuffers: InvalidDescriptorReason.overlappingBuffers.rawValue
         case .outputTooSmall: InvalidDescriptorReason.outputTooSmall.rawValue
         case .unknownOpcode: InvalidDescriptorReason.unknownOpcode.rawValue
+        case .tensor(let violation): violation.reason.rawValue
         }
     }
 }

@@ -180,7 +180,7 @@ public final class FabricDaemon: Sendable {
             throw .notRunning
         }
         try? binding.controlDoorbell.signal()
-        return InProcessConnection(adopting: pair.client)
+        return InProcessConnection(adopting: pair.client, models: core.modelDescriptions)
     }
 
     /// Starts the daemon (unless it is running already), serves until the
@@ -273,6 +273,10 @@ public final class FabricDaemon: Sendable {
     /// nothing. Tools in other processes get the same through
     /// ``DaemonTelemetry/fetch(from:timeout:)``.
     public func telemetry() -> DaemonTelemetry { core.telemetry() }
+
+    /// The models this daemon serves, as controllers discover them
+    /// (`ModelDescription.fetch(from:timeout:)`, `fabricq models`).
+    public var models: [ModelDescription] { core.modelDescriptions }
 
     /// Whether the daemon serves (between ``start()`` and ``stop()``).
     public var isRunning: Bool { threads.withLock { $0 != nil } }

@@ -209,10 +209,13 @@ extension DaemonCore {
                 guard let output = bytes(session.data, descriptor.outputOffset, descriptor.outputCapacity) else {
                     throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
                 }
+                // A typed input: its header, read once into a copy and checked
+                // (a refusal writes what the model takes into the output).
+                let tensor = descriptor.hasTensorHeader ? try checkTensor(input, output, lane, &completion) : nil
                 let deadline = descriptor.deadline ?? .max
                 let command = QueuedCommand(
                     descriptor: descriptor, session: .passUnretained(session), input: input, output: output,
-                    pickup: pickup, deadline: deadline, live: true)
+                    pickup: pickup, deadline: deadline, live: true, tensor: tensor)
                 if deadline <= pickup {
                     completion.statusCode = CompletionStatus.expired.rawValue
                     expired += 1
@@ -263,6 +266,29 @@ extension DaemonCore {
             session.counters.doorbellRings.advance()
         }
         return n
+    }
+
+    /// Reads and checks the tensor header of a command's `input` against
+    /// `lane`'s model. On a type or shape the model does not take it writes
+    /// a `TensorMismatch` record into the output (when it holds 64 bytes)
+    /// and sets `completion.outputSize`, then throws.
+    private func checkTensor(
+        _ input: UnsafeMutableRawBufferPointer, _ output: UnsafeMutableRawBufferPointer, _ lane: ModelLane,
+        _ completion: inout Completion
+    ) throws(DescriptorViolation) -> TensorHeader {
+        let header: TensorHeader
+        do { header = try TensorHeader.read(from: UnsafeRawBufferPointer(input)) } catch { throw .tensor(error) }
+        guard let requirement = lane.tensorRequirement else { return header }
+        do { try requirement.check(header) } catch {
+            if output.count >= TensorMismatch.size {
+                TensorMismatch.write(
+                    acceptedMask: requirement.acceptedMask, expectedRank: requirement.rank,
+                    expected: requirement.dimensions, received: header, to: output)
+                completion.outputSize = UInt32(TensorMismatch.size)
+            }
+            throw .tensor(error)
+        }
+        return header
     }
 
     /// The bytes a validated descriptor names (empty for size 0).

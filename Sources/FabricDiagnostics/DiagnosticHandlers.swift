@@ -41,6 +41,8 @@ public enum DiagnosticModel: UInt32, CaseIterable, Sendable {
 public final class EchoHandler: CommandHandler {
     /// Any output size is accepted; the copy is truncated to fit.
     public let requiredOutputCapacity: UInt32 = 0
+    /// Its name for discovery.
+    public var modelName: String { "echo" }
     /// An echo handler.
     public init() {}
     /// Copies input to output for every command.
@@ -65,6 +67,8 @@ public final class EchoHandler: CommandHandler {
 public final class ChecksumHandler: CommandHandler {
     /// Eight bytes of output.
     public let requiredOutputCapacity: UInt32 = 8
+    /// Its name for discovery.
+    public var modelName: String { "checksum" }
     /// A checksum handler.
     public init() {}
     /// Hashes every input.
@@ -81,12 +85,14 @@ public final class ChecksumHandler: CommandHandler {
 public final class FlagDelayHandler: CommandHandler {
     /// Any output size.
     public let requiredOutputCapacity: UInt32 = 0
+    /// Its name for discovery.
+    public var modelName: String { "delay (flags ms)" }
     /// A delay handler.
     public init() {}
     /// Sleeps each command's `flags` milliseconds (at most 10 s), then echoes it.
     public func handle(_ batch: borrowing CommandBatch) throws {
         for i in 0..<batch.count {
-            usleep(min(UInt32(batch.descriptor(i).flags), 10_000) * 1000)
+            usleep(min(UInt32(batch.descriptor(i).flags & ~Descriptor.tensorHeaderFlag), 10_000) * 1000)
             EchoHandler.echo(batch, i)
         }
     }
@@ -97,6 +103,8 @@ public final class FlagDelayHandler: CommandHandler {
 public final class BatchDelayHandler: CommandHandler {
     /// Any output size.
     public let requiredOutputCapacity: UInt32 = 0
+    /// Its name for discovery.
+    public var modelName: String { "delay" }
     /// How long each batch takes.
     public let duration: Duration
     /// A handler that holds each batch for `duration`.
@@ -117,6 +125,8 @@ public final class BatchDelayHandler: CommandHandler {
 public final class BatchSpinHandler: CommandHandler {
     /// Any output size.
     public let requiredOutputCapacity: UInt32 = 0
+    /// Its name for discovery.
+    public var modelName: String { "spin" }
     /// How long each batch computes.
     public let duration: Duration
     /// A handler that spins `duration` per batch.
@@ -135,6 +145,8 @@ public final class BatchSpinHandler: CommandHandler {
 public final class EmptyHandler: CommandHandler {
     /// No output needed.
     public let requiredOutputCapacity: UInt32 = 0
+    /// Its name for discovery.
+    public var modelName: String { "empty" }
     /// An empty handler.
     public init() {}
     /// Completes every command.

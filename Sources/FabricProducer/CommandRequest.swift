@@ -46,6 +46,22 @@ public struct CommandRequest: Sendable, Equatable {
         self.deadline = deadline
     }
 
+    /// A typed request: the input slot starts with `tensor`'s header (write
+    /// it, and get where the elements go, with
+    /// `BufferPool.writeTensorHeader(_:into:)`), the descriptor carries
+    /// `Descriptor.tensorHeaderFlag`, and the input size is header and
+    /// elements. The daemon checks the header against what the model takes
+    /// (`ModelDescription.input`) before the handler runs.
+    public init(
+        modelID: UInt32, input: BufferSlot, tensor: TensorHeader, output: BufferSlot, outputCapacity: Int? = nil,
+        flags: UInt16 = 0, userData: UInt64 = 0, priority: UInt8 = 0, deadline: Duration? = nil
+    ) {
+        self.init(
+            modelID: modelID, input: input, inputSize: Int(tensor.dataOffset) + Int(tensor.dataBytes), output: output,
+            outputCapacity: outputCapacity, flags: flags | Descriptor.tensorHeaderFlag, userData: userData,
+            priority: priority, deadline: deadline)
+    }
+
     /// Throws unless the sizes fit the slots and the slots differ.
     func check() throws(SubmitError) {
         guard inputSize >= 0, inputSize <= input.size else {

@@ -63,6 +63,14 @@ public struct ControllerSession: ~Copyable {
         try ControllerSession(connection: SessionConnection(inProcess: connection, options: options), options: options)
     }
 
+    /// The models the daemon serves: id, name, input element types and
+    /// shape, output size, batch limits (a models query on the daemon's
+    /// socket, within `timeout`; for a daemon in this process, what it said
+    /// at connect).
+    public func models(timeout: Duration = .seconds(2)) throws(SessionError) -> [ModelDescription] {
+        try connection.models(timeout: timeout)
+    }
+
     init(connection: SessionConnection, options: ControllerOptions) throws(SessionError) {
         let producer: SPSCProducer<Descriptor>
         do { producer = try SPSCProducer(region: connection.submissionRegion) } catch {

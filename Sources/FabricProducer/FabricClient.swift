@@ -97,6 +97,14 @@ public final class FabricClient: Sendable {
         metrics = ControllerMetrics(factory: options.metricsFactory)
     }
 
+    /// The models the daemon serves: id, name, input element types and
+    /// shape, output size, batch limits (a models query on the daemon's
+    /// socket, within `timeout`; for a daemon in this process, what it said
+    /// at connect).
+    public func models(timeout: Duration = .seconds(2)) throws(SessionError) -> [ModelDescription] {
+        try connection.models(timeout: timeout)
+    }
+
     /// Stops the reaper; pending submissions fail with ``SubmitError/cancelled``. Idempotent.
     public func close() {
         // Relaxed: the reaper re-reads it on every pass; the eventfd wakes it.

@@ -7,7 +7,7 @@ import SystemPackage
 /// A controller's connection to the daemon: the control socket and what the
 /// handshake granted (rings, data region, eventfds), validated and mapped.
 final class SessionConnection: @unchecked Sendable {
-    // @unchecked: immutable after init but for `gone`, an atomic
+    // @unchecked: immutable once its initializers return (`daemon` is set by the convenience ones, before the connection is shared) but for `gone`, an atomic
     let socket: UnixSocket
     let sessionID: UInt64
     let submissionRegion: SharedRegion
@@ -26,11 +26,33 @@ final class SessionConnection: @unchecked Sendable {
     /// Connects to the daemon at `path` and runs the handshake.
     convenience init(path: FilePath, options: ControllerOptions) throws(SessionError) {
         try self.init(socket: Self.connect(to: path, waitingUpTo: options.waitForDaemon), options: options)
+        daemon = .path(path)
     }
 
     /// Runs the handshake on a connection to a daemon in this process.
     convenience init(inProcess connection: consuming InProcessConnection, options: ControllerOptions) throws(SessionError) {
+        let models = connection.models
         try self.init(socket: connection.takeSocket(), options: options)
+        daemon = .inProcess(models)
+    }
+
+    /// Where the daemon is: its socket path (to query), or in this process
+    /// (its models known at connect).
+    enum DaemonLocation: Sendable {
+        case path(FilePath)
+        case inProcess([ModelDescription])
+    }
+
+    /// Set once by the convenience initializers, before the connection is shared.
+    private(set) var daemon: DaemonLocation = .inProcess([])
+
+    /// The models the daemon serves: a models query on its socket, or what
+    /// an in-process daemon said at connect.
+    func models(timeout: Duration) throws(SessionError) -> [ModelDescription] {
+        switch daemon {
+        case .path(let path): try ModelDescription.fetch(from: path, timeout: timeout)
+        case .inProcess(let models): models
+        }
     }
 
     /// Runs the handshake on `socket`, connected to the daemon.

@@ -249,6 +249,41 @@ final class OperationsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket file is removed at stop")
     }
 
+    func testModelsListsWhatTheDaemonRegistered() throws {
+        let (daemon, socket) = try serve([
+            "--model", "1:echo", "--model", "5:delay=1ms,instances=2,max-batch=4,preferred=2/4,max-queue-delay=500us",
+            "--model", "6:checksum,priorities=3,queue=64",
+        ])
+        let run = try ChildProcess("fabricq", ["models", "--socket", socket, "--json"])
+        XCTAssertEqual(run.wait(timeout: 30).map(ChildProcess.exitCode), 0, run.standardError)
+        let listed = try ModelDescription.decode(Array(run.standardOutput.utf8))
+        XCTAssertEqual(listed.map(\.id), [1, 5, 6])
+        XCTAssertEqual(listed.map(\.name), ["echo", "delay", "checksum"])
+        let delay = listed[1], checksum = listed[2]
+        XCTAssertEqual(delay.maximumBatchSize, 4)
+        XCTAssertEqual(delay.preferredBatchSizes, [2, 4])
+        XCTAssertEqual(delay.maximumQueueDelayMicroseconds, 500)
+        XCTAssertEqual(delay.instances, 2)
+        XCTAssertEqual(delay.execution, "threads")
+        XCTAssertEqual(checksum.outputBytes, 8, "the checksum's required output")
+        XCTAssertEqual(checksum.priorityLevels, 3)
+        XCTAssertEqual(checksum.queueCapacity, 64)
+        XCTAssertNil(checksum.input, "the diagnostic models do not state their input")
+
+        // The same through the controller API, and as a table.
+        let session = try ControllerSession.connect(to: FilePath(socket))
+        XCTAssertEqual(try session.models(), listed)
+        let table = try ChildProcess("fabricq", ["models", "--socket", socket])
+        XCTAssertEqual(table.wait(timeout: 30).map(ChildProcess.exitCode), 0, table.standardError)
+        XCTAssertTrue(table.standardOutput.contains("ID    NAME"), table.standardOutput)
+        XCTAssertTrue(table.standardOutput.contains("5     delay "), table.standardOutput)
+        XCTAssertTrue(table.standardOutput.contains("2,4"), table.standardOutput)
+        XCTAssertEqual(daemon.stop(timeout: 10).map(ChildProcess.exitCode), 0)
+
+        let gone = try ChildProcess("fabricq", ["models", "--socket", socket, "--timeout", "300ms"])
+        XCTAssertEqual(gone.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+    }
+
     func testMetricsAddressParsing() {
         XCTAssertEqual(MetricsAddress(parsing: "9464"), MetricsAddress(host: "127.0.0.1", port: 9464))
         XCTAssertEqual(MetricsAddress(parsing: "0.0.0.0:80"), MetricsAddress(host: "0.0.0.0", port: 80))

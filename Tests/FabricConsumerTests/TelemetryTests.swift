@@ -99,10 +99,15 @@ final class TelemetryTests: XCTestCase {
         XCTAssertGreaterThan(telemetry.uptimeSeconds, 0)
         // The JSON a query answers round-trips.
         XCTAssertEqual(try DaemonTelemetry.decode(DaemonTelemetry.encode(telemetry)), telemetry)
+        // Discovery: over the socket, and for an in-process session what the daemon said at connect.
+        XCTAssertEqual(try session.models(), daemon.models)
+        XCTAssertEqual(daemon.models.first { $0.id == 10 }?.name, "AlwaysFails")
+        XCTAssertEqual(daemon.models.first { $0.id == 1 }?.name, "echo")
         // And the same over the control socket, from this process.
         let fetched = try DaemonTelemetry.fetch(from: FilePath(socket))
         XCTAssertEqual(fetched.models.first { $0.id == 1 }?.completions.succeeded, 30)
         XCTAssertEqual(fetched.sessions.map(\.id), telemetry.sessions.map(\.id))
+        XCTAssertEqual(try ControllerSession.connect(to: daemon.connectInProcess()).models(), daemon.models)
     }
 }
 

@@ -191,6 +191,14 @@ let benchmarks: @Sendable () -> Void = {
     // Issue 14: the deferred path. The model runs on the poll thread and its
     // handler completes through `InFlightBatch`; requests carry a priority and
     // a deadline, so the batcher's priority levels and deadline checks run.
+    // Issue 16: typed inputs. Every command carries a tensor header the poll
+    // thread reads into a copy and checks against the model; one in eight
+    // has the wrong shape and is refused with a mismatch record.
+    Benchmark("Session_typed_poll_thread_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        try withEmptyDaemonSession(execution: .pollThread, handler: TypedNoOpHandler()) { session in
+            try typedRoundTrips(&session, 50_000, benchmark)
+        }
+    }
     Benchmark("Session_deferred_poll_thread_50k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try withEmptyDaemonSession(execution: .pollThread) { session in
             try sessionRoundTrips(&session, 50_000, benchmark, priority: 1, deadline: .seconds(5))
@@ -202,14 +210,14 @@ let benchmarks: @Sendable () -> Void = {
 /// connects a busy-polling `ControllerSession` with `batching`, runs `body`
 /// with it, and stops the daemon.
 func withEmptyDaemonSession(
-    batching: BatchingPolicy = .immediate, execution: ModelExecution = .threads,
+    batching: BatchingPolicy = .immediate, execution: ModelExecution = .threads, handler custom: (any BatchHandler)? = nil,
     _ body: (inout ControllerSession) throws -> Void
 ) throws {
     let socket = FilePath("/tmp/fq-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock")
     var configuration = DaemonConfiguration(socketPath: socket)
     configuration.idle = .busyPoll
     configuration.session = SessionLimits(submissionCapacity: 64, completionCapacity: 64, slotSize: 4096, slotCount: 16)
-    let handler: any BatchHandler = execution == .threads ? NoOpHandler() : DeferredNoOpHandler()
+    let handler: any BatchHandler = custom ?? (execution == .threads ? NoOpHandler() : DeferredNoOpHandler())
     let daemon = FabricDaemon(
         configuration: configuration,
         models: [noOpModel: ServedModel(handler: handler, configuration: ModelConfiguration(execution: execution))])
@@ -266,6 +274,39 @@ final class DeferredNoOpHandler: BatchHandler {
     func start(_ batch: InFlightBatch) {
         for i in 0..<batch.count { batch.complete(i, outputSize: 0) }
     }
+}
+
+/// The deferred empty handler of a model that takes f16 tensors of 2×3.
+final class TypedNoOpHandler: BatchHandler {
+    let requiredOutputCapacity: UInt32 = 64
+    var inputSpecification: TensorSpecification? { TensorSpecification(elementTypes: [.float16], shape: [2, 3]) }
+    func start(_ batch: InFlightBatch) {
+        for i in 0..<batch.count { batch.complete(i, outputSize: batch.tensorData(i).count) }
+    }
+}
+
+/// Round trips of typed commands, one in eight of the wrong shape.
+func typedRoundTrips(_ session: inout ControllerSession, _ roundTrips: Int, _ benchmark: Benchmark) throws {
+    // Made once: building a header allocates (its shape is an array); writing one does not.
+    guard let good = TensorHeader(elementType: .float16, shape: [2, 3]),
+        let wrong = TensorHeader(elementType: .float16, shape: [3, 2])
+    else { throw OutOfBuffers() }
+    func roundTrip(_ i: Int) throws {
+        guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
+            throw OutOfBuffers()
+        }
+        let header = i & 7 == 7 ? wrong : good
+        guard let data = session.buffers.writeTensorHeader(header, into: input) else { throw OutOfBuffers() }
+        data.storeBytes(of: UInt64(i), as: UInt64.self)
+        try session.submit(CommandRequest(modelID: noOpModel, input: input, tensor: header, output: output))
+        let done = try session.waitForCompletion(timeout: .seconds(10))
+        session.buffers.release(done.input)
+        session.buffers.release(done.output)
+    }
+    for i in 0..<1000 { try roundTrip(i) }  // warm-up: first touches, lazy metadata
+    benchmark.startMeasurement()
+    for i in 0..<roundTrips { try roundTrip(i) }
+    benchmark.stopMeasurement()
 }
 
 /// A buffer pool that ran dry in a benchmark loop (a bug in the loop).

@@ -10,4 +10,6 @@ const fq_abi_entry *fq_abi_entry_at(size_t i);
 uint64_t fq_abi_checksum(const void *header);
 /// fq_attach's verdict on a mapping (0 = FQ_OK).
 int fq_abi_attach_status(void *base, size_t size);
+/// fq_tensor_header_init into `out` (64 bytes); its return value.
+uint64_t fq_abi_tensor_header(void *out, uint8_t type, uint8_t rank, const uint32_t *dims, float scale, int32_t zero_point);
 #endif

@@ -568,9 +568,97 @@ enum fq_session_rejection { FQ_REJECT_VERSION = 1, FQ_REJECT_NOT_ALLOWED = 2, FQ
                             FQ_REJECT_BUSY = 4 };
 
 /* Hello purpose: a session (rings, region, doorbells), or a read-only
- * telemetry query answered with payload_size bytes of JSON after the reply
- * (no descriptors; the daemon then closes the connection). */
-enum fq_hello_purpose { FQ_HELLO_SESSION = 0, FQ_HELLO_TELEMETRY = 1 };
+ * query answered with payload_size bytes of JSON after the reply (no
+ * descriptors; the daemon then closes the connection): the daemon's
+ * telemetry, or the models it serves (id, name, input type and shape,
+ * output size, batch limits). */
+enum fq_hello_purpose { FQ_HELLO_SESSION = 0, FQ_HELLO_TELEMETRY = 1, FQ_HELLO_MODELS = 2 };
+
+/* Tensor element types (ABI codes; model discovery writes their short names). */
+enum fq_tensor_type { FQ_TENSOR_F32 = 1, FQ_TENSOR_F16 = 2, FQ_TENSOR_BF16 = 3, FQ_TENSOR_I8 = 4, FQ_TENSOR_U8 = 5 };
+
+/* Typed inputs. With FQ_FLAG_TENSOR_HEADER in a descriptor's flags, its
+ * input starts with this 64-byte header; the elements follow at data_offset
+ * (64 when fq_tensor_header_init wrote it). Float types carry scale 0 and
+ * zero point 0; quantized ones a finite scale > 0 and a zero point in the
+ * type's range (real = scale * (q - zero_point)). The daemon refuses a bad
+ * header or one its model does not take with FQ_INVALID_TENSOR_*. */
+#define FQ_FLAG_TENSOR_HEADER 0x8000u
+#define FQ_TENSOR_MAGIC 0x31545146u /* "FQT1" */
+#define FQ_TENSOR_HEADER_SIZE 64u
+typedef struct fq_tensor_header {
+    uint32_t magic;          /*  0: FQ_TENSOR_MAGIC */
+    uint8_t element_type;    /*  4: enum fq_tensor_type */
+    uint8_t rank;            /*  5: 1..4 */
+    uint16_t reserved0;      /*  6 */
+    uint32_t dims[4];        /*  8: outermost first; unused ones 0 */
+    float scale;             /* 24 */
+    int32_t zero_point;      /* 28 */
+    uint32_t data_offset;    /* 32: from the start of the input, >= 64 */
+    uint32_t data_bytes;     /* 36: product of dims x element width */
+    uint8_t reserved1[24];   /* 40 */
+} fq_tensor_header;
+_Static_assert(sizeof(fq_tensor_header) == FQ_TENSOR_HEADER_SIZE, "tensor header is 64 bytes");
+
+/* Invalid-descriptor details (fq_completion.detail) of tensor refusals. */
+enum fq_invalid_tensor { FQ_INVALID_TENSOR_HEADER = 6, FQ_INVALID_TENSOR_QUANTIZATION = 7, FQ_INVALID_TENSOR_SIZE = 8,
+                         FQ_INVALID_TENSOR_TYPE = 9, FQ_INVALID_TENSOR_SHAPE = 10 };
+
+static inline uint32_t fq_tensor_type_width(uint8_t type) {
+    switch (type) {
+    case FQ_TENSOR_F32: return 4;
+    case FQ_TENSOR_F16: case FQ_TENSOR_BF16: return 2;
+    case FQ_TENSOR_I8: case FQ_TENSOR_U8: return 1;
+    default: return 0;
+    }
+}
+
+/* Fills *h for a tensor of `rank` dims (each >= 1) whose elements follow the
+ * header. Returns the bytes the whole input takes (64 + elements), or 0 when
+ * the type, rank, quantization or size (over 4 GiB) is not allowed. */
+static inline uint64_t fq_tensor_header_init(fq_tensor_header *h, uint8_t type, uint8_t rank, const uint32_t *dims,
+                                             float scale, int32_t zero_point) {
+    memset(h, 0, sizeof *h);
+    uint64_t bytes = fq_tensor_type_width(type);
+    if (bytes == 0 || rank < 1 || rank > 4) return 0;
+    bool quantized = type == FQ_TENSOR_I8 || type == FQ_TENSOR_U8;
+    if (quantized) {
+        int32_t lo = type == FQ_TENSOR_I8 ? -128 : 0, hi = type == FQ_TENSOR_I8 ? 127 : 255;
+        if (!(scale > 0 && scale <= 3.4e38f) || zero_point < lo || zero_point > hi) return 0;
+    } else if (scale != 0 || zero_point != 0) {
+        return 0;
+    }
+    for (uint8_t k = 0; k < rank; k++) {
+        if (dims[k] == 0) return 0;
+        bytes *= dims[k];
+        if (bytes > UINT32_MAX) return 0;
+        h->dims[k] = dims[k];
+    }
+    h->magic = FQ_TENSOR_MAGIC;
+    h->element_type = type;
+    h->rank = rank;
+    h->scale = scale;
+    h->zero_point = zero_point;
+    h->data_offset = FQ_TENSOR_HEADER_SIZE;
+    h->data_bytes = (uint32_t)bytes;
+    return FQ_TENSOR_HEADER_SIZE + bytes;
+}
+
+/* What the model takes, written into the output of a command refused with
+ * FQ_INVALID_TENSOR_TYPE or FQ_INVALID_TENSOR_SHAPE (output_size 64). */
+#define FQ_TENSOR_MISMATCH_MAGIC 0x4D545146u /* "FQTM" */
+typedef struct fq_tensor_mismatch {
+    uint32_t magic;           /*  0: FQ_TENSOR_MISMATCH_MAGIC */
+    uint32_t accepted_types;  /*  4: bit n for type code n */
+    uint8_t expected_rank;    /*  8 */
+    uint8_t received_type;    /*  9 */
+    uint8_t received_rank;    /* 10 */
+    uint8_t reserved0;        /* 11 */
+    uint32_t expected_dims[4];/* 12 */
+    uint32_t received_dims[4];/* 28 */
+    uint8_t reserved1[20];    /* 44 */
+} fq_tensor_mismatch;
+_Static_assert(sizeof(fq_tensor_mismatch) == 64, "tensor mismatch record is 64 bytes");
 
 typedef struct fq_hello {
     uint64_t magic;            /*  0: FQ_HELLO_MAGIC */

@@ -86,6 +86,9 @@ final class BatchSlot: @unchecked Sendable {
     let sessions: UnsafeMutablePointer<Unmanaged<DaemonSession>?>
     /// Poll thread: when each command was taken off its ring.
     let pickups: UnsafeMutablePointer<UInt64>
+    /// Each command's checked tensor header (nil: untyped input); written by
+    /// the poll thread before the batch is handed over, read by the handler.
+    let tensors: UnsafeMutablePointer<TensorHeader?>
     /// Poll thread: which commands' completions are posted.
     let posted: UnsafeMutablePointer<Bool>
     /// Poll thread.
@@ -126,6 +129,8 @@ final class BatchSlot: @unchecked Sendable {
         pickups.initialize(repeating: 0, count: capacity)
         posted = .allocate(capacity: capacity)
         posted.initialize(repeating: false, count: capacity)
+        tensors = .allocate(capacity: capacity)
+        tensors.initialize(repeating: nil, count: capacity)
     }
 
     deinit {
@@ -140,6 +145,7 @@ final class BatchSlot: @unchecked Sendable {
         sessions.deallocate()
         pickups.deallocate()
         posted.deallocate()
+        tensors.deallocate()
     }
 
     /// Poll thread: writes `command` as the batch's `index`th, retaining
@@ -149,6 +155,7 @@ final class BatchSlot: @unchecked Sendable {
         inputs[index] = command.input
         outputs[index] = command.output
         pickups[index] = command.pickup
+        tensors[index] = command.tensor
         sessions[index] = command.session.retain()
     }
 

@@ -13,6 +13,8 @@ struct QueuedCommand {
     var deadline: UInt64
     /// False once cancelled or purged: skipped when it reaches the head.
     var live: Bool
+    /// The input's checked tensor header (nil: untyped input).
+    var tensor: TensorHeader? = nil
 }
 
 /// A bounded FIFO of ``QueuedCommand``s in preallocated storage: one per

@@ -30,6 +30,8 @@ final class ModelLane: @unchecked Sendable {
     private let counters: DaemonCounters
     /// This model's telemetry (the poll thread writes it).
     let telemetry: ModelCounters
+    /// What its typed inputs must be (nil: any well-formed header).
+    let tensorRequirement: TensorRequirement?
 
     init(
         number: Int, modelID: UInt32, model: ServedModel, waker: PollWaker, counters: DaemonCounters,
@@ -39,6 +41,7 @@ final class ModelLane: @unchecked Sendable {
         self.modelID = modelID
         self.counters = counters
         self.telemetry = telemetry
+        tensorRequirement = TensorRequirement(model.handler.inputSpecification)
         handler = model.handler
         configuration = model.configuration
         let levelCount = configuration.priorityLevels

@@ -37,6 +37,19 @@ public protocol BatchHandler: AnyObject, Sendable {
     /// this model. Called on the model's instance thread, or on the poll
     /// thread for ``ModelExecution/pollThread`` (where it must return at once).
     func start(_ batch: InFlightBatch)
+    /// The model's name, as controllers discover it (`ModelDescription`,
+    /// `fabricq models`). Default: the handler's type name.
+    var modelName: String { get }
+    /// What one command's input is, as controllers discover it; nil (the
+    /// default) when the model does not say.
+    var inputSpecification: TensorSpecification? { get }
+}
+
+extension BatchHandler {
+    /// The handler's type name.
+    public var modelName: String { String(describing: type(of: self)) }
+    /// Not stated.
+    public var inputSpecification: TensorSpecification? { nil }
 }
 
 /// A batch a ``BatchHandler`` has taken: its commands' descriptors and
@@ -76,6 +89,22 @@ public struct InFlightBatch: @unchecked Sendable {
     public func input(_ index: Int) -> UnsafeRawBufferPointer {
         precondition(index >= 0 && index < count, "command index out of the batch")
         return UnsafeRawBufferPointer(slot.inputs[index])
+    }
+
+    /// The `index`th command's tensor header, as the daemon checked it (a
+    /// copy: never re-read the header in the input), or nil for an untyped
+    /// input (no `Descriptor.tensorHeaderFlag`).
+    public func tensor(_ index: Int) -> TensorHeader? {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        return slot.tensors[index]
+    }
+
+    /// The `index`th command's tensor elements (`dataBytes` at `dataOffset`
+    /// of the checked header), or its whole input when untyped.
+    public func tensorData(_ index: Int) -> UnsafeRawBufferPointer {
+        let whole = input(index)
+        guard let header = tensor(index) else { return whole }
+        return UnsafeRawBufferPointer(rebasing: whole[Int(header.dataOffset)..<Int(header.dataOffset) + Int(header.dataBytes)])
     }
 
     /// The `index`th command's output buffer (`outputCapacity` bytes at `outputOffset`).

@@ -47,7 +47,7 @@ extension CommandHandler {
             try handle(
                 CommandBatch(
                     descriptors: slot.descriptors, inputs: slot.inputs, outputs: slot.outputs,
-                    results: slot.results, count: batch.count, instance: batch.instance))
+                    results: slot.results, tensors: slot.tensors, count: batch.count, instance: batch.instance))
         } catch {
             threw = true
             slot.reportHandlerError(error)
@@ -76,6 +76,7 @@ public struct CommandBatch: ~Copyable {
     @usableFromInline let inputs: UnsafePointer<UnsafeMutableRawBufferPointer>
     @usableFromInline let outputs: UnsafePointer<UnsafeMutableRawBufferPointer>
     @usableFromInline let results: UnsafeMutablePointer<CommandOutcome>
+    @usableFromInline let tensors: UnsafePointer<TensorHeader?>
     /// Number of commands.
     public let count: Int
     /// Which of the model's instances runs this batch
@@ -87,10 +88,11 @@ public struct CommandBatch: ~Copyable {
     @usableFromInline
     init(
         descriptors: UnsafePointer<Descriptor>, inputs: UnsafePointer<UnsafeMutableRawBufferPointer>,
-        outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>, count: Int,
-        instance: Int = 0
+        outputs: UnsafePointer<UnsafeMutableRawBufferPointer>, results: UnsafeMutablePointer<CommandOutcome>,
+        tensors: UnsafePointer<TensorHeader?>, count: Int, instance: Int = 0
     ) {
         self.instance = instance
+        self.tensors = tensors
         self.descriptors = descriptors
         self.inputs = inputs
         self.outputs = outputs
@@ -110,6 +112,24 @@ public struct CommandBatch: ~Copyable {
     public func input(_ index: Int) -> UnsafeRawBufferPointer {
         precondition(index >= 0 && index < count, "command index out of the batch")
         return UnsafeRawBufferPointer(inputs[index])
+    }
+
+    /// The `index`th command's tensor header, as the daemon checked it (a
+    /// copy: never re-read the header in the input), or nil for an untyped
+    /// input (no `Descriptor.tensorHeaderFlag`).
+    @inlinable
+    public func tensor(_ index: Int) -> TensorHeader? {
+        precondition(index >= 0 && index < count, "command index out of the batch")
+        return tensors[index]
+    }
+
+    /// The `index`th command's tensor elements (`dataBytes` at `dataOffset`
+    /// of the checked header), or its whole input when untyped.
+    @inlinable
+    public func tensorData(_ index: Int) -> UnsafeRawBufferPointer {
+        let whole = input(index)
+        guard let header = tensor(index) else { return whole }
+        return UnsafeRawBufferPointer(rebasing: whole[Int(header.dataOffset)..<Int(header.dataOffset) + Int(header.dataBytes)])
     }
 
     /// The `index`th command's output buffer (`outputCapacity` bytes at `outputOffset`).

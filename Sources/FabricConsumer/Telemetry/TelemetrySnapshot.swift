@@ -121,19 +121,6 @@ extension DaemonTelemetry {
     ) throws(SessionError)
         -> DaemonTelemetry
     {
-        let end = deadline(after: timeout)
-        let socket: UnixSocket
-        // Bounded too: a wedged daemon's full backlog would block connect(2).
-        do { socket = try UnixSocket.connect(to: socketPath, timeout: timeout) } catch {
-            if case .system(let failure) = error,
-                failure.errno == .noSuchFileOrDirectory || failure.errno == .connectionRefused
-            {
-                throw .daemonUnreachable(path: socketPath.string, error)
-            }
-            throw .socket(error)
-        }
-        let now = MonotonicClock.now()
-        let left = Duration.nanoseconds(Int64(clamping: end > now ? end - now : 0))
-        return try decode(socket.requestTelemetry(timeout: left))
+        try decode(UnixSocket.query(.telemetry, at: socketPath, timeout: timeout))
     }
 }

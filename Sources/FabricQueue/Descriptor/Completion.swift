@@ -102,6 +102,17 @@ public enum InvalidDescriptorReason: UInt32, Sendable, CaseIterable {
     case outputTooSmall = 4
     /// The opcode is not a ``CommandOpcode`` this version defines.
     case unknownOpcode = 5
+    /// The input's ``TensorHeader`` is not one (``TensorViolation/malformed``).
+    case tensorHeaderMalformed = 6
+    /// A scale or zero point on a float type, or a bad one on a quantized type.
+    case tensorQuantization = 7
+    /// The header's data size does not match its shape, or leaves the input.
+    case tensorSize = 8
+    /// The model does not take the tensor's element type; the output holds a
+    /// ``TensorMismatch`` record saying what it takes.
+    case tensorElementType = 9
+    /// The model takes another shape; the output holds a ``TensorMismatch``.
+    case tensorShape = 10
 }
 
 /// `Completion.detail` of a `CompletionStatus.handlerFailed` completion

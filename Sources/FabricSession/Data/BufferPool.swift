@@ -1,3 +1,4 @@
+import FabricQueue
 import FabricSystem
 
 /// A buffer slot handed out by a ``BufferPool``.
@@ -79,5 +80,17 @@ public struct BufferPool: ~Copyable {
     @inlinable
     public func buffer(_ slot: BufferSlot) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: region.base + Int(slot.offset), count: slot.size)
+    }
+
+    /// Writes `tensor`'s header at the start of `slot` and returns where its
+    /// elements go (`dataBytes` at `dataOffset`), for a typed request
+    /// (`CommandRequest(modelID:input:tensor:output:…)`); nil when the slot
+    /// cannot hold header and elements.
+    public func writeTensorHeader(_ tensor: TensorHeader, into slot: BufferSlot) -> UnsafeMutableRawBufferPointer? {
+        let whole = buffer(slot)
+        let end = UInt64(tensor.dataOffset) + UInt64(tensor.dataBytes)
+        guard tensor.dataOffset >= UInt32(TensorHeader.size), end <= UInt64(whole.count) else { return nil }
+        tensor.write(to: whole)
+        return UnsafeMutableRawBufferPointer(rebasing: whole[Int(tensor.dataOffset)..<Int(end)])
     }
 }

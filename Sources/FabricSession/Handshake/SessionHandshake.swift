@@ -16,9 +16,9 @@ import SystemPackage
 /// ```
 ///
 /// The hello's ``Purpose`` says what the client wants: a session (0, the
-/// default) with its descriptors, or a query (``Purpose/telemetry``: the
-/// daemon's state as JSON in the payload, no descriptors, and the daemon
-/// closes the connection).
+/// default) with its descriptors, or a query (``Purpose/telemetry``, the
+/// daemon's state; ``Purpose/models``, what it serves): JSON in the payload,
+/// no descriptors, and the daemon closes the connection.
 ///
 /// A rejected client gets a reply saying why before the daemon closes the
 /// socket, so both sides report a clear error.
@@ -58,6 +58,9 @@ public enum SessionHandshake {
         /// A read-only query: the daemon's telemetry as JSON, then the
         /// daemon closes the connection. What `fabricq top` and `fabricq ping` send.
         case telemetry = 1
+        /// A read-only query: the models the daemon serves
+        /// (``ModelDescription`` list as JSON). What `fabricq models` sends.
+        case models = 2
     }
 
     /// The most payload a query reply may announce (16 MiB): a client
@@ -250,6 +253,14 @@ extension UnixSocket {
     /// Daemon side: refuses (and throws) unless `hello` is a whole hello of
     /// this protocol version asking for `purpose`.
     func checkHello(_ hello: [UInt8], purpose: SessionHandshake.Purpose) throws(SessionError) {
+        _ = try checkHello(hello, oneOf: [purpose])
+    }
+
+    /// Daemon side: refuses (and throws) unless `hello` is a whole hello of
+    /// this protocol version asking for one of `purposes`; returns which.
+    func checkHello(
+        _ hello: [UInt8], oneOf purposes: [SessionHandshake.Purpose]
+    ) throws(SessionError) -> SessionHandshake.Purpose {
         guard hello.count == SessionHandshake.helloSize else {
             refuse(.malformed, reason: "hello of \(hello.count) bytes")
             throw .malformed("hello of \(hello.count) bytes, not \(SessionHandshake.helloSize)")
@@ -265,27 +276,63 @@ extension UnixSocket {
             throw .versionMismatch(daemon: SessionHandshake.protocolVersion, client: version)
         }
         let asked = SessionHandshake.purpose(of: hello)
-        guard asked == purpose.rawValue else {
+        guard let purpose = SessionHandshake.Purpose(rawValue: asked), purposes.contains(purpose) else {
             refuse(.malformed, reason: "purpose \(asked)")
-            throw .malformed("hello purpose \(asked), not \(purpose.rawValue)")
+            throw .malformed("hello purpose \(asked), not one of \(purposes.map(\.rawValue))")
         }
+        return purpose
     }
 
-    /// Daemon side, once a whole hello has arrived: returns when it is a
-    /// ``SessionHandshake/Purpose/telemetry`` query of this protocol version;
-    /// otherwise refuses it (as ``answer(hello:from:grant:)`` would) and
-    /// throws. The daemon then sends ``SessionHandshake/queryReply(payloadSize:)``
-    /// and the payload, as the socket takes them (``sendAvailable(_:from:)``:
-    /// a tool that does not read cannot hold the daemon's thread).
-    public func acceptQuery(hello: [UInt8]) throws(SessionError) {
-        try checkHello(hello, purpose: .telemetry)
+    /// Daemon side, once a whole hello has arrived: returns which query it
+    /// is (``SessionHandshake/Purpose/telemetry`` or
+    /// ``SessionHandshake/Purpose/models``) when it is one of this protocol
+    /// version; otherwise refuses it (as ``answer(hello:from:grant:)`` would)
+    /// and throws. The daemon then sends
+    /// ``SessionHandshake/queryReply(payloadSize:)`` and the payload, as the
+    /// socket takes them (``sendAvailable(_:from:)``: a tool that does not
+    /// read cannot hold the daemon's thread).
+    @discardableResult
+    public func acceptQuery(hello: [UInt8]) throws(SessionError) -> SessionHandshake.Purpose {
+        try checkHello(hello, oneOf: [.telemetry, .models])
     }
 
     /// Client side: sends a ``SessionHandshake/Purpose/telemetry`` hello and
     /// returns the payload of the daemon's reply, all within `timeout`.
     public func requestTelemetry(timeout: Duration) throws(SessionError) -> [UInt8] {
+        try requestQuery(.telemetry, timeout: timeout)
+    }
+
+    /// Client side, in one call: connects to the daemon at `path` and returns
+    /// the payload of its answer to a `purpose` query, all (connecting
+    /// included) within `timeout`.
+    ///
+    /// - Throws: ``SessionError/daemonUnreachable(path:_:)`` when nothing
+    ///   listens there, ``SessionError/socket(_:)`` with
+    ///   ``SocketError/timedOut`` when it does not answer in time, or the
+    ///   daemon's refusal.
+    public static func query(
+        _ purpose: SessionHandshake.Purpose, at path: FilePath, timeout: Duration
+    ) throws(SessionError) -> [UInt8] {
         let end = deadline(after: timeout)
-        do { try send(SessionHandshake.hello(purpose: .telemetry)) } catch {
+        let socket: UnixSocket
+        // Bounded too: a wedged daemon's full backlog would block connect(2).
+        do { socket = try UnixSocket.connect(to: path, timeout: timeout) } catch {
+            if case .system(let failure) = error,
+                failure.errno == .noSuchFileOrDirectory || failure.errno == .connectionRefused
+            {
+                throw .daemonUnreachable(path: path.string, error)
+            }
+            throw .socket(error)
+        }
+        let now = MonotonicClock.now()
+        return try socket.requestQuery(purpose, timeout: .nanoseconds(Int64(clamping: end > now ? end - now : 0)))
+    }
+
+    /// Client side: sends a `purpose` query hello and returns the payload of
+    /// the daemon's reply, all within `timeout`.
+    public func requestQuery(_ purpose: SessionHandshake.Purpose, timeout: Duration) throws(SessionError) -> [UInt8] {
+        let end = deadline(after: timeout)
+        do { try send(SessionHandshake.hello(purpose: purpose)) } catch {
             guard case .peerClosed = error else { throw .socket(error) }
         }
         let reply = try receiveReply(timeout: timeout, version: SessionHandshake.protocolVersion)

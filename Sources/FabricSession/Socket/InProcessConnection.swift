@@ -11,20 +11,25 @@ import SystemPackage
 /// `ControllerSession.connect(to:)` or `FabricClient.connect(to:)`.
 /// Noncopyable: it is consumed by the connect, which runs the handshake on it.
 public struct InProcessConnection: ~Copyable, Sendable {
-    let descriptor: FileDescriptor
+    /// Nil once taken.
+    private var descriptor: FileDescriptor?
+    /// The models the daemon serves (what a models query would answer).
+    package let models: [ModelDescription]
 
-    /// A connection over `descriptor`, a connected Unix stream socket; closed
-    /// with the value unless taken.
-    package init(adopting descriptor: FileDescriptor) {
+    /// A connection over `descriptor`, a connected Unix stream socket, to a
+    /// daemon serving `models`; closed with the value unless taken.
+    package init(adopting descriptor: FileDescriptor, models: [ModelDescription] = []) {
         self.descriptor = descriptor
+        self.models = models
     }
 
-    deinit { try? descriptor.close() }
+    deinit { try? descriptor?.close() }
 
     /// The controller's socket, taken out of the value.
     package consuming func takeSocket() -> UnixSocket {
-        let fd = descriptor
-        discard self
+        // Set at init and taken only here, once (the call consumes the value).
+        let fd = descriptor ?? FileDescriptor(rawValue: -1)
+        descriptor = nil
         return UnixSocket(fd)
     }
 }

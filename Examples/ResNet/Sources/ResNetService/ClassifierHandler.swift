@@ -35,6 +35,14 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
     private let topScores: UnsafeMutableBufferPointer<ClassScore>
     private let selected: UnsafeMutablePointer<Int>
 
+    /// The engine's name, for discovery (`fabricq models`).
+    public var modelName: String { network.engine.manifest.name }
+
+    /// One image per command: FP32 planes, channels × height × width.
+    public var inputSpecification: TensorSpecification? {
+        TensorSpecification(elementTypes: [.float32], shape: [network.input.channels, network.input.height, network.input.width])
+    }
+
     /// Compiles `engine` for batches of up to `maximumBatch` images.
     public init(engine: EngineFile, maximumBatch: Int = 8) throws(EngineError) {
         network = try Network(engine: engine, maximumBatch: maximumBatch)

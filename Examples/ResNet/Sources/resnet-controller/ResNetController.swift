@@ -14,9 +14,11 @@ struct ResNetController: ParsableCommand {
         commandName: "resnet-controller",
         abstract: "Classify JPEG/PNG images through a running resnet-daemon and time every stage.",
         discussion: """
-            --engine names the engine file the daemon serves as --model, for its input size, normalization and \
-            labels (checked against --public-key when given); without it the controller assumes ImageNet's \
-            224×224 input and 1000 unlabelled classes.
+            The controller asks the daemon what --model takes (a models query: input element type and \
+            shape, output size) and preprocesses to that. --engine names the engine file the daemon serves as \
+            --model, for its normalization and labels (checked against --public-key when given, and against \
+            what the daemon says); without it the input is normalized as for ImageNet and the classes are \
+            unlabelled.
             """)
 
     @Option(help: "The daemon's socket.") var socket = "/tmp/resnet-daemon.sock"
@@ -30,18 +32,37 @@ struct ResNetController: ParsableCommand {
     @Argument(help: "JPEG or PNG files.") var images: [String]
 
     func run() throws {
+        var options = ControllerOptions()
+        options.wait = .adaptive(spinFor: .microseconds(50))
+        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        // What the daemon says the model takes, instead of assuming.
+        guard let served = try session.models().first(where: { $0.id == model }) else {
+            throw ValidationError("the daemon at \(socket) serves no model \(model)")
+        }
+        guard let input = served.input, input.elementTypes.contains(.float32), input.shape.count == 3 else {
+            throw ValidationError(
+                "model \(model) (\(served.name)) does not take FP32 images: \(served.input.map { "\($0)" } ?? "unstated")")
+        }
+        var geometry = InputSpecification.imageNet
+        (geometry.channels, geometry.height, geometry.width) = (input.shape[0], input.shape[1], input.shape[2])
+        geometry.resizeShorterSide = geometry.height * 8 / 7
+        let classes = max(0, (Int(served.outputBytes) - ClassificationRecord.byteCount(classCount: 0)) / 4)
         var info = ModelInfo(
-            name: "model \(model)", architecture: "unknown", weights: .seededUntrained,
-            input: .imageNet, classCount: 1000, labels: nil)
+            name: served.name, architecture: "unknown", weights: .seededUntrained, input: geometry,
+            classCount: classes, labels: nil)
         if let engine {
             let verification: EngineFile.Verification =
                 try publicKey.map { .trusting(try EnginePublicKey(contentsOf: $0)) }
                 ?? .skipVerification
             info = ModelInfo(engine: try EngineFile(path: engine, verification: verification))
+            guard info.input.channels == geometry.channels, info.input.height == geometry.height,
+                info.input.width == geometry.width, info.classCount == classes
+            else {
+                throw ValidationError(
+                    "\(engine) is \(info.input.channels)×\(info.input.height)×\(info.input.width), \(info.classCount) classes; "
+                        + "model \(model) at the daemon is \(input), \(classes) classes")
+            }
         }
-        var options = ControllerOptions()
-        options.wait = .adaptive(spinFor: .microseconds(50))
-        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
         var progress = ProgressLine(label: info.name)
         let report = try ClassificationRun.run(
             RunConfiguration(modelID: model, images: images, imageCount: count, batchSize: batch, batchesInFlight: inFlight),

@@ -61,19 +61,31 @@ final class DaemonOperationsTests: XCTestCase {
             session.buffers.release(done.output)
         }
 
+        // The controller asks the daemon what model 1 takes instead of assuming.
+        let classified = try Support.run(
+            Support.productsDirectory + "/resnet-controller",
+            ["--socket", socket, "--model", "1", Support.sampleImages + "/coffee.jpg"], timeout: 120)
+        XCTAssertEqual(classified.status, 0, classified.stdout + classified.stderr)
+        XCTAssertTrue(classified.stdout.contains(engine.manifest.name), classified.stdout)
+        let absent = try Support.run(
+            Support.productsDirectory + "/resnet-controller",
+            ["--socket", socket, "--model", "9", Support.sampleImages + "/coffee.jpg"], timeout: 120)
+        XCTAssertNotEqual(absent.status, 0)
+        XCTAssertTrue(absent.stderr.contains("serves no model 9"), absent.stderr)
+
         let line = try XCTUnwrap(output().split(separator: "\n").first { $0.hasPrefix("metrics on http://") })
         let url = try XCTUnwrap(URL(string: String(line.dropFirst("metrics on ".count))))
         let metrics = try Self.fetch(url)
-        XCTAssertTrue(metrics.contains("fabricq_completions_total{model=\"1\",status=\"succeeded\"} 6"), metrics)
+        XCTAssertTrue(metrics.contains("fabricq_completions_total{model=\"1\",status=\"succeeded\"} 7"), metrics)
         XCTAssertTrue(metrics.contains("# TYPE fabricq_handler_seconds histogram"), metrics)
-        XCTAssertTrue(metrics.contains("fabricq_handler_seconds_count{model=\"1\"} 6"), metrics)
+        XCTAssertTrue(metrics.contains("fabricq_handler_seconds_count{model=\"1\"} 7"), metrics)
 
         kill(daemon.processIdentifier, SIGTERM)
         let stopBy = Date().addingTimeInterval(20)
         while daemon.isRunning && Date() < stopBy { usleep(20_000) }
         daemon.waitUntilExit()
         XCTAssertEqual(daemon.terminationStatus, 0)
-        XCTAssertTrue(output().contains("stopped: 1 sessions, 6 commands, 0 failed"), output())
+        XCTAssertTrue(output().contains("stopped: 3 sessions, 7 commands, 0 failed"), output())
     }
 
     /// `GET url` (within 10 s), as text.
