@@ -64,10 +64,19 @@ final class DaemonCore: Sendable {
         self.onEvent = onEvent
         counters = DaemonCounters(factory: metricsFactory)
         modelCounters = models.mapValues { _ in ModelCounters() }
+        let logger = configuration.logger
         modelDescriptions = models.sorted { $0.key < $1.key }.map { id, model in
             let c = model.configuration
+            var input = model.handler.inputSpecification
+            if input != nil && TensorRequirement(input) == nil {
+                // Never advertise what is not enforced.
+                logger.warning(
+                    "input specification does not fit the tensor ABI: not advertised, typed inputs not checked against it",
+                    metadata: ["model": "\(id)", "specification": "\(input.map { "\($0)" } ?? "")"])
+                input = nil
+            }
             return ModelDescription(
-                id: id, name: model.handler.modelName, input: model.handler.inputSpecification,
+                id: id, name: model.handler.modelName, input: input,
                 outputBytes: model.handler.requiredOutputCapacity, maximumBatchSize: c.batching.maximumBatchSize,
                 preferredBatchSizes: c.batching.preferredBatchSizes,
                 maximumQueueDelayMicroseconds: Int(clamping: c.batching.maximumQueueDelay.saturatingNanoseconds / 1000),

@@ -10,7 +10,7 @@ struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the models a running daemon serves: id, name, input type and shape, output size, batching.",
         discussion: """
-            A models query on the daemon's control socket (no session is opened). Exit status 1 when the \\
+            A models query on the daemon's control socket (no session is opened). Exit status 1 when the \
             daemon does not answer within --timeout.
               fabricq models --socket /run/fabricq/fabricq.sock
               fabricq models --socket /tmp/fq.sock --json | jq '.[] | {id, name, input}'

@@ -26,9 +26,27 @@ final class TensorTests: XCTestCase {
         }
     }
 
+    /// Scribbles over its input's header, then answers whether the daemon's
+    /// copy stayed what was checked (1) and the elements' size it gives.
+    private final class HeaderScribbler: CommandHandler {
+        let requiredOutputCapacity: UInt32 = 0
+        func handle(_ batch: borrowing CommandBatch) throws {
+            for i in 0..<batch.count {
+                let before = batch.tensor(i)
+                let input = UnsafeMutableRawBufferPointer(mutating: batch.input(i))
+                for k in 0..<min(64, input.count) { input[k] = 0xFF }
+                let output = batch.output(i)
+                output[0] = before != nil && batch.tensor(i) == before ? 1 : 0
+                output.storeBytes(of: UInt32(batch.tensorData(i).count), toByteOffset: 1, as: UInt32.self)
+                batch.complete(i, outputSize: 5)
+            }
+        }
+    }
+
     func testTheDaemonChecksTypedInputsAgainstTheModel() throws {
         let socket = temporarySocketPath(self)
-        let daemon = try startDaemon(self, socket: socket, log: EventLog(), extra: [20: TypedEcho()])
+        let daemon = try startDaemon(
+            self, socket: socket, log: EventLog(), extra: [20: TypedEcho(), 21: HeaderScribbler()])
         XCTAssertEqual(daemon.models.first { $0.id == 20 }?.input?.description, "f32|f16 [2×3]")
         var session = try ControllerSession.connect(to: FilePath(socket))
 
@@ -89,6 +107,12 @@ final class TensorTests: XCTestCase {
         let untyped = try session.waitForCompletion(timeout: .seconds(10))
         XCTAssertEqual(untyped.status, .succeeded)
         XCTAssertEqual(Array(session.buffers.buffer(output).prefix(untyped.outputSize)), [0, 9, 9, 9])
+
+        // The handler works from the daemon's checked copy: rewriting the
+        // header in the input changes nothing it is told.
+        let scribbled = try run(model: 21, .float32, [4])
+        XCTAssertEqual(scribbled.output.first, 1, "the copy, not a re-read")
+        XCTAssertEqual(scribbled.output.dropFirst().withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }, 16)
 
         let counts = try XCTUnwrap(daemon.telemetry().models.first { $0.id == 20 })
         XCTAssertEqual(counts.completions.succeeded, 3)

@@ -92,7 +92,9 @@ final class TensorABITests: XCTestCase {
             ("zero point on a float type", bytes { put(Int32(1), at: 28, in: &$0) }, .quantization),
             ("data size off by one", bytes { put(UInt32(13), at: 36, in: &$0) }, .size),
             ("data offset inside the header", bytes { put(UInt32(32), at: 32, in: &$0) }, .size),
-            ("elements past the input", bytes { put(UInt32(68), at: 32, in: &$0) }, .size),
+            ("elements past the input", bytes { put(UInt32(128), at: 32, in: &$0) }, .size),
+            ("data offset not a multiple of 64", bytes { put(UInt32(65), at: 32, in: &$0) }, .size),
+            ("a scale of -0.0 on a float type", bytes { put((-Float.zero).bitPattern, at: 24, in: &$0) }, .quantization),
         ]
         for (name, b, expected) in cases { XCTAssertEqual(verdict(b), expected, name) }
 
@@ -127,6 +129,18 @@ final class TensorABITests: XCTestCase {
         XCTAssertNil(TensorHeader(elementType: .float32, shape: []))
         XCTAssertNil(TensorHeader(elementType: .float32, shape: [2, 0]))
         XCTAssertNil(TensorHeader(elementType: .float32, shape: [65536, 65536]), "over 4 GiB")
+        XCTAssertNil(TensorHeader(elementType: .int8, shape: [4]), "a quantized type needs a scale")
+        XCTAssertNil(TensorHeader(elementType: .float16, shape: [4], scale: 1), "a float type takes none")
+        XCTAssertNil(TensorHeader(elementType: .uint8, shape: [4], scale: 1, zeroPoint: 256))
+        // C writes +0 for a float type's scale, whatever the caller passed.
+        let zero = c.withUnsafeMutableBytes { fq_abi_tensor_header($0.baseAddress, 2, 2, dims, -0.0, 0) }
+        XCTAssertEqual(zero, 64 + 12)
+        XCTAssertEqual(c[24..<28].allSatisfy { $0 == 0 }, true, "-0.0 becomes +0")
+        XCTAssertNoThrow(
+            try c.withUnsafeBytes { raw in
+                var input = [UInt8](raw) + [UInt8](repeating: 0, count: 12)
+                _ = try input.withUnsafeMutableBytes { try TensorHeader.read(from: UnsafeRawBufferPointer($0)) }
+            })
     }
 
     func testAMismatchRecordSaysWhatTheModelTakes() throws {

@@ -14,6 +14,7 @@
 #define FABRICQUEUE_H
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -579,7 +580,7 @@ enum fq_tensor_type { FQ_TENSOR_F32 = 1, FQ_TENSOR_F16 = 2, FQ_TENSOR_BF16 = 3, 
 
 /* Typed inputs. With FQ_FLAG_TENSOR_HEADER in a descriptor's flags, its
  * input starts with this 64-byte header; the elements follow at data_offset
- * (64 when fq_tensor_header_init wrote it). Float types carry scale 0 and
+ * (a multiple of 64; 64 when fq_tensor_header_init wrote it). Float types carry scale 0 and
  * zero point 0; quantized ones a finite scale > 0 and a zero point in the
  * type's range (real = scale * (q - zero_point)). The daemon refuses a bad
  * header or one its model does not take with FQ_INVALID_TENSOR_*. */
@@ -594,7 +595,7 @@ typedef struct fq_tensor_header {
     uint32_t dims[4];        /*  8: outermost first; unused ones 0 */
     float scale;             /* 24 */
     int32_t zero_point;      /* 28 */
-    uint32_t data_offset;    /* 32: from the start of the input, >= 64 */
+    uint32_t data_offset;    /* 32: from the start of the input, a multiple of 64, >= 64 */
     uint32_t data_bytes;     /* 36: product of dims x element width */
     uint8_t reserved1[24];   /* 40 */
 } fq_tensor_header;
@@ -624,9 +625,11 @@ static inline uint64_t fq_tensor_header_init(fq_tensor_header *h, uint8_t type, 
     bool quantized = type == FQ_TENSOR_I8 || type == FQ_TENSOR_U8;
     if (quantized) {
         int32_t lo = type == FQ_TENSOR_I8 ? -128 : 0, hi = type == FQ_TENSOR_I8 ? 127 : 255;
-        if (!(scale > 0 && scale <= 3.4e38f) || zero_point < lo || zero_point > hi) return 0;
+        if (!(scale > 0 && scale <= FLT_MAX) || zero_point < lo || zero_point > hi) return 0;
     } else if (scale != 0 || zero_point != 0) {
         return 0;
+    } else {
+        scale = 0.0f; /* +0, never -0: the daemon checks the bits */
     }
     for (uint8_t k = 0; k < rank; k++) {
         if (dims[k] == 0) return 0;

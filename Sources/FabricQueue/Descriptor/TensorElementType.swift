@@ -48,6 +48,7 @@ public enum TensorElementType: UInt8, Sendable, CaseIterable, CustomStringConver
         }
     }
 
+    /// The short name (``name``).
     public var description: String { name }
 }
 

@@ -12,7 +12,7 @@
 /// | 8      | dimensions  | u32 × 4   | outermost first; those past `rank` are 0            |
 /// | 24     | scale       | f32       | quantized types: > 0 and finite; float types: 0     |
 /// | 28     | zeroPoint   | i32       | quantized types: in the type's range; float types: 0 |
-/// | 32     | dataOffset  | u32       | where the elements start, from the input's start (≥ 64) |
+/// | 32     | dataOffset  | u32       | where the elements start, from the input's start: a multiple of 64, ≥ 64 |
 /// | 36     | dataBytes   | u32       | product of the dimensions × the element width       |
 /// | 40     | reserved    | 24 bytes  | 0                                                   |
 ///
@@ -46,12 +46,15 @@ public struct TensorHeader: Sendable, Equatable {
     public var dataBytes: UInt32
 
     /// A header for a tensor of `shape` (1 to 4 dimensions, each ≥ 1) whose
-    /// elements follow it (at byte 64); nil when the shape does not fit
-    /// the ABI (rank, a zero dimension, more than 4 GiB of elements).
+    /// elements follow it (at byte 64); nil when the daemon would refuse it:
+    /// the shape does not fit the ABI (rank, a zero dimension, more than
+    /// 4 GiB of elements), a float type with a scale or zero point, or a
+    /// quantized type without a finite scale > 0 and a zero point in range.
     public init?(elementType: TensorElementType, shape: [Int], scale: Float = 0, zeroPoint: Int32 = 0) {
         guard (1...Self.maximumRank).contains(shape.count), shape.allSatisfy({ $0 > 0 && $0 <= Int(UInt32.max) }) else {
             return nil
         }
+        guard Self.quantizationIsValid(elementType, scaleBits: scale.bitPattern, zeroPoint: zeroPoint) else { return nil }
         var dims: [UInt32] = shape.map { UInt32($0) }
         while dims.count < 4 { dims.append(0) }
         self.elementType = elementType
@@ -131,15 +134,13 @@ public struct TensorHeader: Sendable, Equatable {
             for k in 0..<4 where (k < Int(rank)) != (dimension(dims, k) != 0) { throw .malformed }
             let scale = Float(bitPattern: u32(24))
             let zeroPoint = Int32(bitPattern: u32(28))
-            if type.isQuantized {
-                let range: ClosedRange<Int32> = type == .int8 ? -128...127 : 0...255
-                guard scale.isFinite, scale > 0, range.contains(zeroPoint) else { throw .quantization }
-            } else {
-                guard u32(24) == 0, zeroPoint == 0 else { throw .quantization }
-            }
+            guard quantizationIsValid(type, scaleBits: u32(24), zeroPoint: zeroPoint) else { throw .quantization }
             let dataOffset = u32(32), dataBytes = u32(36)
+            // A multiple of 64: the elements are as aligned as the slot, so a
+            // handler may load them as their type.
             guard let expected = Self.dataBytes(elementType: type, rank: rank, dimensions: dims), expected == dataBytes,
-                dataOffset >= UInt32(size), UInt64(dataOffset) + UInt64(dataBytes) <= UInt64(input.count)
+                dataOffset >= UInt32(size), dataOffset % UInt32(size) == 0,
+                UInt64(dataOffset) + UInt64(dataBytes) <= UInt64(input.count)
             else { throw .size }
             var header = TensorHeader(
                 elementType: type, rank: rank, dimensions: dims, scale: scale, zeroPoint: zeroPoint)
@@ -163,6 +164,17 @@ public struct TensorHeader: Sendable, Equatable {
         dataBytes = Self.dataBytes(elementType: elementType, rank: rank, dimensions: dimensions) ?? 0
     }
 
+    /// Float types: scale and zero point both exactly 0 (+0.0). Quantized
+    /// types: a finite scale > 0 and a zero point in the type's range.
+    @inlinable
+    static func quantizationIsValid(_ type: TensorElementType, scaleBits: UInt32, zeroPoint: Int32) -> Bool {
+        guard type.isQuantized else { return scaleBits == 0 && zeroPoint == 0 }
+        let scale = Float(bitPattern: scaleBits)
+        let range: ClosedRange<Int32> = type == .int8 ? -128...127 : 0...255
+        return scale.isFinite && scale > 0 && range.contains(zeroPoint)
+    }
+
+    /// Field by field (the scale by its bits).
     public static func == (a: TensorHeader, b: TensorHeader) -> Bool {
         a.elementType == b.elementType && a.rank == b.rank && a.dimensions == b.dimensions
             && a.scale.bitPattern == b.scale.bitPattern && a.zeroPoint == b.zeroPoint && a.dataOffset == b.dataOffset

@@ -41,6 +41,29 @@ public struct TensorSpecification: Sendable, Codable, Equatable, CustomStringCon
         return overflow ? .max : bytes
     }
 
+    private enum CodingKeys: String, CodingKey { case elementTypes, shape }
+
+    /// Decodes a specification a daemon sent, strictly: 1 to 4 dimensions,
+    /// each 1…2³²−1. Element types this build does not know are left out (a
+    /// newer daemon's list still decodes).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        elementTypes = try container.decode([String].self, forKey: .elementTypes).compactMap(TensorElementType.init(name:))
+        shape = try container.decode([Int].self, forKey: .shape)
+        guard (1...TensorHeader.maximumRank).contains(shape.count), shape.allSatisfy({ $0 >= 1 && $0 <= Int(UInt32.max) })
+        else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .shape, in: container, debugDescription: "shape \(shape) does not fit the ABI")
+        }
+    }
+
+    /// Encodes the element types by name and the shape.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(elementTypes.map(\.name), forKey: .elementTypes)
+        try container.encode(shape, forKey: .shape)
+    }
+
     /// `f32|f16 [3×224×224]`.
     public var description: String {
         "\(elementTypes.map(\.name).joined(separator: "|")) [\(shape.map(String.init).joined(separator: "×"))]"

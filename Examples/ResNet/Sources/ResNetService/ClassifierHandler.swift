@@ -69,7 +69,7 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
             // Gather up to maximumBatch well-formed commands; fail the others.
             var n = 0
             while next < batch.count && n < network.maximumBatch {
-                if batch.input(next).count != imageBytes {
+                if batch.tensorData(next).count != imageBytes {
                     batch.fail(next, code: FailureCode.inputSize.rawValue)
                 } else if batch.output(next).count < recordBytes {
                     batch.fail(next, code: FailureCode.outputTooSmall.rawValue)
@@ -82,7 +82,7 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
             guard n > 0 else { continue }
             let probabilities = self.probabilities, topScores = self.topScores, selected = self.selected
             network.infer(
-                batch: n, input: { batch.input(selected[$0]) },
+                batch: n, input: { batch.tensorData(selected[$0]) },
                 output: { image, logits in
                     let command = selected[image]
                     let written = ClassificationRecord.write(

@@ -39,13 +39,17 @@ struct ResNetController: ParsableCommand {
         guard let served = try session.models().first(where: { $0.id == model }) else {
             throw ValidationError("the daemon at \(socket) serves no model \(model)")
         }
-        guard let input = served.input, input.elementTypes.contains(.float32), input.shape.count == 3 else {
+        guard let input = served.input, input.elementTypes.contains(.float32), input.shape.count == 3,
+            input.shape.allSatisfy({ $0 <= 16384 })
+        else {
             throw ValidationError(
                 "model \(model) (\(served.name)) does not take FP32 images: \(served.input.map { "\($0)" } ?? "unstated")")
         }
         var geometry = InputSpecification.imageNet
         (geometry.channels, geometry.height, geometry.width) = (input.shape[0], input.shape[1], input.shape[2])
-        geometry.resizeShorterSide = geometry.height * 8 / 7
+        // As ImageNet's 256 for 224: the shorter side resized to 8/7 of the
+        // crop's larger side (dimensions bounded above, so no overflow).
+        geometry.resizeShorterSide = max(geometry.height, geometry.width) * 8 / 7
         let classes = max(0, (Int(served.outputBytes) - ClassificationRecord.byteCount(classCount: 0)) / 4)
         var info = ModelInfo(
             name: served.name, architecture: "unknown", weights: .seededUntrained, input: geometry,

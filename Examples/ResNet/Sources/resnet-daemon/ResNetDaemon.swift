@@ -97,10 +97,10 @@ struct ResNetDaemon: ParsableCommand {
             throw ValidationError("--idle must be poll, adaptive or sleep")
         }
         configuration.idle = idleStrategy
-        // One slot holds one image (input) or one classification record (output).
+        // One slot holds one image (input; room for a tensor header before it) or one classification record.
         configuration.session = SessionLimits(
             submissionCapacity: 64, completionCapacity: 64,
-            slotSize: (largestInput + 4095) & ~4095, slotCount: slots)
+            slotSize: (largestInput + TensorHeader.size + 4095) & ~4095, slotCount: slots)
         configuration.burstSize = maxBatch
         // Started by a systemd socket unit: serve on the socket it passed.
         let activated = configuration.adoptSocketActivation()

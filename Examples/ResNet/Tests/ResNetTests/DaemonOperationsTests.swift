@@ -44,13 +44,19 @@ final class DaemonOperationsTests: XCTestCase {
         var session = try ControllerSession.connect(to: FilePath(socket))
         let imageBytes = engine.manifest.input.byteCount
         let record = ClassificationRecord.byteCount(classCount: engine.manifest.classCount)
+        let m = engine.manifest.input
+        let tensor = try XCTUnwrap(TensorHeader(elementType: .float32, shape: [m.channels, m.height, m.width]))
         for k in 0..<6 {
             let input = try XCTUnwrap(session.buffers.acquire()), output = try XCTUnwrap(session.buffers.acquire())
-            Support.randomFloats(imageBytes / 4, seed: UInt64(k)).withUnsafeBytes {
-                session.buffers.buffer(input).copyMemory(from: $0)
-            }
+            // Every other image typed: the handler reads the elements after the header.
+            let typed = k % 2 == 1
+            let target =
+                typed ? try XCTUnwrap(session.buffers.writeTensorHeader(tensor, into: input)) : session.buffers.buffer(input)
+            Support.randomFloats(imageBytes / 4, seed: UInt64(k)).withUnsafeBytes { target.copyMemory(from: $0) }
             try session.submit(
-                CommandRequest(modelID: 1, input: input, inputSize: imageBytes, output: output, outputCapacity: record))
+                typed
+                    ? CommandRequest(modelID: 1, input: input, tensor: tensor, output: output, outputCapacity: record)
+                    : CommandRequest(modelID: 1, input: input, inputSize: imageBytes, output: output, outputCapacity: record))
             let done = try session.waitForCompletion(timeout: .seconds(60))
             XCTAssertEqual(done.status, .succeeded, "image \(k)")
             XCTAssertNotNil(
