@@ -48,6 +48,8 @@ public enum MetricsEndpointError: Error, Sendable, CustomStringConvertible {
     case timedOut
     /// ``PrometheusEndpoint/start()`` was called twice.
     case alreadyStarted
+    /// A `--metrics` value that is not `PORT`, `HOST:PORT` or `[IPv6]:PORT`.
+    case badAddress(String)
 
     /// What went wrong, in words.
     public var description: String {
@@ -55,6 +57,7 @@ public enum MetricsEndpointError: Error, Sendable, CustomStringConvertible {
         case .server(let what): "metrics endpoint: \(what)"
         case .timedOut: "metrics endpoint: not listening after 10 s"
         case .alreadyStarted: "metrics endpoint already started"
+        case .badAddress(let text): "--metrics \(text): not PORT, HOST:PORT or [IPv6]:PORT"
         }
     }
 }
@@ -89,6 +92,19 @@ public final class PrometheusEndpoint: Sendable {
     }
 
     deinit { stop() }
+
+    /// For a daemon's `--metrics [HOST:]PORT` option: nil when `option` is
+    /// nil; otherwise an endpoint for `daemon`, started, and the address it
+    /// bound (what `fabricq serve` and `resnet-daemon` print as
+    /// `metrics on http://ADDRESS/metrics`).
+    public static func start(
+        daemon: FabricDaemon, option: String?
+    ) throws(MetricsEndpointError) -> (endpoint: PrometheusEndpoint, bound: MetricsAddress)? {
+        guard let option else { return nil }
+        guard let address = MetricsAddress(parsing: option) else { throw .badAddress(option) }
+        let endpoint = PrometheusEndpoint(daemon: daemon, address: address)
+        return (endpoint, try endpoint.start())
+    }
 
     /// The text a scrape gets now.
     public func render() -> [UInt8] { exposition.render(daemon.telemetry()) }

@@ -85,29 +85,20 @@ struct Serve: ParsableCommand {
             guard served[specification.id] == nil else { throw ValidationError("model \(specification.id) given twice") }
             served[specification.id] = ServedModel(handler: handler, configuration: specification.configuration)
         }
-        let metricsAddress = try metrics.map { text in
-            guard let address = MetricsAddress(parsing: text) else {
-                throw ValidationError("--metrics must be PORT, HOST:PORT or [IPv6]:PORT")
-            }
-            return address
-        }
         let violation: SystemCallViolation? = seccompLog ? .log : seccomp ? .refuse : nil
         let onEvent: @Sendable (DaemonEvent) -> Void = { event in say("\(event)") }
         let daemon =
             served.isEmpty
             ? FabricDaemon(configuration: configuration, handlers: DiagnosticModel.allHandlers, onEvent: onEvent)
             : FabricDaemon(configuration: configuration, models: served, onEvent: onEvent)
-        var endpoint: PrometheusEndpoint?
-        if let metricsAddress {
-            let metrics = PrometheusEndpoint(daemon: daemon, address: metricsAddress)
-            do {
-                let bound = try metrics.start()
-                say("metrics on http://\(bound)/metrics")
-            } catch {
-                report("\(error)")
-                throw ExitCode(1)
-            }
-            endpoint = metrics
+        let endpoint: PrometheusEndpoint?
+        do {
+            let started = try PrometheusEndpoint.start(daemon: daemon, option: metrics)
+            if let bound = started?.bound { say("metrics on http://\(bound)/metrics") }
+            endpoint = started?.endpoint
+        } catch {
+            report("\(error)")
+            throw ExitCode(1)
         }
         defer { endpoint?.stop() }
         // Serves until SIGINT or SIGTERM, then ends every session and removes

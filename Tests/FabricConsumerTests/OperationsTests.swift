@@ -23,6 +23,15 @@ final class OperationsTests: XCTestCase {
         return (daemon, socket)
     }
 
+    /// The loopback port a `fabricq serve --metrics` printed
+    /// ("metrics on http://127.0.0.1:PORT/metrics").
+    private func metricsPort(of daemon: ChildProcess) throws -> Int {
+        let line = try XCTUnwrap(
+            daemon.standardOutput.split(separator: "\n").first { $0.hasPrefix("metrics on http://127.0.0.1:") },
+            daemon.standardOutput)
+        return try XCTUnwrap(Int(line.split(separator: ":").last?.split(separator: "/").first ?? ""))
+    }
+
     /// `fabricq load --json` in the background.
     private func startLoad(_ socket: String, model: UInt32, duration: String) throws -> ChildProcess {
         let load = try ChildProcess(
@@ -104,9 +113,7 @@ final class OperationsTests: XCTestCase {
 
     func testMetricsScrapedDuringALoadParseAndMatchWhatItSubmitted() throws {
         let (daemon, socket) = try serve(["--model", "1:echo", "--metrics", "127.0.0.1:0"])
-        let line = try XCTUnwrap(
-            daemon.standardOutput.split(separator: "\n").first { $0.hasPrefix("metrics on http://127.0.0.1:") })
-        let port = try XCTUnwrap(Int(line.split(separator: ":").last?.split(separator: "/").first ?? ""))
+        let port = try metricsPort(of: daemon)
         XCTAssertEqual(try httpGet(port: port, path: "/nothing").status, 404)
 
         let load = try startLoad(socket, model: 1, duration: "1500ms")
@@ -235,8 +242,7 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(daemon.standardOutput.contains("system calls restricted (refuse)"), daemon.standardOutput)
         let status = try String(contentsOfFile: "/proc/\(daemon.pid)/status", encoding: .utf8)
         XCTAssertTrue(status.contains("Seccomp:\t2"))
-        let line = try XCTUnwrap(daemon.standardOutput.split(separator: "\n").first { $0.hasPrefix("metrics on ") })
-        let port = try XCTUnwrap(Int(line.split(separator: ":").last?.split(separator: "/").first ?? ""))
+        let port = try metricsPort(of: daemon)
         let one = try startLoad(socket, model: 1, duration: "300ms")
         let two = try startLoad(socket, model: 2, duration: "300ms")
         let n = try completed(one) + completed(two)

@@ -16,6 +16,7 @@ final class ModelLane: @unchecked Sendable {
     /// Live commands queued, all levels together (mirrored in the
     /// telemetry's queue-depth gauge: one relaxed store per change).
     @exclusivity(unchecked) private(set) var queued = 0 {
+        // Relaxed: a gauge for readers of telemetry; nothing is ordered by it.
         didSet { telemetry.queueDepth.store(queued, ordering: .relaxed) }
     }
     /// No queued deadline is earlier than this (`.max`: none; it may be

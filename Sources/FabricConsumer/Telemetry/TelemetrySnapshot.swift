@@ -3,12 +3,6 @@ import FabricSession
 import FabricSystem
 import SystemPackage
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 extension DaemonCore {
     /// Queries within this many nanoseconds of the last one get its answer
     /// again (10 ms).
@@ -64,6 +58,7 @@ extension DaemonCore {
             processID: currentProcessID,
             uptimeSeconds: started == 0 ? 0 : Double(now &- started) / 1e9,
             socketPath: configuration.inheritedListener == nil ? configuration.socketPath.string : "",
+            // Relaxed: a statistic (the control thread's count of sessions).
             totals: counters.snapshot, openSessions: activeSessions.load(ordering: .relaxed),
             models: models, sessions: sessions)
     }
@@ -92,19 +87,14 @@ extension DaemonCore {
 extension DaemonTelemetry {
     /// The telemetry as JSON (what a query answers).
     public static func encode(_ telemetry: DaemonTelemetry) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // Encoding plain structs of numbers and strings cannot fail.
-        return (try? Array(encoder.encode(telemetry))) ?? Array("{}".utf8)
+        QueryPayload.encode(telemetry, fallback: "{}")
     }
 
     /// Telemetry from its JSON.
     ///
     /// - Throws: `SessionError.malformed(_:)` when the bytes are not it.
     public static func decode(_ json: [UInt8]) throws(SessionError) -> DaemonTelemetry {
-        do { return try JSONDecoder().decode(DaemonTelemetry.self, from: Data(json)) } catch {
-            throw .malformed("telemetry: \(error)")
-        }
+        try QueryPayload.decode(json, as: DaemonTelemetry.self, what: "telemetry")
     }
 
     /// Asks the daemon listening at `socketPath` for its telemetry (a

@@ -267,8 +267,8 @@ public struct TensorMismatch: Sendable, Equatable, CustomStringConvertible {
 
     /// "expected f32|f16 [3×224×224], received i8 [3×112×112]".
     public var description: String {
-        let expected = TensorSpecificationText.text(acceptedTypes.map(\.name), expectedShape)
-        let received = TensorSpecificationText.text([receivedType?.name ?? "unknown"], receivedShape)
+        let expected = TensorText.describe(acceptedTypes.map(\.name), expectedShape)
+        let received = TensorText.describe([receivedType?.name ?? "unknown"], receivedShape)
         return "expected \(expected), received \(received)"
     }
 
@@ -295,9 +295,10 @@ public struct TensorMismatch: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// `f32|f16 [3×224×224]`.
-enum TensorSpecificationText {
-    static func text(_ types: [String], _ shape: [Int]) -> String {
+/// How tensors are written for people everywhere in the package
+/// (`TensorMismatch`, `TensorSpecification`): `f32|f16 [3×224×224]`.
+package enum TensorText {
+    package static func describe(_ types: [String], _ shape: [Int]) -> String {
         "\(types.joined(separator: "|")) [\(shape.map(String.init).joined(separator: "×"))]"
     }
 }

@@ -1,12 +1,6 @@
 import FabricQueue
 import SystemPackage
 
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// What one command's input tensor is: the element types a model takes
 /// (preferred first) and the shape of one command's tensor, outermost
 /// dimension first (a batch is several commands).
@@ -65,9 +59,7 @@ public struct TensorSpecification: Sendable, Codable, Equatable, CustomStringCon
     }
 
     /// `f32|f16 [3×224×224]`.
-    public var description: String {
-        "\(elementTypes.map(\.name).joined(separator: "|")) [\(shape.map(String.init).joined(separator: "×"))]"
-    }
+    public var description: String { TensorText.describe(elementTypes.map(\.name), shape) }
 }
 
 /// One model a daemon serves, as a controller discovers it
@@ -118,19 +110,14 @@ public struct ModelDescription: Sendable, Codable, Equatable {
     /// A daemon's models as JSON (what a ``SessionHandshake/Purpose/models``
     /// query answers), by id.
     public static func encode(_ models: [ModelDescription]) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // Plain structs of numbers and strings: encoding cannot fail.
-        return (try? Array(encoder.encode(models.sorted { $0.id < $1.id }))) ?? Array("[]".utf8)
+        QueryPayload.encode(models.sorted { $0.id < $1.id }, fallback: "[]")
     }
 
     /// Models from their JSON.
     ///
     /// - Throws: ``SessionError/malformed(_:)`` when the bytes are not that.
     public static func decode(_ json: [UInt8]) throws(SessionError) -> [ModelDescription] {
-        do { return try JSONDecoder().decode([ModelDescription].self, from: Data(json)) } catch {
-            throw .malformed("model list: \(error)")
-        }
+        try QueryPayload.decode(json, as: [ModelDescription].self, what: "model list")
     }
 
     /// Asks the daemon listening at `socketPath` which models it serves (a

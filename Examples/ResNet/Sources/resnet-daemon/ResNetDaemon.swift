@@ -104,21 +104,15 @@ struct ResNetDaemon: ParsableCommand {
         configuration.burstSize = maxBatch
         // Started by a systemd socket unit: serve on the socket it passed.
         let activated = configuration.adoptSocketActivation()
-        let metricsAddress = try metrics.map { text in
-            guard let address = MetricsAddress(parsing: text) else {
-                throw ValidationError("--metrics must be PORT, HOST:PORT or [IPv6]:PORT")
-            }
-            return address
-        }
         let daemon = FabricDaemon(configuration: configuration, handlers: handlers)
-        var endpoint: PrometheusEndpoint?
-        if let metricsAddress {
-            let metrics = PrometheusEndpoint(daemon: daemon, address: metricsAddress)
-            do { say("metrics on http://\(try metrics.start())/metrics") } catch {
-                report("\(error)")
-                throw ExitCode(1)
-            }
-            endpoint = metrics
+        let endpoint: PrometheusEndpoint?
+        do {
+            let started = try PrometheusEndpoint.start(daemon: daemon, option: metrics)
+            if let bound = started?.bound { say("metrics on http://\(bound)/metrics") }
+            endpoint = started?.endpoint
+        } catch {
+            report("\(error)")
+            throw ExitCode(1)
         }
         defer { endpoint?.stop() }
         // Until SIGINT or SIGTERM (taken by Dispatch signal sources, whichever
