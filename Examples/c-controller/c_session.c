@@ -7,7 +7,13 @@
  * the output slot holds the input back. Builds natively and, statically, for
  * riscv64 (see Docs/Porting.md).
  *
- *   c_session SOCKET COUNT [PAYLOAD_BYTES]
+ *   c_session SOCKET COUNT [PAYLOAD_BYTES [TYPE]]
+ *
+ * With TYPE (f32, f16, bf16, i8 or u8) every command is typed: its input
+ * starts with an fq_tensor_header (fq_tensor_header_init: a rank-1 tensor of
+ * PAYLOAD_BYTES / width elements; i8 and u8 with a scale and zero point) and
+ * carries FQ_FLAG_TENSOR_HEADER. First it posts one header that lies about
+ * its size and checks that the daemon refuses it (FQ_INVALID_TENSOR_SIZE).
  *
  * Doorbells: after posting it rings the daemon's eventfd if the daemon sleeps
  * (fq_ring_consumer_fd); it waits for completions by spinning 20 us, then
@@ -83,15 +89,41 @@ static void *map_fd(int fd, size_t *size) {
     return base;
 }
 
+/* The element type named on the command line, or 0. */
+static uint8_t tensor_type(const char *name) {
+    static const struct { const char *name; uint8_t type; } types[] = {
+        { "f32", FQ_TENSOR_F32 }, { "f16", FQ_TENSOR_F16 }, { "bf16", FQ_TENSOR_BF16 }, { "i8", FQ_TENSOR_I8 }, { "u8", FQ_TENSOR_U8 },
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) if (strcmp(name, types[i].name) == 0) return types[i].type;
+    return 0;
+}
+
 static int compare_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s SOCKET COUNT [PAYLOAD_BYTES]\n", argv[0]); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: %s SOCKET COUNT [PAYLOAD_BYTES [f32|f16|bf16|i8|u8]]\n", argv[0]); return 2; }
     const uint64_t count = strtoull(argv[2], NULL, 10);
-    const size_t payload = argc > 3 ? strtoul(argv[3], NULL, 10) : 256;
+    size_t payload = argc > 3 ? strtoul(argv[3], NULL, 10) : 256;
+
+    /* A typed command: the header, then the elements (the payload rounded down to whole elements). */
+    fq_tensor_header tensor;
+    memset(&tensor, 0, sizeof tensor);
+    uint16_t flags = 0;
+    if (argc > 4) {
+        const uint8_t type = tensor_type(argv[4]);
+        if (type == 0) return fail("unknown element type (f32, f16, bf16, i8, u8)");
+        const bool quantized = type == FQ_TENSOR_I8 || type == FQ_TENSOR_U8;
+        if (payload / fq_tensor_type_width(type) > UINT32_MAX) return fail("no tensor of that many elements");
+        const uint32_t elements = (uint32_t)(payload / fq_tensor_type_width(type));
+        const uint64_t bytes = fq_tensor_header_init(&tensor, type, 1, &elements, quantized ? 0.05f : 0.0f,
+                                                     type == FQ_TENSOR_U8 ? 128 : quantized ? -3 : 0);
+        if (bytes == 0) return fail("no tensor of that many elements");
+        payload = (size_t)bytes;
+        flags = FQ_FLAG_TENSOR_HEADER;
+    }
 
     /* 1. Connect and say hello. */
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -148,14 +180,43 @@ int main(int argc, char **argv) {
     const int daemon_doorbell = fds[FQ_SESSION_TAG_DAEMON_DOORBELL];
     const uint64_t in_offset = dh->data_offset, out_offset = dh->data_offset + dh->slot_size;
 
-    /* 4. Round trips. */
+    /* 4. A typed header the daemon must refuse: it claims one element more than the input holds. */
+    if (flags) {
+        fq_tensor_header liar = tensor;
+        liar.data_bytes += fq_tensor_type_width(liar.element_type);
+        memcpy(data + in_offset, &liar, sizeof liar);
+        fq_descriptor d = { .command_id = UINT64_MAX, .model_id = 1, .flags = flags, .input_offset = in_offset,
+                            .input_size = (uint32_t)payload, .output_offset = out_offset, .output_capacity = (uint32_t)payload,
+                            .submit_timestamp = fq_now_ns(), .producer_id = me };
+        while (!fq_spsc_enqueue(&producer, &d)) {
+            if (!fq_wait_for_space(&producer, 20000, 10000000000LL)) return fail("submission ring full for 10 s");
+        }
+        fq_ring_consumer_fd(&submissions, daemon_doorbell);
+        fq_completion c;
+        int got;
+        const uint64_t since = fq_now_ns();
+        while ((got = fq_dequeue_completion(&consumer, &c)) == 0) {
+            if (!fq_wait_for_data(&consumer, 20000, 20000000LL) && (daemon_gone(sock) || fq_now_ns() - since > 10000000000ULL))
+                return fail("no answer to the lying tensor header");
+        }
+        if (got < 0) return fail("completion ring indices corrupt");
+        fq_ring_producers_fd(&completions, daemon_doorbell);
+        if (c.command_id != UINT64_MAX || c.status != FQ_INVALID_DESCRIPTOR || c.detail != FQ_INVALID_TENSOR_SIZE) {
+            fprintf(stderr, "c_session: the lying header got status %u detail %u\n", c.status, c.detail);
+            return 1;
+        }
+    }
+
+    /* 5. Round trips. */
     uint64_t *latency = malloc(sizeof(uint64_t) * (count ? count : 1));
     if (!latency) return fail("out of memory");
     uint64_t wakeups = 0;
     for (uint64_t seq = 0; seq < count; seq++) {
-        for (size_t k = 0; k < payload; k++) data[in_offset + k] = (uint8_t)(seq * 131 + k);
+        size_t k = 0;
+        if (flags) { memcpy(data + in_offset, &tensor, sizeof tensor); k = sizeof tensor; }
+        for (; k < payload; k++) data[in_offset + k] = (uint8_t)(seq * 131 + k);
         memset(data + out_offset, 0, payload);
-        fq_descriptor d = { .command_id = seq + 1, .model_id = 1, .input_offset = in_offset, .input_size = (uint32_t)payload,
+        fq_descriptor d = { .command_id = seq + 1, .model_id = 1, .flags = flags, .input_offset = in_offset, .input_size = (uint32_t)payload,
                             .output_offset = out_offset, .output_capacity = (uint32_t)payload,
                             .submit_timestamp = fq_now_ns(), .producer_id = me, .user_data = seq };
         while (!fq_spsc_enqueue(&producer, &d)) {
@@ -191,8 +252,8 @@ int main(int argc, char **argv) {
     qsort(latency, count, sizeof *latency, compare_u64);
     fq_release_role(&submissions.control->producer_owner, me, producer_lock);
     fq_release_role(&completions.control->consumer_owner, me, consumer_lock);
-    printf("c_session: %lu round trips ok (session %lu), p50 %lu ns, p99 %lu ns, %lu daemon wake-ups\n",
-           (unsigned long)count, (unsigned long)reply.session_id,
+    printf("c_session: %lu %sround trips ok (session %lu), p50 %lu ns, p99 %lu ns, %lu daemon wake-ups\n",
+           (unsigned long)count, flags ? "typed " : "", (unsigned long)reply.session_id,
            (unsigned long)(count ? latency[count / 2] : 0), (unsigned long)(count ? latency[count * 99 / 100] : 0),
            (unsigned long)wakeups);
     return 0;

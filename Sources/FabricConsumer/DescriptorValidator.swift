@@ -32,8 +32,8 @@ public struct DescriptorValidator: Sendable {
     public let dataRegionSize: UInt64
     /// Minimum output capacity per model id; a model missing here is unknown.
     public var requiredOutput: [UInt32: UInt32]
-    /// When set, each buffer must lie wholly inside one slot of the session's
-    /// data region (not just somewhere in the region).
+    /// When set, each buffer must lie inside the slots of the session's data
+    /// region (one slot or a run of contiguous ones; never the header page).
     public var slots: DataRegionGeometry?
 
     /// A validator for a data region of `dataRegionSize` bytes and the given models.
@@ -44,7 +44,9 @@ public struct DescriptorValidator: Sendable {
     }
 
     /// A validator for a session's slotted data region: every input and
-    /// output must sit inside a single slot.
+    /// output must sit inside its slots; a buffer may span several
+    /// contiguous slots (`BufferPool.acquire(bytes:)`), checked exactly as
+    /// one slot is.
     public init(slots: DataRegionGeometry, requiredOutput: [UInt32: UInt32]) {
         self.dataRegionSize = slots.regionSize
         self.requiredOutput = requiredOutput
@@ -70,13 +72,13 @@ public struct DescriptorValidator: Sendable {
         if let slots {
             guard
                 descriptor.inputSize == 0
-                    || slots.slot(containing: descriptor.inputOffset, length: UInt64(descriptor.inputSize)) != nil
+                    || slots.slots(covering: descriptor.inputOffset, length: UInt64(descriptor.inputSize)) != nil
             else {
                 throw .inputOutOfBounds(offset: descriptor.inputOffset, size: descriptor.inputSize)
             }
             guard
                 descriptor.outputCapacity == 0
-                    || slots.slot(containing: descriptor.outputOffset, length: UInt64(descriptor.outputCapacity)) != nil
+                    || slots.slots(covering: descriptor.outputOffset, length: UInt64(descriptor.outputCapacity)) != nil
             else {
                 throw .outputOutOfBounds(offset: descriptor.outputOffset, capacity: descriptor.outputCapacity)
             }

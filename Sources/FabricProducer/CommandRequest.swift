@@ -2,19 +2,22 @@ import FabricSystem
 
 /// One command to post: which model, which buffers.
 ///
-/// Buffers are slots of the session's `BufferPool`: fill the input slot in
-/// place (``ControllerSession/buffers``), name it here with how many bytes
-/// you wrote, and give an output slot for the daemon to write into.
+/// Buffers are slots of the session's `BufferPool`, or runs of contiguous
+/// slots for data larger than one (`BufferPool.acquire(bytes:)`): fill the
+/// input in place (``ControllerSession/buffers``), name it here with how
+/// many bytes you wrote, and give an output buffer for the daemon to write
+/// into.
 public struct CommandRequest: Sendable, Equatable {
     /// The model to run (a handler id on the daemon).
     public var modelID: UInt32
-    /// The slot holding the input.
+    /// The buffer (a slot or a run) holding the input.
     public var input: BufferSlot
-    /// Bytes of input at the start of the slot.
+    /// Bytes of input at the start of the buffer (at most `UInt32.max`:
+    /// the descriptor's field).
     public var inputSize: Int
-    /// The slot the output goes to.
+    /// The buffer the output goes to.
     public var output: BufferSlot
-    /// Bytes of it the daemon may fill.
+    /// Bytes of it the daemon may fill (at most `UInt32.max`).
     public var outputCapacity: Int
     /// Command options, passed to the handler.
     public var flags: UInt16
@@ -29,7 +32,8 @@ public struct CommandRequest: Sendable, Equatable {
     /// descriptor in whole microseconds (rounded up, at most about 71 minutes).
     public var deadline: Duration?
 
-    /// A request; `outputCapacity` defaults to the whole output slot.
+    /// A request; `outputCapacity` defaults to the whole output buffer (up
+    /// to `UInt32.max` bytes, what a descriptor can say).
     public init(
         modelID: UInt32, input: BufferSlot, inputSize: Int, output: BufferSlot,
         outputCapacity: Int? = nil, flags: UInt16 = 0, userData: UInt64 = 0,
@@ -39,7 +43,7 @@ public struct CommandRequest: Sendable, Equatable {
         self.input = input
         self.inputSize = inputSize
         self.output = output
-        self.outputCapacity = outputCapacity ?? output.size
+        self.outputCapacity = outputCapacity ?? min(output.size, Int(UInt32.max))
         self.flags = flags
         self.userData = userData
         self.priority = priority
@@ -62,16 +66,18 @@ public struct CommandRequest: Sendable, Equatable {
             priority: priority, deadline: deadline)
     }
 
-    /// Throws unless the sizes fit the slots and the slots differ.
+    /// Throws unless the sizes fit the buffers and the buffers share no slot.
     func check() throws(SubmitError) {
-        guard inputSize >= 0, inputSize <= input.size else {
-            throw .invalidRequest("input size \(inputSize) does not fit a \(input.size)-byte slot")
+        guard inputSize >= 0, inputSize <= input.size, inputSize <= Int(UInt32.max) else {
+            throw .invalidRequest(
+                "input size \(inputSize) does not fit a \(input.size)-byte buffer and a 32-bit descriptor field")
         }
-        guard outputCapacity >= 0, outputCapacity <= output.size else {
-            throw .invalidRequest("output capacity \(outputCapacity) does not fit a \(output.size)-byte slot")
+        guard outputCapacity >= 0, outputCapacity <= output.size, outputCapacity <= Int(UInt32.max) else {
+            throw .invalidRequest(
+                "output capacity \(outputCapacity) does not fit a \(output.size)-byte buffer and a 32-bit descriptor field")
         }
-        guard input.index != output.index || inputSize == 0 || outputCapacity == 0 else {
-            throw .invalidRequest("input and output share slot \(input.index)")
+        guard !input.overlaps(output) || inputSize == 0 || outputCapacity == 0 else {
+            throw .invalidRequest("input (slots \(input.slots)) and output (slots \(output.slots)) share a slot")
         }
     }
 

@@ -132,11 +132,13 @@ public final class FabricClient: Sendable {
 
     /// Submits one command and awaits its completion.
     ///
-    /// A request takes two of the session's buffer slots (one for the
-    /// input, one for the output) from submission until its completion is
-    /// read, so `SessionLimits.slotCount / 2` requests can be in flight at
-    /// once; a submission that finds no free pair waits for one (within
-    /// `timeout`) instead of failing.
+    /// A request takes session buffer slots from submission until its
+    /// completion is read: one for the input and one for the output, or a
+    /// run of contiguous slots for each when `inputCapacity` or
+    /// `outputCapacity` is larger than a slot. With the defaults,
+    /// `SessionLimits.slotCount / 2` requests can be in flight at once; a
+    /// submission that finds too few free slots waits (within `timeout`, in
+    /// line behind earlier ones) instead of failing.
     ///
     /// The timeout travels in the descriptor as the command's deadline: a
     /// command still queued in the daemon when it passes completes
@@ -145,23 +147,26 @@ public final class FabricClient: Sendable {
     ///
     /// - Parameters:
     ///   - modelID: the model to run.
-    ///   - outputCapacity: bytes the output may take (at most a slot).
+    ///   - inputCapacity: the most bytes `fill` may write (nil: one slot).
+    ///   - outputCapacity: bytes the output may take.
     ///   - flags: passed through to the handler (the descriptor's `flags`).
     ///   - userData: passed through to the handler and back in the result.
     ///   - priority: higher is served first (0, the default, is the lowest).
     ///   - timeout: the deadline for the completion.
-    ///   - fill: writes the input straight into the shared slot and returns
-    ///     how many bytes it wrote.
+    ///   - fill: writes the input straight into the shared buffer (at least
+    ///     `inputCapacity` bytes) and returns how many bytes it wrote.
     /// - Throws: ``SubmitError``: `.queueFull` (the submission ring is full),
     ///   `.timedOut` (also while waiting for buffer slots), `.cancelled`,
-    ///   `.peerGone`, `.invalidRequest`.
+    ///   `.peerGone`, `.invalidRequest` (also for capacities the session's
+    ///   slots cannot hold together).
     public func submit(
-        modelID: UInt32, outputCapacity: Int, flags: UInt16 = 0, userData: UInt64 = 0, priority: UInt8 = 0,
-        timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int
+        modelID: UInt32, inputCapacity: Int? = nil, outputCapacity: Int, flags: UInt16 = 0, userData: UInt64 = 0,
+        priority: UInt8 = 0, timeout: Duration, fill: (UnsafeMutableRawBufferPointer) throws -> Int
     ) async throws(SubmitError) -> CommandResult {
         if connection.isGone { throw .peerGone }
         let end = deadline(after: timeout)
-        let (input, output, memory) = try await acquireBuffers(until: end)
+        let need = try slotsNeeded(input: inputCapacity ?? Int(connection.data.geometry.slotSize), output: outputCapacity)
+        let (input, output, memory) = try await acquireBuffers(need, until: end)
         let size: Int
         do { size = try fill(memory) } catch {
             releaseBuffers(input, output)
@@ -203,17 +208,35 @@ public final class FabricClient: Sendable {
         return try result.get()
     }
 
-    /// Takes an input and an output slot. When the pool is short it waits,
-    /// in line behind earlier waiters, for a completion to hand it a pair
-    /// (until `end`).
+    /// The slots a request of these capacities takes, or `.invalidRequest`
+    /// when the session's data region could never hold both at once.
+    private func slotsNeeded(input: Int, output: Int) throws(SubmitError) -> BufferNeed {
+        let geometry = connection.data.geometry
+        let slotSize = Int(geometry.slotSize), total = Int(geometry.slotCount)
+        guard input >= 0, output >= 0, input <= Int(UInt32.max), output <= Int(UInt32.max) else {
+            throw .invalidRequest("capacities must be 0...\(UInt32.max) bytes (a descriptor's 32-bit fields)")
+        }
+        let need = BufferNeed(
+            inputSlots: input == 0 ? 1 : 1 + (input - 1) / slotSize, outputSlots: output == 0 ? 1 : 1 + (output - 1) / slotSize)
+        guard need.inputSlots <= total, need.outputSlots <= total - need.inputSlots else {
+            throw .invalidRequest(
+                "\(input)-byte input and \(output)-byte output need \(need.inputSlots) + \(need.outputSlots) slots of \(slotSize) bytes; the session has \(total)"
+            )
+        }
+        return need
+    }
+
+    /// Takes an input and an output buffer. When the pool is short it
+    /// waits, in line behind earlier waiters, for completions to hand it
+    /// one (until `end`).
     private func acquireBuffers(
-        until end: UInt64
+        _ need: BufferNeed, until end: UInt64
     ) async throws(SubmitError) -> (
         BufferSlot, BufferSlot, UnsafeMutableRawBufferPointer
     ) {
         if Task.isCancelled { throw .cancelled }
         if connection.isGone { throw .peerGone }
-        if let pair = submitSide.withLock({ $0.acquirePairIfNoneWaiting() }) {
+        if let pair = submitSide.withLock({ $0.acquirePairIfNoneWaiting(need) }) {
             return (pair.input, pair.output, pair.memory)
         }
         let waiter = CancellationToken()
@@ -224,8 +247,8 @@ public final class FabricClient: Sendable {
                     // Decided under the lock releases take: a pair freed
                     // after this check is handed to this waiter.
                     if let error = side.buffersFailure { return (nil, .failure(error), false) }
-                    if let pair = side.acquirePairIfNoneWaiting() { return (nil, .success(pair), false) }
-                    return (side.addBufferWaiter(continuation, deadline: end), nil, side.reaperSleeping)
+                    if let pair = side.acquirePairIfNoneWaiting(need) { return (nil, .success(pair), false) }
+                    return (side.addBufferWaiter(continuation, need: need, deadline: end), nil, side.reaperSleeping)
                 }
                 if let now = queued.now { return continuation.resume(returning: now) }
                 guard let id = queued.id else { return }
@@ -241,15 +264,18 @@ public final class FabricClient: Sendable {
         return (pair.input, pair.output, pair.memory)
     }
 
-    /// Gives a command's slots back, or hands them as a pair to the oldest
-    /// submission waiting for buffers.
+    /// Gives a command's slots back, handing them to the oldest submissions
+    /// waiting for buffers where they now fit.
     private func releaseBuffers(_ input: BufferSlot, _ output: BufferSlot) {
-        let handOff = submitSide.withLock { $0.release(input, output) }
-        if let (waiter, pair) = handOff { waiter.resume(returning: .success(pair)) }
+        let handOffs = submitSide.withLock { $0.release(input, output) }
+        for (waiter, pair) in handOffs { waiter.resume(returning: .success(pair)) }
     }
 
+    /// Ends `id`'s wait with `error`; the waiters behind it may fit now.
     private func resumeBufferWaiter(_ id: UInt64, with error: SubmitError) {
-        submitSide.withLock { $0.removeBufferWaiter(id) }?.resume(returning: .failure(error))
+        let (removed, handOffs) = submitSide.withLock { side in (side.removeBufferWaiter(id), side.serveWaiters()) }
+        removed?.resume(returning: .failure(error))
+        for (waiter, pair) in handOffs { waiter.resume(returning: .success(pair)) }
     }
 
     /// Stops the task waiting for `id` (``SubmitError/cancelled``) and asks
@@ -381,7 +407,7 @@ public final class FabricClient: Sendable {
             let out = [UInt8](UnsafeRawBufferPointer(rebasing: side.pool.buffer(entry.output)[0..<size]))
             return (out, side.release(entry.input, entry.output))
         }
-        if let (waiter, pair) = handOff { waiter.resume(returning: .success(pair)) }
+        for (waiter, pair) in handOff { waiter.resume(returning: .success(pair)) }
         recorder.withLock { $0.record(timings) }
         counters.withLock { stats in
             stats.completed &+= 1
@@ -396,8 +422,13 @@ public final class FabricClient: Sendable {
 
     /// Fails buffer waits whose deadline passed; returns the nearest one left.
     private func expireBufferWaiters(now: UInt64) -> UInt64? {
-        let (expired, nearest) = submitSide.withLock { $0.expireBufferWaiters(now: now) }
+        let (expired, nearest, handOffs) = submitSide.withLock { side in
+            let (expired, nearest) = side.expireBufferWaiters(now: now)
+            // A larger request that timed out may have held back smaller ones.
+            return (expired, nearest, expired.isEmpty ? [] : side.serveWaiters())
+        }
         for waiter in expired { waiter.resume(returning: .failure(.timedOut)) }
+        for (waiter, pair) in handOffs { waiter.resume(returning: .success(pair)) }
         return nearest
     }
 
@@ -453,7 +484,13 @@ final class CancellationToken: Sendable {
     }
 }
 
-/// An input and an output slot for one request, and the input's memory.
+/// How many slots a request's input and output take.
+struct BufferNeed: Equatable {
+    var inputSlots: Int
+    var outputSlots: Int
+}
+
+/// An input and an output buffer for one request, and the input's memory.
 struct BufferPair: @unchecked Sendable {
     // @unchecked: `memory` points into the session's shared data region, which outlives every request
     var input: BufferSlot
@@ -466,6 +503,7 @@ struct BufferWaiter {
     typealias Continuation = CheckedContinuation<Result<BufferPair, SubmitError>, Never>
     var id: UInt64
     var continuation: Continuation
+    var need: BufferNeed
     var deadline: UInt64
 }
 
@@ -486,26 +524,46 @@ struct SubmitSide: ~Copyable {
         gathered = BatchAccumulator(policy: batching, ringCapacity: self.producer.capacity)
     }
 
-    /// Submissions waiting for buffer slots, oldest first: each released
-    /// pair goes to the first (``release(_:_:)``); an error ends a wait.
+    /// Submissions waiting for buffer slots, oldest first: released slots go
+    /// to the first while they fit it (``release(_:_:)``); an error ends a wait.
     private var bufferWaiters: [BufferWaiter] = []
     private var nextWaiterID: UInt64 = 1
 
-    /// An input and an output slot, unless fewer than two are free or
-    /// earlier submissions are waiting for theirs.
-    mutating func acquirePairIfNoneWaiting() -> BufferPair? {
-        guard bufferWaiters.isEmpty, pool.availableCount >= 2, let input = pool.acquire() else { return nil }
-        guard let output = pool.acquire() else {
-            pool.release(input)
-            return nil
-        }
-        return BufferPair(input: input, output: output, memory: pool.buffer(input))
+    /// An input and an output buffer of `need`'s sizes, unless earlier
+    /// submissions are waiting for theirs or the pool has no room.
+    mutating func acquirePairIfNoneWaiting(_ need: BufferNeed) -> BufferPair? {
+        guard bufferWaiters.isEmpty else { return nil }
+        return acquirePair(need)
     }
 
-    mutating func addBufferWaiter(_ continuation: BufferWaiter.Continuation, deadline: UInt64) -> UInt64 {
+    /// An input and an output buffer of `need`'s sizes, or nil (and nothing
+    /// taken) when the pool cannot give both. The larger is placed first;
+    /// when the smaller then finds no gap, the other order is tried (free
+    /// gaps of 3 and 2 slots hold a 2-slot input and a 3-slot output only
+    /// if the output goes first).
+    private mutating func acquirePair(_ need: BufferNeed) -> BufferPair? {
+        guard pool.availableCount >= need.inputSlots + need.outputSlots else { return nil }
+        let outputFirst = need.outputSlots > need.inputSlots
+        for attempt in 0..<2 {
+            let order = attempt == 0 ? outputFirst : !outputFirst
+            let firstSlots = order ? need.outputSlots : need.inputSlots
+            let secondSlots = order ? need.inputSlots : need.outputSlots
+            guard let first = pool.acquire(slots: firstSlots) else { continue }
+            guard let second = pool.acquire(slots: secondSlots) else {
+                pool.release(first)
+                if firstSlots == secondSlots { return nil }  // the other order is the same
+                continue
+            }
+            let (input, output) = order ? (second, first) : (first, second)
+            return BufferPair(input: input, output: output, memory: pool.buffer(input))
+        }
+        return nil
+    }
+
+    mutating func addBufferWaiter(_ continuation: BufferWaiter.Continuation, need: BufferNeed, deadline: UInt64) -> UInt64 {
         let id = nextWaiterID
         nextWaiterID &+= 1
-        bufferWaiters.append(BufferWaiter(id: id, continuation: continuation, deadline: deadline))
+        bufferWaiters.append(BufferWaiter(id: id, continuation: continuation, need: need, deadline: deadline))
         return id
     }
 
@@ -545,20 +603,27 @@ struct SubmitSide: ~Copyable {
     /// The earliest deadline among the buffer waiters.
     var nearestBufferWaiterDeadline: UInt64? { bufferWaiters.lazy.map(\.deadline).min() }
 
-    /// Returns a command's slots to the pool; when a submission is waiting,
-    /// takes a pair straight back out for the oldest one and returns it with
-    /// the pair, to be resumed outside the lock. One release frees one pair,
-    /// so it wakes one waiter: no thundering herd, no overtaking.
-    mutating func release(_ input: BufferSlot, _ output: BufferSlot) -> (BufferWaiter.Continuation, BufferPair)? {
+    /// Returns a command's slots to the pool; while the oldest waiting
+    /// submission's buffers now fit, takes them straight back out for it and
+    /// returns each waiter with its buffers, to be resumed outside the lock.
+    /// Waiters are served strictly in order (none overtakes a larger one
+    /// ahead of it) and only as many as the freed slots satisfy: no
+    /// thundering herd. Without waiters this allocates nothing.
+    mutating func release(_ input: BufferSlot, _ output: BufferSlot) -> [(BufferWaiter.Continuation, BufferPair)] {
         pool.release(input)
         pool.release(output)
-        guard !bufferWaiters.isEmpty, pool.availableCount >= 2, let first = pool.acquire() else { return nil }
-        guard let second = pool.acquire() else {
-            pool.release(first)
-            return nil
+        return serveWaiters()
+    }
+
+    /// Hands buffers to the oldest waiters while theirs fit (after a
+    /// release, or after a waiter ahead of them left).
+    mutating func serveWaiters() -> [(BufferWaiter.Continuation, BufferPair)] {
+        var handOffs: [(BufferWaiter.Continuation, BufferPair)] = []
+        while let first = bufferWaiters.first, let pair = acquirePair(first.need) {
+            bufferWaiters.removeFirst()
+            handOffs.append((first.continuation, pair))
         }
-        let waiter = bufferWaiters.removeFirst()
-        return (waiter.continuation, BufferPair(input: first, output: second, memory: pool.buffer(first)))
+        return handOffs
     }
 
     /// What ``postCancellation(of:modelID:ring:)`` did.

@@ -23,7 +23,7 @@ struct InFlightTable: ~Copyable {
         var size = 1
         while size < minimumCapacity { size <<= 1 }
         entries = .allocate(capacity: size)
-        let none = BufferSlot(index: 0, offset: 0, size: 0)
+        let none = BufferSlot(index: 0, slotCount: 0, offset: 0, size: 0)
         entries.initialize(repeating: Entry(commandID: 0, input: none, output: none, modelID: 0, active: false))
         mask = UInt64(size - 1)
     }

@@ -7,15 +7,26 @@ import SystemPackage
 /// Connects, keeps up to 16 commands in flight, checks every output (echo:
 /// the payload back; checksum: its FNV-1a), prints "first" after the first
 /// completion and "ok N p50=… p99=…" at the end. COUNT 0 runs until killed.
+/// A payload larger than a slot travels in a run of slots (and its echo
+/// comes back in another).
 func runController(socket: String, count: Int, model: UInt32, payload: Int) {
     var session: ControllerSession
     do { session = try ControllerSession.connect(to: FilePath(socket)) } catch { fail("connect: \(error)") }
-    let window = min(16, session.buffers.capacity / 2)
+    let outputBytes = model == DiagnosticModel.checksum.rawValue ? 8 : payload
+    guard let inputSlots = session.buffers.slotsNeeded(forBytes: payload),
+        let outputSlots = session.buffers.slotsNeeded(forBytes: outputBytes),
+        inputSlots + outputSlots <= session.buffers.capacity
+    else { fail("a \(payload)-byte payload does not fit the session's \(session.buffers.capacity) slots") }
+    let window = min(16, session.buffers.capacity / (inputSlots + outputSlots))
     var submitted = 0, completed = 0
     var printedFirst = false
     while count == 0 || completed < count {
         while session.inFlightCount < window && (count == 0 || submitted < count) {
-            guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { break }
+            guard let input = session.buffers.acquire(bytes: payload) else { break }
+            guard let output = session.buffers.acquire(bytes: outputBytes) else {
+                session.buffers.release(input)
+                break
+            }
             let bytes = session.buffers.buffer(input)
             let seed = UInt64(submitted) &* 0x9E37_79B9_7F4A_7C15
             for k in 0..<payload { bytes[k] = UInt8(truncatingIfNeeded: (seed >> UInt64((k % 8) * 8)) &+ UInt64(k)) }
@@ -76,7 +87,8 @@ func runGarbage(socket path: String) {
         var producer = try SPSCProducer<Descriptor>(region: submissions)
         var consumer = try SPSCConsumer<Completion>(region: completions)
         let g = data.geometry
-        let slot0 = g.offset(ofSlot: 0), slot1 = g.offset(ofSlot: 1)
+        guard g.slotCount >= 3 else { fail("the garbage scenario needs 3 slots") }
+        let slot0 = g.offset(ofSlot: 0), slot1 = g.offset(ofSlot: 1), slot2 = g.offset(ofSlot: 2)
         let last = g.offset(ofSlot: g.slotCount - 1)
         let bad: [(String, Descriptor)] = [
             (
@@ -93,9 +105,9 @@ func runGarbage(socket path: String) {
                 Descriptor(commandID: 3, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: 0, outputCapacity: 64)
             ),
             (
-                "straddles-slots",
+                "run-past-last-slot",
                 Descriptor(
-                    commandID: 4, modelID: 1, inputOffset: slot0 + 8, inputSize: UInt32(g.slotSize), outputOffset: slot1,
+                    commandID: 4, modelID: 1, inputOffset: last + 8, inputSize: UInt32(g.slotSize), outputOffset: slot0,
                     outputCapacity: 8)
             ),
             (
@@ -116,6 +128,13 @@ func runGarbage(socket path: String) {
             (
                 "valid",
                 Descriptor(commandID: 8, modelID: 1, inputOffset: slot0, inputSize: 8, outputOffset: slot1, outputCapacity: 8)
+            ),
+            (
+                // Unaligned, across slots 0 and 1, echoed into slot 2: a run is one buffer.
+                "valid-span",
+                Descriptor(
+                    commandID: 10, modelID: 1, inputOffset: slot0 + 8, inputSize: UInt32(g.slotSize), outputOffset: slot2,
+                    outputCapacity: UInt32(g.slotSize))
             ),
         ]
         var opcode = Descriptor(

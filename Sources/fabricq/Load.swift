@@ -38,7 +38,7 @@ struct Load: AsyncParsableCommand {
     @Option(help: "Requests each closed-loop task submits at once.")
     var batch = 1
 
-    @Option(help: "Input bytes per request.")
+    @Option(help: "Input bytes per request (more than a slot travels in a run of slots).")
     var size = 64
 
     @Option(help: "What the model returns: echo (also delay and spin), checksum, empty, or none (status only).")
@@ -188,7 +188,8 @@ struct RequestShape: Sendable {
         let input = Self.pattern(seed: seed, count: size)
         do {
             let result = try await client.submit(
-                modelID: model, outputCapacity: outputCapacity, priority: priority, timeout: timeout
+                modelID: model, inputCapacity: input.count, outputCapacity: outputCapacity, priority: priority,
+                timeout: timeout
             ) { buffer in
                 buffer.copyBytes(from: input)
                 return input.count

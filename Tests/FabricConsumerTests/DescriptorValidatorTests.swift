@@ -1,5 +1,6 @@
 import FabricConsumer
 import FabricProducer
+import FabricSession
 import XCTest
 
 final class DescriptorValidatorTests: XCTestCase {
@@ -36,6 +37,29 @@ final class DescriptorValidatorTests: XCTestCase {
         XCTAssertEqual(violation(cancel), .unknownOpcode(9))
     }
 
+    /// A session's slotted region (issue 16): inputs and outputs may span
+    /// runs of slots; a span that leaves the slots, or one that overlaps
+    /// the other buffer, is refused with its own error.
+    func testSpansOfSlotsAreCheckedLikeOneSlot() throws {
+        let slots = try DataRegionGeometry(slotSize: 1024, slotCount: 8)
+        let slotted = DescriptorValidator(slots: slots, requiredOutput: [1: 16])
+        func check(_ input: (UInt64, UInt32), _ output: (UInt64, UInt32)) -> DescriptorViolation? {
+            do {
+                try slotted.validate(d(input: input, output: output))
+                return nil
+            } catch { return error }
+        }
+        let slot = { (i: UInt64) in 4096 + 1024 * i }
+        XCTAssertNil(check((slot(0), 3 * 1024), (slot(3), 5 * 1024)), "a 3-slot input, a 5-slot output to the last byte")
+        XCTAssertNil(check((slot(0) + 100, 2000), (slot(4), 16)), "a span need not start at a slot boundary")
+        XCTAssertEqual(check((slot(6), 3 * 1024), (slot(0), 16)), .inputOutOfBounds(offset: slot(6), size: 3 * 1024))
+        XCTAssertEqual(check((4000, 1024), (slot(2), 16)), .inputOutOfBounds(offset: 4000, size: 1024), "from the header page")
+        XCTAssertEqual(check((slot(0), 16), (slot(7), 1025)), .outputOutOfBounds(offset: slot(7), capacity: 1025))
+        XCTAssertEqual(check((slot(0), 3 * 1024), (slot(2), 2 * 1024)), .overlappingBuffers, "runs sharing slot 2")
+        XCTAssertEqual(check((slot(2) + 1000, 100), (slot(0), 3 * 1024)), .overlappingBuffers)
+        XCTAssertNil(check((slot(0), 2 * 1024), (slot(2), 1024)), "adjacent runs do not overlap")
+    }
+
     func testOverflowingOffsetsCannotWrapIntoBounds() {
         XCTAssertEqual(violation(d(input: (UInt64.max - 10, 1024))), .inputOutOfBounds(offset: UInt64.max - 10, size: 1024))
         XCTAssertEqual(
@@ -59,21 +83,5 @@ final class DescriptorValidatorTests: XCTestCase {
             XCTAssertLessThanOrEqual(g.inputOffset + UInt64(g.inputSize), 1 << 20)
             XCTAssertLessThanOrEqual(g.outputOffset + UInt64(g.outputCapacity), 1 << 20)
         }
-    }
-
-    func testSlottedRegionKeepsEachBufferInsideOneSlot() throws {
-        let slots = try DataRegionGeometry(slotSize: 8192, slotCount: 4)
-        let v = DescriptorValidator(slots: slots, requiredOutput: [1: 4000])
-        func check(_ input: (UInt64, UInt32), _ output: (UInt64, UInt32)) -> DescriptorViolation? {
-            do {
-                try v.validate(d(input: input, output: output))
-                return nil
-            } catch { return error }
-        }
-        XCTAssertNil(check((4096, 8192), (4096 + 8192, 4000)), "whole slot 0 in, slot 1 out")
-        XCTAssertEqual(check((4096 + 8000, 1024), (4096 + 8192, 4000)), .inputOutOfBounds(offset: 4096 + 8000, size: 1024))
-        XCTAssertEqual(check((0, 64), (4096 + 8192, 4000)), .inputOutOfBounds(offset: 0, size: 64), "the header page")
-        XCTAssertEqual(
-            check((4096, 64), (4096 + 4 * 8192 - 100, 4000)), .outputOutOfBounds(offset: 4096 + 4 * 8192 - 100, capacity: 4000))
     }
 }

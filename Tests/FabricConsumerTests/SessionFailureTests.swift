@@ -128,13 +128,14 @@ final class SessionFailureTests: XCTestCase {
             ("unknown-model", unknown, 0),
             ("input-past-end", invalid, InvalidDescriptorReason.inputOutOfBounds.rawValue),
             ("output-in-header", invalid, InvalidDescriptorReason.outputOutOfBounds.rawValue),
-            ("straddles-slots", invalid, InvalidDescriptorReason.inputOutOfBounds.rawValue),
+            ("run-past-last-slot", invalid, InvalidDescriptorReason.inputOutOfBounds.rawValue),
             ("overlap", invalid, InvalidDescriptorReason.overlappingBuffers.rawValue),
             ("past-last-slot", invalid, InvalidDescriptorReason.inputOutOfBounds.rawValue),
             ("small-output", invalid, InvalidDescriptorReason.outputTooSmall.rawValue),
             // A success's detail is the size of the batch it ran in, which
             // may hold the bystander's commands too (the batcher spans sessions).
             ("valid", CompletionStatus.succeeded.rawValue, nil),
+            ("valid-span", CompletionStatus.succeeded.rawValue, nil),
             ("opcode", invalid, InvalidDescriptorReason.unknownOpcode.rawValue),
         ] as [(String, UInt32, UInt32?)] {
             let line = out.split(separator: "\n").first { $0.hasPrefix(name + " ") } ?? ""

@@ -1,5 +1,6 @@
 import DaemonTestSupport
 import FabricConsumer
+import FabricDiagnostics
 import FabricProducer
 import FabricTestSupport
 import SystemPackage
@@ -117,5 +118,28 @@ final class TensorTests: XCTestCase {
         let counts = try XCTUnwrap(daemon.telemetry().models.first { $0.id == 20 })
         XCTAssertEqual(counts.completions.succeeded, 3)
         XCTAssertEqual(counts.completions.invalidDescriptor, 5)
+    }
+
+    /// Inputs larger than a slot (issue 16), between processes: a batch of
+    /// eight 224×224×3 FP32 images (4.8 MB) echoed through runs of 64 KiB
+    /// slots, and through a session whose slots are sized for that batch.
+    /// The controller child checks every byte that comes back.
+    func testInputsLargerThanASlotTravelInRunsBetweenProcesses() throws {
+        let batchOfEight = 8 * 3 * 224 * 224 * 4
+        for (slotSize, slotCount) in [(64 * 1024, 160), (batchOfEight + 64, 4)] {
+            let socket = temporarySocketPath(self)
+            let daemon = try startDaemon(self, socket: socket, log: EventLog()) {
+                $0.session = SessionLimits(
+                    submissionCapacity: 16, completionCapacity: 16, slotSize: slotSize, slotCount: slotCount)
+            }
+            for model in [DiagnosticModel.echo, .checksum] {
+                let controller = try ChildProcess(
+                    "fabricq-test-helper", ["controller", socket, "3", "\(model.rawValue)", "\(batchOfEight)"])
+                controller.assertSuccess(timeout: 60)
+                XCTAssertTrue(controller.standardOutput.contains("ok 3"), controller.standardOutput)
+            }
+            XCTAssertEqual(daemon.telemetry().models.first { $0.id == DiagnosticModel.echo.rawValue }?.completions.succeeded, 3)
+            daemon.stop()
+        }
     }
 }

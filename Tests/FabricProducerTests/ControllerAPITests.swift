@@ -61,6 +61,95 @@ final class ControllerAPITests: XCTestCase {
         XCTAssertEqual(client.availableBuffers, full, "slots go back to the pool")
     }
 
+    /// `inputCapacity`/`outputCapacity` larger than a slot take runs
+    /// (issue 16); a request that waits for a run is served in turn when
+    /// one frees; one the session can never hold is refused at once.
+    func testAsyncSubmitTakesRunsOfSlotsForLargeBuffers() async throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog())  // 64 slots of 4 KiB
+        let client = try FabricClient.connect(to: FilePath(socket))
+        defer { client.close() }
+        let full = client.availableBuffers
+        let bytes = 100_000  // 25 slots
+        let pattern = (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        func echo(delay: UInt16) async throws -> CommandResult {
+            try await client.submit(
+                modelID: DiagnosticModel.delay.rawValue, inputCapacity: bytes, outputCapacity: bytes, flags: delay,
+                timeout: .seconds(10)
+            ) { input in
+                XCTAssertGreaterThanOrEqual(input.count, bytes)
+                input.copyBytes(from: pattern)
+                return bytes
+            }
+        }
+        // Two need 100 slots of 64: the second waits for the first's runs.
+        async let first = echo(delay: 100)
+        async let second = echo(delay: 0)
+        let results = try await [first, second]
+        for result in results {
+            XCTAssertTrue(result.succeeded)
+            XCTAssertEqual(result.output, pattern, "the whole run came back")
+        }
+        XCTAssertEqual(client.availableBuffers, full, "runs go back to the pool")
+        do {
+            _ = try await client.submit(modelID: 1, inputCapacity: 40 * 4096, outputCapacity: 30 * 4096, timeout: .seconds(1)) {
+                _ in 0
+            }
+            XCTFail("70 slots of a 64-slot session")
+        } catch {
+            guard case .invalidRequest = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// Buffer waiters are served strictly in order: a small request behind
+    /// a large one waits even though its slots are free, and is served the
+    /// moment the large one stops waiting (timed out or cancelled), not when
+    /// slots next come back.
+    func testSmallRequestsWaitBehindALargeOneUntilItLeaves() async throws {
+        let socket = temporarySocketPath(self)
+        _ = try startDaemon(self, socket: socket, log: EventLog())  // 64 slots of 4 KiB
+        let client = try FabricClient.connect(to: FilePath(socket))
+        defer { client.close() }
+        let slot = 4096, delay = DiagnosticModel.delay.rawValue
+        let started = MonotonicClock.now()
+        // 60 of 64 slots, held for 1.5 s by the delay model.
+        let holder = Task {
+            try await client.submit(
+                modelID: delay, inputCapacity: 30 * slot, outputCapacity: 30 * slot, flags: 1500, timeout: .seconds(10)
+            ) { _ in 1 }
+        }
+        while client.availableBuffers > 4 { try await Task.sleep(for: .milliseconds(5)) }
+        for leaves in ["timeout", "cancel"] {
+            let large = Task {
+                try await client.submit(
+                    modelID: delay, inputCapacity: 20 * slot, outputCapacity: 20 * slot,
+                    timeout: leaves == "timeout" ? .milliseconds(150) : .seconds(10)
+                ) { _ in 1 }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+            let small = Task { () throws -> UInt64 in
+                // The echo model: its own lane, not queued behind the delay model's command.
+                let echo = DiagnosticModel.echo.rawValue
+                _ = try await client.submit(modelID: echo, outputCapacity: 8, timeout: .seconds(10)) { _ in 1 }
+                return MonotonicClock.now()
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            XCTAssertEqual(client.availableBuffers, 4, "\(leaves): the small request has not overtaken the large one")
+            if leaves == "cancel" { large.cancel() }
+            do {
+                _ = try await large.value
+                XCTFail("\(leaves): the large request cannot get 40 slots")
+            } catch {
+                XCTAssertEqual(error as? SubmitError, leaves == "timeout" ? .timedOut : .cancelled)
+            }
+            let served = try await small.value
+            XCTAssertLessThan(served - started, 1_400_000_000, "\(leaves): served before the holder's slots came back")
+        }
+        let held = try await holder.value
+        XCTAssertTrue(held.succeeded)
+        XCTAssertEqual(client.availableBuffers, 64)
+    }
+
     func testDeadlineAndCancellationReclaimSlotsWhenTheCompletionArrives() async throws {
         let socket = temporarySocketPath(self)
         _ = try startDaemon(self, socket: socket, log: EventLog())

@@ -140,6 +140,32 @@ final class CInteropTests: XCTestCase {
         print("measured: riscv64 C session under qemu: \(run.standardOutput)")
     }
 
+    /// Typed commands from C (issue 16): `fq_tensor_header_init` for every
+    /// element type, a header that lies about its size refused with
+    /// `FQ_INVALID_TENSOR_SIZE`, then checked round trips, natively and for
+    /// riscv64 under qemu.
+    func testCSessionControllerPostsTypedCommandsNativelyAndOnRISCV() throws {
+        guard let cc = which("cc") else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
+        let native = try buildController(cc, extra: ["-std=c11", "-Wextra"], source: "c_session.c")
+        let (daemon, socket) = try startDaemon()
+        defer { daemon.terminate() }
+        for type in ["f32", "f16", "bf16", "i8", "u8"] {
+            let run = try ChildProcess(native, [socket, "2000", "300", type])
+            run.assertSuccess(timeout: 60)
+            XCTAssertTrue(
+                run.standardOutput.contains("c_session: 2000 typed round trips ok"), run.standardOutput + run.standardError)
+        }
+        let unknown = try ChildProcess(native, [socket, "1", "300", "f64"])
+        XCTAssertEqual(unknown.wait(timeout: 30).map(ChildProcess.exitCode), 1)
+        guard let cross = which("riscv64-linux-gnu-gcc"), let qemu = which("qemu-riscv64") else {
+            throw XCTSkip("riscv64 cross tools absent: apt-get install gcc-riscv64-linux-gnu qemu-user (scripts/bootstrap does)")
+        }
+        let riscv = try buildController(cross, extra: ["-std=c11", "-static"], source: "c_session.c")
+        let run = try ChildProcess(qemu, [riscv, socket, "2000", "300", "i8"])
+        run.assertSuccess(timeout: 120)
+        XCTAssertTrue(run.standardOutput.contains("c_session: 2000 typed round trips ok"), run.standardOutput + run.standardError)
+    }
+
     func testCSessionControllerReportsAnUnreachableDaemon() throws {
         guard let cc = which("cc") else { throw XCTSkip("no C compiler (scripts/bootstrap installs gcc)") }
         let controller = try buildController(cc, source: "c_session.c")

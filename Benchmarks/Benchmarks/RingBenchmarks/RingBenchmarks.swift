@@ -167,6 +167,33 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
         blackHole(held)
     }
+    // Issue 16: runs of contiguous slots (first fit over the bitmap), four
+    // buffers of 1, 3, 8 and 2 slots in flight in a 256-slot pool, as a
+    // controller mixing small and large inputs would.
+    Benchmark("BufferPool_runs_acquire_release_1M") { benchmark in
+        let region = try DataRegion.createAnonymous(slotSize: 4096, slotCount: 256)
+        var pool = BufferPool(region: region)
+        var held: (BufferSlot?, BufferSlot?, BufferSlot?, BufferSlot?) = (nil, nil, nil, nil)
+        benchmark.startMeasurement()
+        for i in 0..<descriptorsPerIteration {
+            switch i & 3 {
+            case 0:
+                if let old = held.0 { pool.release(old) }
+                held.0 = pool.acquire(slots: 1)
+            case 1:
+                if let old = held.1 { pool.release(old) }
+                held.1 = pool.acquire(slots: 3)
+            case 2:
+                if let old = held.2 { pool.release(old) }
+                held.2 = pool.acquire(bytes: 8 * 4096)
+            default:
+                if let old = held.3 { pool.release(old) }
+                held.3 = pool.acquire(slots: 2)
+            }
+        }
+        benchmark.stopMeasurement()
+        blackHole(held)
+    }
     Benchmark("PingPong_busy_poll_100k_round_trips", configuration: .init(scalingFactor: .kilo)) { benchmark in
         try pingPong(doorbell: .busyPoll, roundTrips: 100_000, benchmark)
     }

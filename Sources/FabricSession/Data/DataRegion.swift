@@ -113,17 +113,19 @@ public final class DataRegion: @unchecked Sendable {
     /// The header checksum: FNV-1a 64 over bytes 8..<48.
     static func checksum(_ base: UnsafeRawPointer) -> UInt64 { HeaderChecksum.compute(base, over: 8..<48) }
 
-    /// The bytes `offset..<offset+length` if they lie wholly inside one slot,
-    /// else nil. The pointer is valid while this region exists; keep a
-    /// reference to it for as long as you use the bytes.
+    /// The bytes `offset..<offset+length` if they lie inside the slots (one
+    /// slot or a run of them; see
+    /// ``DataRegionGeometry/slots(covering:length:)``), else nil. The pointer
+    /// is valid while this region exists; keep a reference to it for as long
+    /// as you use the bytes.
     @inlinable
     public func slotBytes(offset: UInt64, length: UInt64) -> UnsafeMutableRawBufferPointer? {
-        guard geometry.slot(containing: offset, length: length) != nil else { return nil }
+        guard geometry.slots(covering: offset, length: length) != nil else { return nil }
         return UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length))
     }
 
-    /// Calls `body` with the bytes `offset..<offset+length` if they lie wholly
-    /// inside one slot (see ``DataRegionGeometry/slot(containing:length:)``);
+    /// Calls `body` with the bytes `offset..<offset+length` if they lie
+    /// inside the slots (see ``DataRegionGeometry/slots(covering:length:)``);
     /// returns nil without calling it otherwise. The daemon reads inputs and
     /// writes outputs only through this check.
     @inlinable
@@ -131,7 +133,7 @@ public final class DataRegion: @unchecked Sendable {
         offset: UInt64, length: UInt64,
         _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R
     ) throws(E) -> R? {
-        guard geometry.slot(containing: offset, length: length) != nil else { return nil }
+        guard geometry.slots(covering: offset, length: length) != nil else { return nil }
         return try withExtendedLifetime(self) { () throws(E) -> R in
             try body(UnsafeMutableRawBufferPointer(start: base + Int(offset), count: Int(length)))
         }

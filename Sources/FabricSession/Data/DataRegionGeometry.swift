@@ -49,4 +49,19 @@ public struct DataRegionGeometry: Equatable, Sendable {
         guard length <= slotSize - within else { return nil }
         return UInt32(index)
     }
+
+    /// The slots `offset..<offset+length` covers, or nil when the range
+    /// starts before the slots (in the header page) or runs past the last
+    /// one. A buffer may span a run of contiguous slots
+    /// (`BufferPool.acquire(bytes:)`); an empty range covers no slot but
+    /// must still start inside them. Overflow-proof for any 64-bit input a
+    /// peer may send.
+    @inlinable
+    public func slots(covering offset: UInt64, length: UInt64) -> Range<UInt32>? {
+        guard offset >= dataOffset, offset < regionSize, length <= regionSize - offset else { return nil }
+        let first = (offset - dataOffset) / slotSize
+        guard length > 0 else { return UInt32(first)..<UInt32(first) }
+        let last = (offset - dataOffset + length - 1) / slotSize
+        return UInt32(first)..<UInt32(last + 1)
+    }
 }

@@ -16,12 +16,16 @@ public struct RunConfiguration: Sendable {
     public var batchesInFlight: Int
     /// How long to wait for one completion before giving up.
     public var completionTimeout: Duration
+    /// The element type images are preprocessed into (a typed tensor:
+    /// header and elements in the input slot).
+    public var precision: Precision
 
     /// A run over `images` (each once unless `imageCount` says otherwise).
     public init(
         modelID: UInt32, images: [String], imageCount: Int? = nil, batchSize: Int = 1,
-        batchesInFlight: Int = 1, completionTimeout: Duration = .seconds(30)
+        batchesInFlight: Int = 1, completionTimeout: Duration = .seconds(30), precision: Precision = .fp32
     ) {
+        self.precision = precision
         self.modelID = modelID
         self.images = images
         self.imageCount = imageCount ?? images.count
@@ -70,6 +74,7 @@ public enum ClassificationRun {
                     + "than the resize and a positive std")
         }
         let recordBytes = ClassificationRecord.byteCount(classCount: model.classCount)
+        let inputBytes = c.precision.inputBytes(elements: spec.channels * spec.height * spec.width)
         guard c.batchesInFlight >= 1, 2 * c.batchSize * c.batchesInFlight <= session.buffers.capacity else {
             throw .configuration(
                 "\(c.batchesInFlight) batches of \(c.batchSize) need \(2 * c.batchSize * c.batchesInFlight) "
@@ -103,15 +108,17 @@ public enum ClassificationRun {
                 let n = min(c.batchSize, c.imageCount - submitted)
                 for k in 0..<n {
                     let index = (submitted + k) % c.images.count
-                    guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else {
+                    guard let input = session.buffers.acquire() else { throw .configuration("buffer pool exhausted") }
+                    guard let output = session.buffers.acquire() else {
+                        session.buffers.release(input)
                         throw .configuration("buffer pool exhausted")
                     }
-                    guard input.size >= model.input.byteCount, output.size >= recordBytes else {
+                    guard input.size >= inputBytes, output.size >= recordBytes else {
                         session.buffers.release(input)
                         session.buffers.release(output)
                         throw .configuration(
                             "the daemon's \(input.size)-byte slots cannot hold one \(model.input.height)×"
-                                + "\(model.input.width) image (\(model.input.byteCount) bytes): is the engine given the one "
+                                + "\(model.input.width) \(c.precision) image (\(inputBytes) bytes): is the engine given the one "
                                 + "the daemon serves as model \(c.modelID)?")
                     }
                     let t0 = MonotonicClock.now()
@@ -126,12 +133,13 @@ public enum ClassificationRun {
                     }
                     if let warning = image.warning { warnings.append(warning) }
                     let t1 = MonotonicClock.now()
-                    let size = preprocessor.write(image, into: session.buffers.buffer(input))
+                    guard let tensor = preprocessor.write(image, as: c.precision, into: session.buffers.buffer(input)) else {
+                        throw .configuration("no \(c.precision) tensor fits a \(input.size)-byte slot")
+                    }
                     let t2 = MonotonicClock.now()
                     requests.append(
                         CommandRequest(
-                            modelID: c.modelID, input: input, inputSize: size, output: output,
-                            outputCapacity: recordBytes))
+                            modelID: c.modelID, input: input, tensor: tensor, output: output, outputCapacity: recordBytes))
                     pending.append(Pending(image: index, started: t0, decode: t1 - t0, preprocess: t2 - t1, endsBatch: false))
                 }
                 submitted += n
@@ -193,6 +201,7 @@ public enum ClassificationRun {
         let seconds = Double(MonotonicClock.now() - start) / 1e9
         return RunReport(
             engine: model.name, architecture: model.architecture, weights: model.weights.rawValue, modelID: c.modelID,
+            precision: c.precision, inputBytesPerImage: inputBytes,
             images: c.imageCount, batchSize: c.batchSize, batchesInFlight: c.batchesInFlight, seconds: seconds,
             imagesPerSecond: Double(c.imageCount) / seconds,
             stages: Dictionary(

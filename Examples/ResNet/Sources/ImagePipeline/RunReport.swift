@@ -70,6 +70,10 @@ public struct RunReport: Codable, Sendable {
     public var weights: String
     /// The daemon's model id.
     public var modelID: UInt32
+    /// The element type images travelled as.
+    public var precision: Precision
+    /// Bytes through the fabric per image (tensor header and elements).
+    public var inputBytesPerImage: Int
     /// Images classified.
     public var images: Int
     /// Images per micro-batch.
@@ -104,7 +108,7 @@ public struct RunReport: Codable, Sendable {
     public var table: String {
         var out = """
             engine \(engine) (\(architecture), \(weights == "pretrained" ? "pretrained" : "seeded, UNTRAINED")) · model \(modelID) · \
-            \(images) images · batch \(batchSize) · \(batchesInFlight) batch\(batchesInFlight == 1 ? "" : "es") in flight
+            \(precision) (\(inputBytesPerImage) bytes/image) · \(images) images · batch \(batchSize) · \(batchesInFlight) batch\(batchesInFlight == 1 ? "" : "es") in flight
             throughput \(String(format: "%.1f", imagesPerSecond)) images/s · per image end-to-end p50 \(Self.time(stage(.endToEnd).p50)) · \
             fabric path \(String(format: "%.3f", fabricShare * 100)) % of end-to-end\(failures > 0 ? " · \(failures) FAILED" : "")\
             \(disagreements > 0 ? " · \(disagreements) top-5 disagreements" : "")

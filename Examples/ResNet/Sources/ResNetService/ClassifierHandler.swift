@@ -2,7 +2,10 @@ import FabricConsumer
 import InferenceEngine
 
 /// Runs an image classifier engine on its model's instance thread: each command
-/// is one image (float32 C×H×W, ``InputSpecification/byteCount`` bytes); the
+/// is one image, C×H×W, either untyped FP32 (``InputSpecification/byteCount``
+/// bytes) or a typed tensor (`Descriptor.tensorHeaderFlag`) of FP32, FP16,
+/// BF16 or per-tensor-quantized INT8/UINT8, which the engine converts to FP32
+/// as it loads the image (`InputEncoding`); the
 /// commands of a batch run as one forward pass of up to
 /// ``Network/maximumBatch`` images; each output receives a
 /// ``ClassificationRecord`` (top-5 and the logits).
@@ -34,13 +37,29 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
     private let probabilities: UnsafeMutableBufferPointer<Float>
     private let topScores: UnsafeMutableBufferPointer<ClassScore>
     private let selected: UnsafeMutablePointer<Int>
+    private let encodings: UnsafeMutablePointer<InputEncoding>
 
     /// The engine's name, for discovery (`fabricq models`).
     public var modelName: String { network.engine.manifest.name }
 
-    /// One image per command: FP32 planes, channels × height × width.
+    /// One image per command, channels × height × width, in any element
+    /// type the engine converts (reduced precision halves or quarters the
+    /// bytes through the fabric).
     public var inputSpecification: TensorSpecification? {
-        TensorSpecification(elementTypes: [.float32], shape: [network.input.channels, network.input.height, network.input.width])
+        TensorSpecification(
+            elementTypes: [.float32, .float16, .bfloat16, .int8, .uint8],
+            shape: [network.input.channels, network.input.height, network.input.width])
+    }
+
+    /// How a checked header's elements are stored.
+    static func encoding(of header: TensorHeader) -> InputEncoding {
+        switch header.elementType {
+        case .float32: .float32
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        case .int8: .int8(scale: header.scale, zeroPoint: header.zeroPoint)
+        case .uint8: .uint8(scale: header.scale, zeroPoint: header.zeroPoint)
+        }
     }
 
     /// Compiles `engine` for batches of up to `maximumBatch` images.
@@ -52,37 +71,45 @@ public final class ClassifierHandler: CommandHandler, @unchecked Sendable {
         topScores = .allocate(capacity: ClassificationRecord.topCount)
         topScores.initialize(repeating: ClassScore(index: 0, probability: 0))
         selected = .allocate(capacity: maximumBatch)
+        encodings = .allocate(capacity: maximumBatch)
+        encodings.initialize(repeating: .float32, count: maximumBatch)
     }
 
     deinit {
         probabilities.deallocate()
         topScores.deallocate()
         selected.deallocate()
+        encodings.deallocate()
     }
 
     /// Runs the batch in chunks of at most ``Network/maximumBatch`` well-formed commands.
     public func handle(_ batch: borrowing CommandBatch) throws {
-        let imageBytes = network.input.byteCount
+        let elements = network.input.channels * network.input.height * network.input.width
         let recordBytes = Int(requiredOutputCapacity)
         var next = 0
         while next < batch.count {
             // Gather up to maximumBatch well-formed commands; fail the others.
             var n = 0
             while next < batch.count && n < network.maximumBatch {
-                if batch.tensorData(next).count != imageBytes {
+                // The daemon checked a header's type and shape against the
+                // specification; an untyped input is FP32 of the right size.
+                let encoding = batch.tensor(next).map(Self.encoding(of:)) ?? .float32
+                if batch.tensorData(next).count != elements * encoding.byteWidth {
                     batch.fail(next, code: FailureCode.inputSize.rawValue)
                 } else if batch.output(next).count < recordBytes {
                     batch.fail(next, code: FailureCode.outputTooSmall.rawValue)
                 } else {
                     selected[n] = next
+                    encodings[n] = encoding
                     n += 1
                 }
                 next += 1
             }
             guard n > 0 else { continue }
             let probabilities = self.probabilities, topScores = self.topScores, selected = self.selected
+            let encodings = self.encodings
             network.infer(
-                batch: n, input: { batch.tensorData(selected[$0]) },
+                batch: n, input: { (batch.tensorData(selected[$0]), encodings[$0]) },
                 output: { image, logits in
                     let command = selected[image]
                     let written = ClassificationRecord.write(

@@ -26,6 +26,7 @@ struct ResNetController: ParsableCommand {
     @Option(help: "Engine file of that model (input geometry, labels).") var engine: String?
     @Option(help: "Public key the engine file must be signed with.") var publicKey: String?
     @Option(help: "Images per micro-batch, 1...8.") var batch = 1
+    @Option(help: "Element type images travel as: fp32, fp16 or int8 (per-tensor scaled).") var precision: Precision = .fp32
     @Option(help: "Micro-batches in flight.") var inFlight = 1
     @Option(help: "Images to submit (cycling through the files); default: each file once.") var count: Int?
     @Option(help: "Also write the report as JSON to this file.") var json: String?
@@ -39,11 +40,12 @@ struct ResNetController: ParsableCommand {
         guard let served = try session.models().first(where: { $0.id == model }) else {
             throw ValidationError("the daemon at \(socket) serves no model \(model)")
         }
-        guard let input = served.input, input.elementTypes.contains(.float32), input.shape.count == 3,
+        guard let input = served.input, input.elementTypes.contains(precision.elementType), input.shape.count == 3,
             input.shape.allSatisfy({ $0 <= 16384 })
         else {
             throw ValidationError(
-                "model \(model) (\(served.name)) does not take FP32 images: \(served.input.map { "\($0)" } ?? "unstated")")
+                "model \(model) (\(served.name)) does not take \(precision) images: \(served.input.map { "\($0)" } ?? "unstated")"
+            )
         }
         var geometry = InputSpecification.imageNet
         (geometry.channels, geometry.height, geometry.width) = (input.shape[0], input.shape[1], input.shape[2])
@@ -69,7 +71,9 @@ struct ResNetController: ParsableCommand {
         }
         var progress = ProgressLine(label: info.name)
         let report = try ClassificationRun.run(
-            RunConfiguration(modelID: model, images: images, imageCount: count, batchSize: batch, batchesInFlight: inFlight),
+            RunConfiguration(
+                modelID: model, images: images, imageCount: count, batchSize: batch, batchesInFlight: inFlight,
+                precision: precision),
             model: info, session: &session, progress: { progress.update($0, $1) })
         print(formatPredictions(report.results))
         print(report.table)
@@ -81,3 +85,5 @@ struct ResNetController: ParsableCommand {
         if report.failures > 0 { throw ExitCode(1) }
     }
 }
+
+extension Precision: ExpressibleByArgument {}

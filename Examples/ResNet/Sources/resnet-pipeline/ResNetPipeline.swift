@@ -34,6 +34,16 @@ struct ResNetPipeline: ParsableCommand {
     var blasThreads: Int?
     @Option(help: "The daemon's idle strategy: adaptive (spin 50 µs, then sleep), poll (never sleep) or sleep.")
     var daemonIdle = "adaptive"
+    @Option(help: "Element type images travel as: fp32, fp16 (half the bytes) or int8 (a quarter, per-tensor scaled).")
+    var precision: Precision = .fp32
+    @Flag(
+        help: """
+            Instead of the timed runs, compare fp16 and int8 with fp32 on the images and --generated variants \
+            of them (crops, flips, colour shifts): bytes per image, top-1/top-5 agreement, logit error, latency.
+            """)
+    var comparePrecisions = false
+    @Option(help: "Variants of the images generated for --compare-precisions.")
+    var generated = 200
     @Option(help: "Write every run's report as JSON to this file.")
     var json: String?
     @Option(help: "The resnet-daemon executable (default: beside this one).")
@@ -93,6 +103,10 @@ struct ResNetPipeline: ParsableCommand {
         var options = ControllerOptions()
         options.wait = .adaptive(spinFor: .microseconds(50))
         var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        if comparePrecisions {
+            try compare(models: models, photos: photos, session: &session)
+            return
+        }
         var reports = [RunReport]()
         for (id, info) in models {
             say(
@@ -107,7 +121,7 @@ struct ResNetPipeline: ParsableCommand {
                 let report = try ClassificationRun.run(
                     RunConfiguration(
                         modelID: id, images: photos, imageCount: imagesPerRun, batchSize: batch,
-                        batchesInFlight: inFlight),
+                        batchesInFlight: inFlight, precision: precision),
                     model: info, session: &session, progress: { progress.update($0, $1) })
                 if reports.last?.engine != info.name { say(formatPredictions(report.results)) }
                 say(report.table)
@@ -123,6 +137,30 @@ struct ResNetPipeline: ParsableCommand {
         }
         let failed = reports.reduce(0) { $0 + $1.failures + $1.disagreements }
         if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// `--compare-precisions`: every engine, every precision, on the photos
+    /// and their generated variants.
+    func compare(models: [(UInt32, ModelInfo)], photos: [String], session: inout ControllerSession) throws {
+        let decoded = try photos.map { try ImageDecoder.decode(contentsOf: $0) }
+        let images = decoded + PrecisionComparison.variants(of: decoded, count: max(0, generated))
+        var reports = [PrecisionReport]()
+        for (id, info) in models {
+            _ = try ClassificationRun.run(
+                RunConfiguration(modelID: id, images: photos, imageCount: 1), model: info, session: &session)
+            var progress = ProgressLine(label: "\(info.name) precisions")
+            let report = try PrecisionComparison.run(
+                images: images, generated: images.count - decoded.count, precisions: Precision.allCases, modelID: id,
+                model: info, session: &session, progress: { progress.update($0, $1) })
+            say(report.table)
+            reports.append(report)
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(reports).write(to: URL(fileURLWithPath: json))
+            say("wrote \(json)")
+        }
     }
 
     /// One line per run: the figures to compare.
@@ -208,3 +246,5 @@ func say(_ message: String) {
     var line = message + "\n"
     line.withUTF8 { _ = write(1, $0.baseAddress, $0.count) }
 }
+
+extension Precision: ExpressibleByArgument {}

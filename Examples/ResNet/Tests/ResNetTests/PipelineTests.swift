@@ -43,6 +43,59 @@ final class PipelineTests: XCTestCase {
         XCTAssertNotEqual(tops[0], tops[1])
     }
 
+    /// Issue 16: FP16 and INT8 inputs (typed tensors, a half and a quarter
+    /// of the bytes) give the same top-1 as FP32 on the bundled photos with
+    /// the pretrained engine, through the real daemon (skipped, saying so,
+    /// where it has not been imported: `scripts/test` imports it).
+    func testReducedPrecisionKeepsThePretrainedTop1OnTheBundledPhotos() throws {
+        let store = EngineStore(directory: nil)
+        guard FileManager.default.fileExists(atPath: store.pretrainedPath) else {
+            throw XCTSkip("pretrained engine not imported (scripts/import-pretrained)")
+        }
+        let report = try comparePrecisions(["--engines", "pretrained", "--generated", "6"])
+        XCTAssertEqual(report.engine, "efficientnet-lite0-pretrained")
+        for row in report.rows {
+            XCTAssertEqual(row.top1AgreementOnGiven, 3, "\(row.precision): top-1 as FP32 on every bundled photo")
+        }
+        XCTAssertLessThan(try XCTUnwrap(report.row(.fp16)).maxRelativeLogitError, 1e-2)
+        XCTAssertLessThan(try XCTUnwrap(report.row(.int8)).maxRelativeLogitError, 1e-1)
+    }
+
+    /// The comparison itself, on the seeded ResNet-18 (always available):
+    /// the bytes each precision puts through the fabric, FP16 keeping the
+    /// top-1 of every bundled photo, errors that are real and bounded, INT8
+    /// coarser than FP16. (INT8's top-1 is not asserted here: the untrained
+    /// network's two best classes for coffee.jpg are 0.47 % and 0.47 %, closer
+    /// than INT8's rounding; Examples/ResNet/README.md.)
+    func testPrecisionComparisonReportsBytesAgreementAndError() throws {
+        let store = Support.temporaryDirectory()
+        let report = try comparePrecisions(["--engine-dir", store, "--engines", "resnet18", "--generated", "6"])
+        XCTAssertEqual(report.engine, "resnet18-seeded")
+        XCTAssertEqual([report.images, report.generated], [9, 6])
+        XCTAssertEqual(report.rows.map(\.precision), [.fp32, .fp16, .int8])
+        XCTAssertEqual(report.rows.map(\.inputBytesPerImage), [64 + 602_112, 64 + 301_056, 64 + 150_528])
+        for row in report.rows { XCTAssertGreaterThan(row.inference.p50, 1000, "a real forward pass: > 1 ms") }
+        let fp32 = try XCTUnwrap(report.row(.fp32)), fp16 = try XCTUnwrap(report.row(.fp16))
+        let int8 = try XCTUnwrap(report.row(.int8))
+        XCTAssertEqual([fp32.top1Agreement, fp32.top5Agreement, fp16.top1AgreementOnGiven], [9, 9, 3])
+        XCTAssertEqual(fp32.maxLogitError, 0)
+        XCTAssertGreaterThan(fp16.maxLogitError, 0, "FP16 is not FP32 in disguise")
+        XCTAssertLessThan(fp16.maxRelativeLogitError, 1e-2)
+        XCTAssertGreaterThan(int8.maxLogitError, fp16.maxLogitError, "INT8 is coarser than FP16")
+        XCTAssertLessThan(int8.maxRelativeLogitError, 5e-2)
+    }
+
+    /// Runs `resnet-pipeline --compare-precisions` with `arguments` and returns its one report.
+    private func comparePrecisions(_ arguments: [String]) throws -> PrecisionReport {
+        let json = Support.temporaryDirectory("precision\(UInt32.random(in: 0...UInt32.max))") + "/precision.json"
+        let r = try Support.run(
+            Support.productsDirectory + "/resnet-pipeline", arguments + ["--compare-precisions", "--json", json], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("precision comparison"), r.stdout)
+        let reports = try JSONDecoder().decode([PrecisionReport].self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        return try XCTUnwrap(reports.first)
+    }
+
     /// Issue 13, item 17: a bad file among the images costs that image, not
     /// the run: it is reported as skipped with the reason in words, and the
     /// good images are classified.

@@ -1,3 +1,4 @@
+import FabricProducer
 import Foundation
 import ImagePipeline
 import InferenceEngine
@@ -81,6 +82,67 @@ final class PreprocessorTests: XCTestCase {
         }
         // Monotone along the row, constant down the column.
         XCTAssertEqual(out[0 * 20 + 7], out[19 * 20 + 7], accuracy: 1e-6)
+    }
+
+    /// Issue 16: the same crop written as a typed FP32, FP16 or INT8 tensor
+    /// straight into the slot. The header says what follows; FP16 is FP32
+    /// rounded to half precision; INT8 dequantizes to within half a step
+    /// of FP32, its range spans the image's values and includes 0.
+    func testTypedPrecisionsMatchFP32WithinTheirRounding() throws {
+        let photo = try ImageDecoder.decode(contentsOf: Support.sampleImages + "/coffee.jpg")
+        var spec = InputSpecification.imageNet
+        (spec.height, spec.width, spec.resizeShorterSide) = (56, 48, 64)
+        let reference = run(photo, spec)
+        let elements = 3 * 56 * 48
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 + 4 * elements, alignment: 64)
+        defer { buffer.deallocate() }
+        let preprocessor = Preprocessor(specification: spec)
+        for precision in Precision.allCases {
+            let header = try XCTUnwrap(preprocessor.write(photo, as: precision, into: buffer))
+            XCTAssertEqual(header.elementType, precision.elementType)
+            XCTAssertEqual(header.shape, [3, 56, 48])
+            XCTAssertEqual(header.dataOffset, 64)
+            XCTAssertEqual(Int(header.dataBytes), elements * precision.elementType.byteWidth)
+            XCTAssertEqual(precision.inputBytes(elements: elements), 64 + Int(header.dataBytes))
+            XCTAssertEqual(try TensorHeader.read(from: UnsafeRawBufferPointer(buffer)), header, "the header is in the slot")
+            let data = UnsafeRawBufferPointer(rebasing: buffer[64...])
+            for i in 0..<elements {
+                switch precision {
+                case .fp32:
+                    XCTAssertEqual(data.load(fromByteOffset: 4 * i, as: Float.self), reference[i])
+                case .fp16:
+                    let half = Float16(bitPattern: data.load(fromByteOffset: 2 * i, as: UInt16.self))
+                    XCTAssertEqual(half, Float16(reference[i]))
+                case .int8:
+                    let q = Float(data.load(fromByteOffset: i, as: Int8.self))
+                    let real = header.scale * (q - Float(header.zeroPoint))
+                    XCTAssertEqual(real, reference[i], accuracy: header.scale * 0.5 + 1e-6, "element \(i)")
+                }
+            }
+            if precision == .int8 {
+                XCTAssertGreaterThan(header.scale, 0)
+                XCTAssertTrue((-128...127).contains(header.zeroPoint))
+                let range = 255 * header.scale, spread = max(0, reference.max()!) - min(0, reference.min()!)
+                XCTAssertEqual(range, spread, accuracy: 1e-3 * range, "the scale spans the image's values and 0")
+            }
+        }
+        let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 + 2 * elements - 1, alignment: 64)
+        defer { small.deallocate() }
+        XCTAssertNil(preprocessor.write(photo, as: .fp16, into: small), "one byte short")
+        XCTAssertNotNil(preprocessor.write(photo, as: .int8, into: small))
+    }
+
+    /// The generated variants are deterministic, differ from each other and
+    /// stay valid images.
+    func testGeneratedVariantsAreDeterministic() throws {
+        let photo = try ImageDecoder.decode(contentsOf: Support.sampleImages + "/chelsea.png")
+        let a = PrecisionComparison.variants(of: [photo], count: 6), b = PrecisionComparison.variants(of: [photo], count: 6)
+        XCTAssertEqual(a.map(\.pixels), b.map(\.pixels))
+        XCTAssertEqual(Set(a.map(\.pixels)).count, 6)
+        for v in a {
+            XCTAssertEqual(v.pixels.count, v.width * v.height * 3)
+            XCTAssertTrue(v.width <= photo.width && v.width >= photo.width * 6 / 10 - 1)
+        }
     }
 
     func run(_ image: RGBImage, _ spec: InputSpecification) -> [Float] {

@@ -185,16 +185,30 @@ public final class Network: @unchecked Sendable {
         batch n: Int, input: (Int) -> UnsafeRawBufferPointer,
         output: (Int, UnsafeBufferPointer<Float>) -> Void
     ) {
+        infer(batch: n, input: { (input($0), .float32) }, output: output)
+    }
+
+    /// Runs `batch` images stored in any ``InputEncoding``: `input(i)` gives
+    /// image i's C×H×W elements (channels × height × width × the encoding's
+    /// width bytes) and how they are stored. Each is converted to FP32 as it
+    /// is copied into the network's input buffer (the kernels compute in
+    /// FP32); the rest is as for FP32 input.
+    public func infer(
+        batch n: Int, input: (Int) -> (UnsafeRawBufferPointer, InputEncoding),
+        output: (Int, UnsafeBufferPointer<Float>) -> Void
+    ) {
         precondition(n >= 1 && n <= maximumBatch, "batch out of 1...maximumBatch")
         let plane = self.input.height * self.input.width
         let x = buffers[inputBuffer]
         for b in 0..<n {
-            let image = input(b)
-            precondition(image.count >= self.input.byteCount, "input image too small")
-            // Byte copies: the slot's offset need not be 4-byte aligned.
+            let (image, encoding) = input(b)
+            let width = encoding.byteWidth
+            precondition(image.count >= self.input.channels * plane * width, "input image too small")
+            // Unaligned reads: the slot's offset need not be element-aligned.
+            let source = image.baseAddress!
             for c in 0..<self.input.channels {
-                UnsafeMutableRawPointer(x + (c * n + b) * plane)
-                    .copyMemory(from: image.baseAddress! + c * plane * 4, byteCount: plane * 4)
+                let destination: UnsafeMutablePointer<Float> = x + (c * n + b) * plane
+                encoding.convert(source + c * plane * width, count: plane, into: destination)
             }
         }
         for step in steps { run(step, batch: n) }
