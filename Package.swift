@@ -68,6 +68,8 @@ let package = Package(
 
         // libseccomp through its system headers (Debian package libseccomp-dev).
         .systemLibrary(name: "CSeccomp", providers: [.apt(["libseccomp-dev"])]),
+        // UCX's UCP API through its system headers (Debian package libucx-dev).
+        .systemLibrary(name: "CUCX", pkgConfig: "ucx", providers: [.apt(["libucx-dev"])]),
         // A process-wide seccomp allow-list (package-internal; its own target
         // so that ring-only users need no libseccomp).
         .target(name: "FabricSandbox", dependencies: ["CSeccomp", "FabricSystem"]),
@@ -80,6 +82,14 @@ let package = Package(
 
         // ── Session layer ───────────────────────────────────────────────
         .target(name: "FabricSession", dependencies: ["FabricQueue"]),
+
+        // ── Remote transport (issue 18, in progress) ────────────────────
+        // UCX workers, listeners, endpoints and active messages: what remote
+        // sessions will travel on. Package-internal until they do.
+        .target(
+            name: "FabricRemote",
+            dependencies: ["CUCX", "FabricSystem", .product(name: "SystemPackage", package: "swift-system")]
+        ),
 
         // ── Services ───────────────────────────────────────────────────
         // What the controller links.
@@ -130,7 +140,9 @@ let package = Package(
         // Test-only helper that tests spawn as real child processes.
         .executableTarget(
             name: "fabricq-test-helper",
-            dependencies: ["FabricQueue", "FabricSession", "FabricProducer", "FabricConsumer", "FabricDiagnostics"]
+            dependencies: [
+                "FabricQueue", "FabricSession", "FabricProducer", "FabricConsumer", "FabricDiagnostics", "FabricRemote",
+            ]
         ),
 
         // ── Tests: one target per library target ────────────────────────
@@ -172,6 +184,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FabricDiagnosticsTests", dependencies: ["FabricDiagnostics"]),
+        // UCX between real processes (loopback).
+        .testTarget(
+            name: "FabricRemoteTests",
+            dependencies: ["FabricRemote", "FabricSystem", "FabricTestSupport", "fabricq-test-helper"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

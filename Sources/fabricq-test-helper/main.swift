@@ -18,6 +18,8 @@
 //   hostile-daemon SOCKET                             grant descriptors two per message (Hostile.swift)
 //   mpsc-instructions COUNT BURST                     one thread: MPSC enqueue/dequeue bursts, for callgrind
 //   serve-models SOCKET SPEC...                       a daemon with `--model` specs and misbehaving kinds (ServeModels.swift)
+//   ucx-echo HOST PORT                                a UCX listener echoing active messages (UCXEcho.swift)
+//   ucx-ping HOST PORT COUNT SIZE [watch]             checked round trips to ucx-echo; watch: until it fails
 
 import FabricDiagnostics
 import FabricQueue
@@ -242,6 +244,13 @@ case "controller":
 case "garbage":
     // garbage SOCKET (Controller.swift)
     runGarbage(socket: arg(2))
+
+case "ucx-echo":
+    runUCXEcho(host: arg(2), port: UInt16(clamping: int(3)))
+
+case "ucx-ping":
+    runUCXPing(
+        host: arg(2), port: UInt16(clamping: int(3)), count: int(4), size: int(5), watch: args.count > 6 && arg(6) == "watch")
 
 default:
     fail("unknown scenario \(arg(1))")

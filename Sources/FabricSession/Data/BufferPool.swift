@@ -46,7 +46,11 @@ public struct BufferPool: ~Copyable {
     /// The data region the slots live in.
     public let region: DataRegion
     /// Bit `i % 64` of word `i / 64` is set while slot `i` is free; bits past
-    /// the last slot stay clear, so they are never handed out.
+    /// the last slot stay clear, so they are never handed out. Updated with
+    /// plain stores (`freeBits[w] = freeBits[w] | m`), never `|=`/`&=`:
+    /// compound assignment through this subscript crashes the Swift 6.3
+    /// compiler in an optimized ThreadSanitizer build ("Invalid bitcast",
+    /// scripts/test-tsan).
     @usableFromInline let freeBits: UnsafeMutableBufferPointer<UInt64>
     /// At a handed-out buffer's first slot, its length in slots; 0 elsewhere.
     /// A release must name a buffer exactly as it was handed out.
@@ -112,7 +116,8 @@ public struct BufferPool: ~Copyable {
         while freeBits[word] == 0 { word += 1 }
         lowestFreeWord = word
         let index = word << 6 | freeBits[word].trailingZeroBitCount
-        freeBits[word] &= freeBits[word] - 1
+        let bits = freeBits[word]
+        freeBits[word] = bits & (bits - 1)
         return take(index, slots: 1)
     }
 
@@ -155,7 +160,8 @@ public struct BufferPool: ~Copyable {
             "buffer at slot \(slot.index) (\(slot.slotCount) slots) released twice or never acquired")
         runLength[first] = 0
         if slot.slotCount == 1 {
-            freeBits[first >> 6] |= 1 << UInt64(first & 63)
+            let word = first >> 6
+            freeBits[word] = freeBits[word] | 1 << UInt64(first & 63)
         } else {
             mark(first..<(first + Int(slot.slotCount)), free: true)
         }
@@ -230,7 +236,8 @@ public struct BufferPool: ~Copyable {
             let low = i & 63
             let width = min(64 - low, range.upperBound - i)
             let mask: UInt64 = width == 64 ? ~0 : ((1 << UInt64(width)) - 1) << UInt64(low)
-            if free { freeBits[i >> 6] |= mask } else { freeBits[i >> 6] &= ~mask }
+            let word = i >> 6
+            freeBits[word] = free ? freeBits[word] | mask : freeBits[word] & ~mask
             i += width
         }
     }

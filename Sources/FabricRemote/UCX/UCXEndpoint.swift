@@ -1,0 +1,112 @@
+import CUCX
+import FabricSystem
+
+/// A UCX endpoint: one connection to a peer, on a ``UCXWorker``'s thread.
+///
+/// Created by ``connect(_:to:)`` (client) or from a ``UCXListener``'s
+/// connection request (server), with peer error handling
+/// (`UCP_ERR_HANDLING_MODE_PEER`): when the peer process dies or the link
+/// fails, UCX reports it through the endpoint's error handler, ``failure``
+/// says so, and every later send fails with that error instead of hanging.
+public final class UCXEndpoint {
+    /// The worker it runs on.
+    public let worker: UCXWorker
+    /// UCX's endpoint, as ``UCXMessage/sender`` names it.
+    public private(set) var handle: OpaquePointer?
+    /// Why the endpoint failed (the peer is gone), or nil while it works.
+    public private(set) var failure: UCXError?
+    private var errorBox: Unmanaged<EndpointBox>?
+
+    private init(worker: UCXWorker) {
+        self.worker = worker
+    }
+
+    /// Connects to a ``UCXListener`` at `address` (`ucp_ep_create` with
+    /// `UCP_EP_PARAMS_FLAGS_CLIENT_SERVER`). The connection completes in the
+    /// background: the first send waits for it.
+    ///
+    /// - Throws: ``UCXError`` from `ucp_ep_create`.
+    public static func connect(_ worker: UCXWorker, to address: UCXAddress) throws(UCXError) -> UCXEndpoint {
+        let endpoint = UCXEndpoint(worker: worker)
+        try endpoint.create(address: address, request: nil)
+        return endpoint
+    }
+
+    /// Accepts a connection request a listener received.
+    static func accept(_ worker: UCXWorker, _ request: ucp_conn_request_h) throws(UCXError) -> UCXEndpoint {
+        let endpoint = UCXEndpoint(worker: worker)
+        try endpoint.create(address: nil, request: request)
+        return endpoint
+    }
+
+    private func create(address: UCXAddress?, request: ucp_conn_request_h?) throws(UCXError) {
+        let box = Unmanaged.passRetained(EndpointBox(self))
+        var endpoint: ucp_ep_h?
+        let status: ucs_status_t
+        if let address {
+            status = try address.withSocketAddress { (pointer, length) throws(UCXError) in
+                cfq_ucp_connect(worker.handle, pointer, length, nil, errorTrampoline, box.toOpaque(), &endpoint)
+            }
+        } else {
+            status = cfq_ucp_connect(worker.handle, nil, 0, request, errorTrampoline, box.toOpaque(), &endpoint)
+        }
+        guard status == UCS_OK, let endpoint else {
+            box.release()
+            throw UCXError("ucp_ep_create", status == UCS_OK ? UCS_ERR_NO_RESOURCE : status)
+        }
+        handle = endpoint
+        errorBox = box
+    }
+
+    deinit {
+        close(force: failure != nil)
+        errorBox?.release()
+    }
+
+    /// Sends active message `id` with `header` and `data` and progresses the
+    /// worker until UCX is done with both buffers (`ucp_am_send_nbx`): eager
+    /// for small messages, rendezvous for large ones (UCX chooses by size).
+    /// Messages on one endpoint arrive in the order they were sent.
+    ///
+    /// Do not call it from a ``UCXWorker/onMessage(_:_:)`` handler (UCX
+    /// forbids progress inside its callbacks): queue the reply and send it
+    /// from the worker's loop.
+    ///
+    /// - Throws: ``UCXError``: the endpoint failed (``failure``), the send
+    ///   failed, or `timeout` passed.
+    public func send(
+        _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, timeout: Duration
+    ) throws(UCXError) {
+        if let failure { throw failure }
+        guard let handle else { throw UCXError("ucp_am_send_nbx", UCS_ERR_NOT_CONNECTED) }
+        let request = cfq_ucp_am_send(
+            handle, UInt32(id), header.baseAddress, header.count, data.baseAddress, data.count)
+        let end = deadline(after: timeout)
+        try worker.complete(request, "ucp_am_send_nbx", deadline: end) { self.failure }
+        if let failure { throw failure }
+    }
+
+    /// Closes the endpoint (`ucp_ep_close_nbx`): flushes what was sent, or
+    /// with `force` (after a failure) drops it. Idempotent.
+    public func close(force: Bool = false) {
+        guard let endpoint = handle else { return }
+        handle = nil
+        let request = cfq_ucp_close(endpoint, force || failure != nil ? 1 : 0)
+        // A flush that cannot finish (the peer vanished mid-close) is given up on after a second.
+        try? worker.complete(request, "ucp_ep_close_nbx", deadline: deadline(after: .seconds(1)))
+    }
+
+    fileprivate func failed(_ status: ucs_status_t) {
+        if failure == nil { failure = UCXError("peer", status) }
+    }
+}
+
+private final class EndpointBox {
+    unowned let endpoint: UCXEndpoint
+    init(_ endpoint: UCXEndpoint) { self.endpoint = endpoint }
+}
+
+private let errorTrampoline: ucp_err_handler_cb_t = { arg, _, status in
+    guard let arg else { return }
+    Unmanaged<EndpointBox>.fromOpaque(arg).takeUnretainedValue().endpoint.failed(status)
+}

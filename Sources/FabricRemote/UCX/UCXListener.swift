@@ -1,0 +1,69 @@
+import CUCX
+
+/// A UCX listener (`ucp_listener_create`): accepts client endpoints on an
+/// IPv4 or IPv6 address, on a ``UCXWorker``'s thread.
+///
+/// Connection requests arrive during ``UCXWorker/progress()``; each becomes
+/// a ``UCXEndpoint`` that ``accept()`` hands out, oldest first.
+public final class UCXListener {
+    /// The worker it runs on.
+    public let worker: UCXWorker
+    /// The address it listens on, with the port it bound (for port 0).
+    public let address: UCXAddress
+    private let handle: ucp_listener_h
+    private let box: Unmanaged<ListenerBox>
+    private var pending: [UCXEndpoint] = []
+    private var acceptFailures: [UCXError] = []
+
+    /// Listens on `address` (port 0: any free port, see ``address``).
+    ///
+    /// - Throws: ``UCXError`` from `ucp_listener_create` (an address in use
+    ///   or not on this host, say).
+    public init(_ worker: UCXWorker, on address: UCXAddress) throws(UCXError) {
+        self.worker = worker
+        let box = Unmanaged.passRetained(ListenerBox())
+        var listener: ucp_listener_h?
+        let status = try address.withSocketAddress { (pointer, length) throws(UCXError) in
+            cfq_ucp_listen(worker.handle, pointer, length, connectionTrampoline, box.toOpaque(), &listener)
+        }
+        guard status == UCS_OK, let listener else {
+            box.release()
+            throw UCXError("ucp_listener_create(\(address))", status == UCS_OK ? UCS_ERR_NO_RESOURCE : status)
+        }
+        handle = listener
+        self.box = box
+        let bound = cfq_ucp_listener_port(listener)
+        self.address = address.with(port: bound == 0 ? address.port : bound) ?? address
+        box.takeUnretainedValue().listener = self
+    }
+
+    deinit {
+        ucp_listener_destroy(handle)
+        box.release()
+    }
+
+    /// The next connected endpoint, or nil (progress the worker to receive more).
+    public func accept() -> UCXEndpoint? {
+        pending.isEmpty ? nil : pending.removeFirst()
+    }
+
+    /// Connection requests that could not be accepted since the last call.
+    public func takeAcceptFailures() -> [UCXError] {
+        defer { acceptFailures.removeAll() }
+        return acceptFailures
+    }
+
+    fileprivate func requested(_ request: ucp_conn_request_h) {
+        do { pending.append(try UCXEndpoint.accept(worker, request)) } catch { acceptFailures.append(error) }
+    }
+}
+
+private final class ListenerBox {
+    weak var listener: UCXListener?
+}
+
+private let connectionTrampoline: ucp_listener_conn_callback_t = { request, arg in
+    guard let request, let arg else { return }
+    guard let listener = Unmanaged<ListenerBox>.fromOpaque(arg).takeUnretainedValue().listener else { return }
+    listener.requested(request)
+}

@@ -1,0 +1,258 @@
+import CUCX
+import FabricSystem
+import SystemPackage
+
+/// A UCX context and worker for one thread (`ucp_init` with active messages
+/// and wake-ups, `ucp_worker_create` in `UCS_THREAD_MODE_SINGLE`): the
+/// progress engine every ``UCXEndpoint`` and ``UCXListener`` on it runs on.
+///
+/// Everything here is driven from the thread that owns the worker: sends
+/// and receives make progress only inside ``progress()`` and the waits built
+/// on it. To sleep, ``wait(timeout:)`` arms the worker and polls its event
+/// file descriptor (`ucp_worker_get_efd`, `ucp_worker_arm`), so an idle
+/// worker costs no CPU; ``eventFileDescriptor`` lets a caller poll it beside
+/// its own descriptors instead.
+public final class UCXWorker {
+    let context: ucp_context_h
+    let handle: ucp_worker_h
+    /// The worker's event file descriptor: readable when it has work
+    /// (after ``arm()`` returned true).
+    public let eventFileDescriptor: FileDescriptor
+    private var handlers: [UInt16: (borrowing UCXMessage) -> Void] = [:]
+    private var handlerBoxes: [Unmanaged<HandlerBox>] = []
+    /// Rendezvous messages whose data is still arriving, oldest first.
+    private var arriving: [ArrivingMessage] = []
+
+    /// Creates a context and a worker.
+    ///
+    /// - Throws: ``UCXError`` from `ucp_init`, `ucp_worker_create` or `ucp_worker_get_efd`.
+    public init() throws(UCXError) {
+        var context: ucp_context_h?
+        try check(cfq_ucp_init(&context), "ucp_init")
+        guard let context else { throw UCXError("ucp_init", UCS_ERR_NO_RESOURCE) }
+        var worker: ucp_worker_h?
+        do { try check(cfq_ucp_worker_create(context, &worker), "ucp_worker_create") } catch {
+            ucp_cleanup(context)
+            throw error
+        }
+        guard let worker else {
+            ucp_cleanup(context)
+            throw UCXError("ucp_worker_create", UCS_ERR_NO_RESOURCE)
+        }
+        var fd: Int32 = -1
+        let status = ucp_worker_get_efd(worker, &fd)
+        guard status == UCS_OK else {
+            ucp_worker_destroy(worker)
+            ucp_cleanup(context)
+            throw UCXError("ucp_worker_get_efd", status)
+        }
+        self.context = context
+        handle = worker
+        eventFileDescriptor = FileDescriptor(rawValue: fd)
+    }
+
+    deinit {
+        for message in arriving { message.release() }
+        ucp_worker_destroy(handle)
+        for box in handlerBoxes { box.release() }
+        ucp_cleanup(context)
+    }
+
+    /// Calls `handler` for every active message `id` that arrives: eager
+    /// ones from inside ``progress()``, rendezvous ones once their data has
+    /// arrived (copied into a buffer of this worker). The message's bytes are
+    /// valid only during the call.
+    ///
+    /// - Throws: ``UCXError`` from `ucp_worker_set_am_recv_handler`.
+    public func onMessage(_ id: UInt16, _ handler: @escaping (borrowing UCXMessage) -> Void) throws(UCXError) {
+        let box = Unmanaged.passRetained(HandlerBox(worker: self, id: id))
+        do {
+            try check(
+                cfq_ucp_set_am_handler(handle, UInt32(id), receiveTrampoline, box.toOpaque()), "ucp_worker_set_am_recv_handler")
+        } catch {
+            box.release()
+            throw error
+        }
+        handlers[id] = handler
+        handlerBoxes.append(box)
+    }
+
+    /// Runs UCX's progress engine once (`ucp_worker_progress`) and delivers
+    /// rendezvous messages whose data has arrived; returns whether anything
+    /// happened.
+    @discardableResult
+    public func progress() -> Bool {
+        var any = ucp_worker_progress(handle) != 0
+        while let first = arriving.first, first.isComplete {
+            arriving.removeFirst()
+            any = true
+            if first.succeeded, let handler = handlers[first.id] {
+                handler(
+                    UCXMessage(
+                        id: first.id, header: UnsafeRawBufferPointer(first.header),
+                        data: UnsafeRawBufferPointer(first.data), sender: first.sender))
+            }
+            first.release()
+        }
+        return any
+    }
+
+    /// Arms the event file descriptor (`ucp_worker_arm`): true when it is
+    /// armed and will become readable on new work, false when work is
+    /// already pending (progress again first).
+    ///
+    /// - Throws: ``UCXError`` from `ucp_worker_arm`.
+    public func arm() throws(UCXError) -> Bool {
+        let status = ucp_worker_arm(handle)
+        if status == UCS_ERR_BUSY { return false }
+        try check(status, "ucp_worker_arm")
+        return true
+    }
+
+    /// Makes progress; returns at once if anything happened (a handler may
+    /// have queued work for the caller), else sleeps on the event file
+    /// descriptor until work arrives or `timeout` passes. A rendezvous
+    /// receive in progress keeps it polling instead of sleeping.
+    ///
+    /// - Throws: ``UCXError`` from `ucp_worker_arm` or `ppoll(2)`.
+    public func wait(timeout: Duration) throws(UCXError) {
+        if progress() { return }
+        guard arriving.isEmpty, try arm() else { return }
+        do {
+            _ = try Poll.waitReadable(eventFileDescriptor, timeoutNanoseconds: Int64(clamping: timeout.saturatingNanoseconds))
+        } catch {
+            throw UCXError("ppoll(worker event fd): \(error)", UCS_ERR_IO_ERROR)
+        }
+    }
+
+    /// Progresses until `request` (a `ucs_status_ptr_t` a non-blocking call
+    /// returned) completes, `abandon()` says to stop, or `deadline` (a
+    /// `MonotonicClock` reading) passes; frees it.
+    ///
+    /// - Throws: ``UCXError`` with the request's failure, `UCS_ERR_CANCELED`
+    ///   when abandoned, or a timeout.
+    func complete(
+        _ request: ucs_status_ptr_t?, _ operation: String, deadline: UInt64, abandon: () -> UCXError? = { nil }
+    ) throws(UCXError) {
+        guard let request else { return }  // completed inline
+        guard cfq_ucs_ptr_is_ptr(request) != 0 else { throw UCXError(operation, cfq_ucs_ptr_status(request)) }
+        defer { ucp_request_free(request) }
+        while true {
+            let status = ucp_request_check_status(request)
+            if status != UCS_INPROGRESS {
+                try check(status, operation)
+                return
+            }
+            if let failure = abandon() {
+                ucp_request_cancel(handle, request)
+                while ucp_request_check_status(request) == UCS_INPROGRESS { progress() }
+                throw failure
+            }
+            if monotonicNanoseconds() >= deadline {
+                ucp_request_cancel(handle, request)
+                while ucp_request_check_status(request) == UCS_INPROGRESS { progress() }
+                throw .timedOut(operation)
+            }
+            progress()
+        }
+    }
+
+    /// Called by UCX from inside `ucp_worker_progress` for message `id`.
+    fileprivate func received(
+        _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeMutableRawPointer?, length: Int,
+        rendezvous: Bool, sender: ucp_ep_h?
+    ) -> ucs_status_t {
+        guard let handler = handlers[id] else { return UCS_OK }
+        if !rendezvous {
+            handler(
+                UCXMessage(
+                    id: id, header: header, data: UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length),
+                    sender: sender))
+            return UCS_OK
+        }
+        // Rendezvous: fetch the data into a buffer of our own, deliver it
+        // when it has arrived (``progress()``).
+        let message = ArrivingMessage(id: id, header: header, length: length, sender: sender)
+        let request = cfq_ucp_am_receive(handle, data, message.data.baseAddress, length)
+        if let request, cfq_ucs_ptr_is_err(request) != 0 {
+            message.release()
+            return UCS_OK
+        }
+        message.request = request
+        arriving.append(message)
+        return UCS_OK
+    }
+}
+
+/// One received active message, valid for the duration of the handler call.
+public struct UCXMessage: ~Copyable {
+    /// The message id it was sent with.
+    public let id: UInt16
+    /// The header bytes (a copy for rendezvous messages).
+    public let header: UnsafeRawBufferPointer
+    /// The data bytes.
+    public let data: UnsafeRawBufferPointer
+    /// The endpoint it came from, to match with ``UCXEndpoint/handle``.
+    public let sender: OpaquePointer?
+
+    init(id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, sender: ucp_ep_h?) {
+        self.id = id
+        self.header = header
+        self.data = data
+        self.sender = sender
+    }
+}
+
+/// A rendezvous message whose data is being fetched.
+private final class ArrivingMessage {
+    let id: UInt16
+    let header: UnsafeMutableRawBufferPointer
+    let data: UnsafeMutableRawBufferPointer
+    let sender: ucp_ep_h?
+    var request: ucs_status_ptr_t?
+
+    init(id: UInt16, header: UnsafeRawBufferPointer, length: Int, sender: ucp_ep_h?) {
+        self.id = id
+        self.header = .allocate(byteCount: header.count, alignment: 8)
+        if header.count > 0 { self.header.copyMemory(from: header) }
+        data = .allocate(byteCount: max(length, 1), alignment: 64)
+        self.sender = sender
+    }
+
+    var isComplete: Bool {
+        guard let request else { return true }
+        return ucp_request_check_status(request) != UCS_INPROGRESS
+    }
+
+    var succeeded: Bool {
+        guard let request else { return true }
+        return ucp_request_check_status(request) == UCS_OK
+    }
+
+    func release() {
+        if let request { ucp_request_free(request) }
+        request = nil
+        header.deallocate()
+        data.deallocate()
+    }
+}
+
+/// What a handler registration passes UCX as its argument.
+private final class HandlerBox {
+    unowned let worker: UCXWorker
+    let id: UInt16
+    init(worker: UCXWorker, id: UInt16) {
+        self.worker = worker
+        self.id = id
+    }
+}
+
+private let receiveTrampoline: ucp_am_recv_callback_t = { arg, header, headerLength, data, length, param in
+    guard let arg, let param else { return UCS_OK }
+    let box = Unmanaged<HandlerBox>.fromOpaque(arg).takeUnretainedValue()
+    let sender: ucp_ep_h? =
+        (param.pointee.recv_attr & UInt64(UCP_AM_RECV_ATTR_FIELD_REPLY_EP.rawValue)) != 0 ? param.pointee.reply_ep : nil
+    return box.worker.received(
+        box.id, header: UnsafeRawBufferPointer(start: header, count: header == nil ? 0 : headerLength), data: data,
+        length: length, rendezvous: cfq_ucp_am_is_rendezvous(param) != 0, sender: sender)
+}
