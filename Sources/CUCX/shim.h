@@ -117,6 +117,13 @@ static inline ucs_status_ptr_t cfq_ucp_am_receive(ucp_worker_h worker, void *dat
     return ucp_am_recv_data_nbx(worker, data_descriptor, buffer, length, &params);
 }
 
+/* Flushes an endpoint: completes when everything sent on it has been delivered. */
+static inline ucs_status_ptr_t cfq_ucp_flush(ucp_ep_h endpoint) {
+    ucp_request_param_t params;
+    memset(&params, 0, sizeof params);
+    return ucp_ep_flush_nbx(endpoint, &params);
+}
+
 /* Closes an endpoint: flushes it, or with `force` drops it (after a peer failure). */
 static inline ucs_status_ptr_t cfq_ucp_close(ucp_ep_h endpoint, int force) {
     ucp_request_param_t params;

@@ -47,21 +47,28 @@ func runUCXPing(host: String, port: UInt16, count: Int, size: Int, watch: Bool) 
         let endpoint = try UCXEndpoint.connect(worker, to: address)
         var replies: [(header: [UInt8], data: [UInt8])] = []
         try worker.onMessage(1) { message in replies.append((Array(message.header), Array(message.data))) }
+        /// Sends one message and waits up to `timeout` for its echo; false
+        /// when none came (late echoes of earlier ones are dropped).
         func roundTrip(_ sequence: Int, size: Int, timeout: Duration) throws -> Bool {
             let header = withUnsafeBytes(of: UInt64(sequence).littleEndian) { Array($0) }
             let data = [UInt8](repeating: UInt8(truncatingIfNeeded: sequence), count: size)
             try header.withUnsafeBytes { h in
-                try data.withUnsafeBytes { d in try endpoint.send(1, header: h, data: d, timeout: timeout) }
+                try data.withUnsafeBytes { d in try endpoint.send(1, header: h, data: d, timeout: .seconds(5)) }
             }
             let end = deadline(after: timeout)
-            while replies.isEmpty && endpoint.failure == nil && monotonicNanoseconds() < end {
+            while endpoint.failure == nil {
+                while let reply = replies.first {
+                    replies.removeFirst()
+                    let echoed =
+                        reply.header.count == 8 ? reply.header.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } : .max
+                    if echoed < UInt64(sequence) { continue }  // the late echo of an earlier one
+                    guard reply.header == header, reply.data == data else { fail("round trip \(sequence): echo differs") }
+                    return true
+                }
+                guard monotonicNanoseconds() < end else { return false }
                 try worker.wait(timeout: .milliseconds(10))
             }
-            if let failure = endpoint.failure { throw failure }
-            guard let reply = replies.first else { return false }
-            replies.removeFirst()
-            guard reply.header == header, reply.data == data else { fail("round trip \(sequence): echo differs") }
-            return true
+            throw endpoint.failure ?? UCXError("peer", status: -1)
         }
         var latencies: [UInt64] = []
         latencies.reserveCapacity(count)
@@ -82,14 +89,17 @@ func runUCXPing(host: String, port: UInt16, count: Int, size: Int, watch: Bool) 
             do {
                 _ = try roundTrip(sequence, size: 64, timeout: .milliseconds(200))
             } catch {
-                line("failed at \(monotonicNanoseconds()): \(error)")
+                let peer = (error as? UCXError)?.isPeerFailure == true ? "peer failure" : "other failure"
+                line("failed at \(monotonicNanoseconds()): \(peer): \(error)")
                 return
             }
             sequence += 1
             let pause = deadline(after: .milliseconds(20))
             while monotonicNanoseconds() < pause && endpoint.failure == nil { try worker.wait(timeout: .milliseconds(5)) }
             if let failure = endpoint.failure {
-                line("failed at \(monotonicNanoseconds()): \(failure)")
+                line(
+                    "failed at \(monotonicNanoseconds()): \(failure.isPeerFailure ? "peer failure" : "other failure"): \(failure)"
+                )
                 return
             }
         }

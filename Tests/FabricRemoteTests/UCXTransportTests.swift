@@ -76,6 +76,39 @@ final class UCXTransportTests: XCTestCase {
             })
     }
 
+    /// A peer that stops taking data (SIGSTOP) makes a large send time
+    /// out: the send returns within its timeout plus the purge, and the
+    /// endpoint is failed instead of left hanging.
+    func testASendToAStalledPeerFailsWithinItsTimeout() throws {
+        let (server, worker, endpoint) = try connectToEcho()
+        let large = [UInt8](repeating: 1, count: 8 << 20)
+        try large.withUnsafeBytes { d in
+            try endpoint.send(1, header: UnsafeRawBufferPointer(start: nil, count: 0), data: d, timeout: .seconds(10))
+        }
+        kill(server.pid, SIGSTOP)
+        defer { kill(server.pid, SIGCONT) }
+        let started = monotonicNanoseconds()
+        var failed: UCXError?
+        for _ in 0..<8 where failed == nil {
+            do {
+                try large.withUnsafeBytes { d in
+                    try endpoint.send(
+                        1, header: UnsafeRawBufferPointer(start: nil, count: 0), data: d, timeout: .milliseconds(300))
+                }
+            } catch { failed = error as? UCXError ?? UCXError("send", status: -1) }
+        }
+        let elapsed = monotonicNanoseconds() - started
+        let error = try XCTUnwrap(failed, "eight 8 MB sends to a stopped peer all completed")
+        XCTAssertEqual(error.status, UCXError.timedOut("").status, "\(error)")
+        XCTAssertNotNil(endpoint.failure, "the endpoint is failed after a send timed out")
+        XCTAssertLessThan(elapsed, 8 * 1_300_000_000)
+        XCTAssertThrowsError(
+            try large.withUnsafeBytes { d in
+                try endpoint.send(1, header: UnsafeRawBufferPointer(start: nil, count: 0), data: d, timeout: .seconds(1))
+            })
+        _ = worker
+    }
+
     func testAddressesAreNumeric() {
         XCTAssertEqual(UCXAddress(host: "10.1.2.3", port: 7)?.description, "10.1.2.3:7")
         XCTAssertEqual(UCXAddress(host: "::1", port: 9)?.description, "[::1]:9")
@@ -142,6 +175,7 @@ final class UCXBetweenNamespacesTests: XCTestCase {
         let noticed = try XCTUnwrap(UInt64(line.dropFirst("failed at ".count).prefix { $0.isNumber }))
         XCTAssertGreaterThan(noticed, killed)
         XCTAssertLessThan(noticed - killed, 1_000_000_000, String(line))
+        XCTAssertTrue(line.contains(": peer failure: "), String(line))
         print("measured: killed UCX peer noticed across namespaces after \((noticed - killed) / 1_000_000) ms: \(line)")
         _ = client.wait(timeout: 10)
     }

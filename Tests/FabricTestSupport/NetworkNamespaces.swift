@@ -3,10 +3,10 @@ import XCTest
 
 /// Two network namespaces joined by a veth pair, with addresses inside the
 /// namespaces only, for tests of traffic between "hosts" (`ip netns`, which
-/// needs root). Names and addresses derive from this process's pid, so
-/// parallel runs do not collide; ``remove()`` (also at deinit) kills what
-/// still runs inside them, which is only what the test started there, and
-/// deletes them.
+/// needs root and `CAP_SYS_ADMIN`). Names carry this process's pid and a
+/// random tag, so parallel runs never share one; the addresses exist only
+/// inside the pair. ``remove()`` (also at deinit) kills the processes this
+/// pair spawned and deletes both namespaces.
 public final class NetworkNamespacePair {
     /// The namespace the server side runs in, and its address.
     public let serverNamespace: String, serverAddress: String
@@ -15,26 +15,29 @@ public final class NetworkNamespacePair {
     /// The veth end inside the server namespace.
     public let serverLink: String
     private var removed = false
+    private var spawned: [ChildProcess] = []
 
     /// Creates the pair, or throws `XCTSkip` when this process cannot (not
     /// root, no `ip`).
     public init() throws {
         guard getuid() == 0 else { throw XCTSkip("network namespaces need root (CI runs as root)") }
         guard FileManager.default.isExecutableFile(atPath: Self.ip) else { throw XCTSkip("no \(Self.ip) (iproute2)") }
-        let tag = Int(getpid()) % 60_000
+        // "fq" + pid (at most 7 digits) + 4 hex digits + a letter: within
+        // the 15 characters an interface name may have.
+        let tag = "\(getpid())" + String(UInt16.random(in: 0...UInt16.max), radix: 16).leftPadded(4)
         serverNamespace = "fq\(tag)s"
         clientNamespace = "fq\(tag)c"
         serverLink = "fq\(tag)a"
         let clientLink = "fq\(tag)b"
-        // 10.200.0.0/13 split by pid: one /30-like pair per run.
-        let subnet = (200 + tag / 16_384, (tag / 64) % 256, (tag % 64) * 4)
-        let prefix = "10.\(subnet.0).\(subnet.1)."
-        serverAddress = prefix + "\(subnet.2 + 1)"
-        clientAddress = prefix + "\(subnet.2 + 2)"
-        _ = try? Self.run(["netns", "del", serverNamespace])
-        _ = try? Self.run(["netns", "del", clientNamespace])
+        serverAddress = "10.77.0.1"
+        clientAddress = "10.77.0.2"
         do {
             try Self.run(["netns", "add", serverNamespace])
+        } catch let error as NamespaceError where error.output.contains("Operation not permitted") {
+            removed = true
+            throw XCTSkip("network namespaces are not permitted here: \(error.output)")
+        }
+        do {
             try Self.run(["netns", "add", clientNamespace])
             try Self.run([
                 "link", "add", serverLink, "netns", serverNamespace, "type", "veth", "peer", "name", clientLink,
@@ -49,9 +52,10 @@ public final class NetworkNamespacePair {
             // A veth end reports carrier a moment after both ends are up.
             for (namespace, link) in [(serverNamespace, serverLink), (clientNamespace, clientLink)] {
                 let end = Date().addingTimeInterval(5)
-                while !(try Self.run(["-n", namespace, "-o", "link", "show", "dev", link])).contains("LOWER_UP"),
-                    Date() < end
-                {
+                while !(try Self.run(["-n", namespace, "-o", "link", "show", "dev", link])).contains("LOWER_UP") {
+                    guard Date() < end else {
+                        throw NamespaceError(command: "waiting for carrier on \(link)", output: "none within 5 s")
+                    }
                     usleep(20_000)
                 }
             }
@@ -68,7 +72,9 @@ public final class NetworkNamespacePair {
         in namespace: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:]
     ) throws -> ChildProcess {
         let path = executable.hasPrefix("/") ? executable : ChildProcess.executable(executable)
-        return try ChildProcess(Self.ip, ["netns", "exec", namespace, path] + arguments, environment: environment)
+        let child = try ChildProcess(Self.ip, ["netns", "exec", namespace, path] + arguments, environment: environment)
+        spawned.append(child)
+        return child
     }
 
     /// Takes the server's end of the link down (a cut cable) or up again.
@@ -76,17 +82,15 @@ public final class NetworkNamespacePair {
         try Self.run(["-n", serverNamespace, "link", "set", serverLink, up ? "up" : "down"])
     }
 
-    /// Kills every process still inside the namespaces (all started by
-    /// this test) and deletes them. Idempotent.
+    /// Stops the processes this pair spawned (only those: `ChildProcess`
+    /// signals a child only while it has not been reaped) and deletes both
+    /// namespaces. Idempotent.
     public func remove() {
         guard !removed else { return }
         removed = true
-        for namespace in [serverNamespace, clientNamespace] {
-            if let pids = try? Self.run(["netns", "pids", namespace]) {
-                for pid in pids.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
-            }
-            _ = try? Self.run(["netns", "del", namespace])
-        }
+        for child in spawned { child.stop(timeout: 2) }
+        spawned.removeAll()
+        for namespace in [serverNamespace, clientNamespace] { _ = try? Self.run(["netns", "del", namespace]) }
     }
 
     static let ip = "/usr/sbin/ip"
@@ -105,5 +109,11 @@ public final class NetworkNamespacePair {
         var command: String
         var output: String
         var description: String { "\(command): \(output)" }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

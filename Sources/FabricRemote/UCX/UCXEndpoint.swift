@@ -73,7 +73,10 @@ public final class UCXEndpoint {
     /// from the worker's loop.
     ///
     /// - Throws: ``UCXError``: the endpoint failed (``failure``), the send
-    ///   failed, or `timeout` passed.
+    ///   failed, or `timeout` passed. A send that cannot finish in time
+    ///   (a stalled peer, a cut link UCX has not noticed) fails the
+    ///   endpoint: it is force-closed, which makes UCX give the buffers back,
+    ///   and ``failure`` is the timeout from then on.
     public func send(
         _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, timeout: Duration
     ) throws(UCXError) {
@@ -82,18 +85,31 @@ public final class UCXEndpoint {
         let request = cfq_ucp_am_send(
             handle, UInt32(id), header.baseAddress, header.count, data.baseAddress, data.count)
         let end = deadline(after: timeout)
-        try worker.complete(request, "ucp_am_send_nbx", deadline: end) { self.failure }
+        do {
+            try worker.complete(request, "ucp_am_send_nbx", deadline: end, abandon: { self.failure }) {
+                if self.failure == nil { self.failure = .timedOut("ucp_am_send_nbx") }
+                self.close(force: true)
+            }
+        } catch {
+            if failure == nil { failure = error }
+            throw error
+        }
         if let failure { throw failure }
     }
 
-    /// Closes the endpoint (`ucp_ep_close_nbx`): flushes what was sent, or
-    /// with `force` (after a failure) drops it. Idempotent.
+    /// Closes the endpoint: flushes what was sent (`ucp_ep_flush_nbx`, for
+    /// at most a second), then closes it (`ucp_ep_close_nbx`, forced: the
+    /// flush already delivered what could be). With `force`, or after a
+    /// failure, it skips the flush. Idempotent.
     public func close(force: Bool = false) {
         guard let endpoint = handle else { return }
         handle = nil
-        let request = cfq_ucp_close(endpoint, force || failure != nil ? 1 : 0)
-        // A flush that cannot finish (the peer vanished mid-close) is given up on after a second.
-        try? worker.complete(request, "ucp_ep_close_nbx", deadline: deadline(after: .seconds(1)))
+        if !force && failure == nil {
+            // A flush holds no caller buffers: one that cannot finish in a second is let go.
+            try? worker.complete(cfq_ucp_flush(endpoint), "ucp_ep_flush_nbx", deadline: deadline(after: .seconds(1)))
+        }
+        // A forced close completes without the peer (it purges what is queued).
+        try? worker.complete(cfq_ucp_close(endpoint, 1), "ucp_ep_close_nbx", deadline: deadline(after: .seconds(1)))
     }
 
     fileprivate func failed(_ status: ucs_status_t) {

@@ -32,6 +32,7 @@ public final class UCXListener {
         }
         handle = listener
         self.box = box
+        box.takeUnretainedValue().handle = listener
         let bound = cfq_ucp_listener_port(listener)
         self.address = address.with(port: bound == 0 ? address.port : bound) ?? address
         box.takeUnretainedValue().listener = self
@@ -60,10 +61,16 @@ public final class UCXListener {
 
 private final class ListenerBox {
     weak var listener: UCXListener?
+    var handle: ucp_listener_h?
 }
 
 private let connectionTrampoline: ucp_listener_conn_callback_t = { request, arg in
     guard let request, let arg else { return }
-    guard let listener = Unmanaged<ListenerBox>.fromOpaque(arg).takeUnretainedValue().listener else { return }
+    let box = Unmanaged<ListenerBox>.fromOpaque(arg).takeUnretainedValue()
+    guard let listener = box.listener else {
+        // Every request must be accepted or rejected.
+        if let handle = box.handle { _ = ucp_listener_reject(handle, request) }
+        return
+    }
     listener.requested(request)
 }

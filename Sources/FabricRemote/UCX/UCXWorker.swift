@@ -20,8 +20,12 @@ public final class UCXWorker {
     public let eventFileDescriptor: FileDescriptor
     private var handlers: [UInt16: (borrowing UCXMessage) -> Void] = [:]
     private var handlerBoxes: [Unmanaged<HandlerBox>] = []
-    /// Rendezvous messages whose data is still arriving, oldest first.
+    /// Messages not yet handed to their handler, in arrival order: a
+    /// rendezvous message until its data has arrived, and every message
+    /// behind it (copied), so handlers see messages in the order they came.
     private var arriving: [ArrivingMessage] = []
+    /// Set while UCX runs one of our callbacks, where progress is forbidden.
+    private var inCallback = false
 
     /// Creates a context and a worker.
     ///
@@ -52,16 +56,20 @@ public final class UCXWorker {
     }
 
     deinit {
-        for message in arriving { message.release() }
+        // The worker first: a transport may still write into a receive buffer until then.
         ucp_worker_destroy(handle)
+        for message in arriving { message.deallocate() }
         for box in handlerBoxes { box.release() }
         ucp_cleanup(context)
     }
 
-    /// Calls `handler` for every active message `id` that arrives: eager
-    /// ones from inside ``progress()``, rendezvous ones once their data has
-    /// arrived (copied into a buffer of this worker). The message's bytes are
-    /// valid only during the call.
+    /// Calls `handler` for every active message `id` that arrives, in the
+    /// order they arrived, from inside ``progress()``. A rendezvous message
+    /// is delivered once its data has arrived (into a buffer of this
+    /// worker), and the messages behind it wait for it. The message's bytes
+    /// are valid only during the call. A handler must not call
+    /// ``progress()``, ``wait(timeout:)`` or a send (it may run inside a UCX
+    /// callback): queue the work and do it from the worker's loop.
     ///
     /// - Throws: ``UCXError`` from `ucp_worker_set_am_recv_handler`.
     public func onMessage(_ id: UInt16, _ handler: @escaping (borrowing UCXMessage) -> Void) throws(UCXError) {
@@ -82,6 +90,7 @@ public final class UCXWorker {
     /// happened.
     @discardableResult
     public func progress() -> Bool {
+        precondition(!inCallback, "UCXWorker.progress() called from inside a message handler")
         var any = ucp_worker_progress(handle) != 0
         while let first = arriving.first, first.isComplete {
             arriving.removeFirst()
@@ -90,12 +99,18 @@ public final class UCXWorker {
                 handler(
                     UCXMessage(
                         id: first.id, header: UnsafeRawBufferPointer(first.header),
-                        data: UnsafeRawBufferPointer(first.data), sender: first.sender))
+                        data: UnsafeRawBufferPointer(rebasing: first.data[0..<first.length]), sender: first.sender))
+            } else if !first.succeeded {
+                failedReceives &+= 1
             }
             first.release()
         }
         return any
     }
+
+    /// Rendezvous messages whose data never arrived (their sender failed
+    /// mid-transfer); the endpoint's ``UCXEndpoint/failure`` says why.
+    public private(set) var failedReceives = 0
 
     /// Arms the event file descriptor (`ucp_worker_arm`): true when it is
     /// armed and will become readable on new work, false when work is
@@ -126,35 +141,48 @@ public final class UCXWorker {
     }
 
     /// Progresses until `request` (a `ucs_status_ptr_t` a non-blocking call
-    /// returned) completes, `abandon()` says to stop, or `deadline` (a
-    /// `MonotonicClock` reading) passes; frees it.
+    /// returned) completes, `abandon()` reports a failure, or `deadline` (a
+    /// monotonic-clock reading) passes; frees it.
     ///
-    /// - Throws: ``UCXError`` with the request's failure, `UCS_ERR_CANCELED`
-    ///   when abandoned, or a timeout.
+    /// UCX cannot cancel a send (`ucp_request_cancel` applies to tag
+    /// receives only), and a send's buffers belong to the caller until it
+    /// completes. So when the wait ends early, `giveUp()` must make UCX
+    /// finish the request (force-closing its endpoint purges everything
+    /// queued on it, completing each request with an error); this then
+    /// progresses for at most `purgeTimeout` more until it has.
+    ///
+    /// - Throws: ``UCXError`` with the request's failure, `abandon()`'s
+    ///   failure, or a timeout.
     func complete(
-        _ request: ucs_status_ptr_t?, _ operation: String, deadline: UInt64, abandon: () -> UCXError? = { nil }
+        _ request: ucs_status_ptr_t?, _ operation: String, deadline: UInt64, abandon: () -> UCXError? = { nil },
+        giveUp: () -> Void = {}, purgeTimeout: Duration = .seconds(1)
     ) throws(UCXError) {
+        precondition(!inCallback, "a UCX wait from inside a message handler")
         guard let request else { return }  // completed inline
         guard cfq_ucs_ptr_is_ptr(request) != 0 else { throw UCXError(operation, cfq_ucs_ptr_status(request)) }
+        // Freed after completion; one still running when this returns is
+        // released by UCX when it completes.
         defer { ucp_request_free(request) }
-        while true {
-            let status = ucp_request_check_status(request)
-            if status != UCS_INPROGRESS {
-                try check(status, operation)
-                return
-            }
-            if let failure = abandon() {
-                ucp_request_cancel(handle, request)
-                while ucp_request_check_status(request) == UCS_INPROGRESS { progress() }
-                throw failure
+        var failure: UCXError?
+        while ucp_request_check_status(request) == UCS_INPROGRESS {
+            if let reason = abandon() {
+                failure = reason
+                break
             }
             if monotonicNanoseconds() >= deadline {
-                ucp_request_cancel(handle, request)
-                while ucp_request_check_status(request) == UCS_INPROGRESS { progress() }
-                throw .timedOut(operation)
+                failure = .timedOut(operation)
+                break
             }
             progress()
         }
+        guard let failure else {
+            try check(ucp_request_check_status(request), operation)
+            return
+        }
+        giveUp()
+        let end = FabricSystem.deadline(after: purgeTimeout)
+        while ucp_request_check_status(request) == UCS_INPROGRESS && monotonicNanoseconds() < end { progress() }
+        throw failure
     }
 
     /// Called by UCX from inside `ucp_worker_progress` for message `id`.
@@ -163,19 +191,27 @@ public final class UCXWorker {
         rendezvous: Bool, sender: ucp_ep_h?
     ) -> ucs_status_t {
         guard let handler = handlers[id] else { return UCS_OK }
+        inCallback = true
+        defer { inCallback = false }
         if !rendezvous {
-            handler(
-                UCXMessage(
-                    id: id, header: header, data: UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length),
-                    sender: sender))
+            let bytes = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length)
+            if arriving.isEmpty {
+                handler(UCXMessage(id: id, header: header, data: bytes, sender: sender))
+            } else {
+                // Behind a rendezvous message still arriving: wait in line, copied.
+                let message = ArrivingMessage(id: id, header: header, length: length, sender: sender)
+                if length > 0 { message.data.copyMemory(from: bytes) }
+                arriving.append(message)
+            }
             return UCS_OK
         }
-        // Rendezvous: fetch the data into a buffer of our own, deliver it
-        // when it has arrived (``progress()``).
+        // Rendezvous: fetch the data into a buffer of our own; ``progress()``
+        // delivers it once it has arrived.
         let message = ArrivingMessage(id: id, header: header, length: length, sender: sender)
         let request = cfq_ucp_am_receive(handle, data, message.data.baseAddress, length)
         if let request, cfq_ucs_ptr_is_err(request) != 0 {
-            message.release()
+            message.deallocate()
+            failedReceives &+= 1
             return UCS_OK
         }
         message.request = request
@@ -208,7 +244,9 @@ private final class ArrivingMessage {
     let id: UInt16
     let header: UnsafeMutableRawBufferPointer
     let data: UnsafeMutableRawBufferPointer
+    let length: Int
     let sender: ucp_ep_h?
+    /// The receive of a rendezvous message's data; nil once there (or for a copied eager one).
     var request: ucs_status_ptr_t?
 
     init(id: UInt16, header: UnsafeRawBufferPointer, length: Int, sender: ucp_ep_h?) {
@@ -216,6 +254,7 @@ private final class ArrivingMessage {
         self.header = .allocate(byteCount: header.count, alignment: 8)
         if header.count > 0 { self.header.copyMemory(from: header) }
         data = .allocate(byteCount: max(length, 1), alignment: 64)
+        self.length = length
         self.sender = sender
     }
 
@@ -229,9 +268,15 @@ private final class ArrivingMessage {
         return ucp_request_check_status(request) == UCS_OK
     }
 
+    /// Frees the request and the buffers (the request has completed).
     func release() {
         if let request { ucp_request_free(request) }
         request = nil
+        deallocate()
+    }
+
+    /// Frees the buffers only (after the worker is destroyed, which ends every request).
+    func deallocate() {
         header.deallocate()
         data.deallocate()
     }
