@@ -32,6 +32,7 @@ p50() { sed -n 's/.*p50=\([0-9]*\).*/\1/p'; }
 # Waits (up to 30 s) until FILE holds "listening".
 listening() { for _ in $(seq 300); do grep -q listening "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 for round in $(seq "$rounds"); do
+  rm -f "$work/tcp-server.out" "$work/ucx-server.out"  # a fresh file each round: "listening" must be this server's
   ip netns exec $s "$work/tcp_pingpong" server 10.199.0.1 17001 > "$work/tcp-server.out" &
   server=$!
   listening "$work/tcp-server.out"
