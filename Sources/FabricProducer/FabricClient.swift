@@ -216,14 +216,14 @@ public final class FabricClient: Sendable {
         guard input >= 0, output >= 0, input <= Int(UInt32.max), output <= Int(UInt32.max) else {
             throw .invalidRequest("capacities must be 0...\(UInt32.max) bytes (a descriptor's 32-bit fields)")
         }
-        let need = BufferNeed(
-            inputSlots: input == 0 ? 1 : 1 + (input - 1) / slotSize, outputSlots: output == 0 ? 1 : 1 + (output - 1) / slotSize)
-        guard need.inputSlots <= total, need.outputSlots <= total - need.inputSlots else {
+        guard let inputSlots = geometry.slotsNeeded(forBytes: input),
+            let outputSlots = geometry.slotsNeeded(forBytes: output), outputSlots <= total - inputSlots
+        else {
             throw .invalidRequest(
-                "\(input)-byte input and \(output)-byte output need \(need.inputSlots) + \(need.outputSlots) slots of \(slotSize) bytes; the session has \(total)"
+                "\(input)-byte input and \(output)-byte output do not fit the session's \(total) slots of \(slotSize) bytes together"
             )
         }
-        return need
+        return BufferNeed(inputSlots: inputSlots, outputSlots: outputSlots)
     }
 
     /// Takes an input and an output buffer. When the pool is short it

@@ -88,12 +88,7 @@ public struct BufferPool: ~Copyable {
     /// Slots a buffer of `bytes` bytes takes (at least one), or nil when
     /// `bytes` is negative or more than the whole region holds.
     @inlinable
-    public func slotsNeeded(forBytes bytes: Int) -> Int? {
-        guard bytes >= 0 else { return nil }
-        let slotSize = Int(region.geometry.slotSize)
-        let slots = bytes == 0 ? 1 : 1 + (bytes - 1) / slotSize
-        return slots <= capacity ? slots : nil
-    }
+    public func slotsNeeded(forBytes bytes: Int) -> Int? { region.geometry.slotsNeeded(forBytes: bytes) }
 
     /// The longest run of free slots (a scan of the bitmap: for diagnostics
     /// and for deciding whether to wait, not for the hot path).

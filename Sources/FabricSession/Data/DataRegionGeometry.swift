@@ -50,6 +50,15 @@ public struct DataRegionGeometry: Equatable, Sendable {
         return UInt32(index)
     }
 
+    /// Slots a buffer of `bytes` bytes takes (at least one), or nil when
+    /// `bytes` is negative or more than all the slots hold.
+    @inlinable
+    public func slotsNeeded(forBytes bytes: Int) -> Int? {
+        guard bytes >= 0 else { return nil }
+        let slots = bytes == 0 ? 1 : 1 + (bytes - 1) / Int(slotSize)
+        return slots <= Int(slotCount) ? slots : nil
+    }
+
     /// The slots `offset..<offset+length` covers, or nil when the range
     /// starts before the slots (in the header page) or runs past the last
     /// one. A buffer may span a run of contiguous slots
