@@ -32,6 +32,9 @@ let package = Package(
         .library(name: "FabricProducer", targets: ["FabricProducer"]),
         // What a daemon links (re-exports FabricQueue and FabricSession).
         .library(name: "FabricConsumer", targets: ["FabricConsumer"]),
+        // The remote transport both of them use for `ucx://` sessions (UCX,
+        // the remote handshake, its keys); re-exported by both.
+        .library(name: "FabricRemote", targets: ["FabricRemote"]),
         // A daemon's telemetry as a Prometheus /metrics endpoint (an HTTP
         // server: its own product, so a daemon that wants none links none).
         .library(name: "FabricPrometheus", targets: ["FabricPrometheus"]),
@@ -48,6 +51,8 @@ let package = Package(
         // No default traits: they pull swift-configuration and full Foundation, unused here.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Ed25519 keys and signatures for remote sessions' handshake.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // ── System layer ────────────────────────────────────────────────
@@ -83,12 +88,16 @@ let package = Package(
         // ── Session layer ───────────────────────────────────────────────
         .target(name: "FabricSession", dependencies: ["FabricQueue"]),
 
-        // ── Remote transport (issue 18, in progress) ────────────────────
-        // UCX workers, listeners, endpoints and active messages: what remote
-        // sessions will travel on. Package-internal until they do.
+        // ── Remote transport ────────────────────────────────────────────
+        // UCX workers, listeners, endpoints and active messages; the remote
+        // session protocol on them (handshake, commands, completions,
+        // heartbeats) and its Ed25519 keys.
         .target(
             name: "FabricRemote",
-            dependencies: ["CUCX", "FabricSystem", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: [
+                "CUCX", "FabricSystem", "FabricSession", .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
 
         // ── Services ───────────────────────────────────────────────────
@@ -96,7 +105,7 @@ let package = Package(
         .target(
             name: "FabricProducer",
             dependencies: [
-                "FabricSession",
+                "FabricSession", "FabricRemote",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -105,7 +114,7 @@ let package = Package(
         .target(
             name: "FabricConsumer",
             dependencies: [
-                "FabricSession", "FabricSandbox",
+                "FabricSession", "FabricSandbox", "FabricRemote",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -184,10 +193,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FabricDiagnosticsTests", dependencies: ["FabricDiagnostics"]),
-        // UCX between real processes (loopback).
+        // UCX and remote sessions between real processes (loopback, and
+        // between network namespaces when root).
         .testTarget(
             name: "FabricRemoteTests",
-            dependencies: ["FabricRemote", "FabricSystem", "FabricTestSupport", "fabricq-test-helper"]
+            dependencies: [
+                "FabricRemote", "FabricSystem", "FabricTestSupport", "fabricq-test-helper", "fabricq",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -4,6 +4,7 @@
 // filling the parameters, no logic.
 #ifndef C_UCX_SHIM_H
 #define C_UCX_SHIM_H
+#include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,13 +16,23 @@ static inline int cfq_ucs_ptr_is_err(ucs_status_ptr_t p) { return UCS_PTR_IS_ERR
 static inline ucs_status_t cfq_ucs_ptr_status(ucs_status_ptr_t p) { return UCS_PTR_STATUS(p); }
 
 /* ucp_init (a macro over ucp_init_version): active messages and wake-ups,
- * requests with no extra space. */
+ * requests with no extra space. Listeners bind with SO_REUSEADDR (the
+ * connection managers' CM_REUSEADDR, unless the environment sets
+ * UCX_CM_REUSEADDR): a daemon that closed its connections first leaves
+ * them in TIME_WAIT on its port, and without it a restart could not listen
+ * there for a minute. */
 static inline ucs_status_t cfq_ucp_init(ucp_context_h *context) {
     ucp_params_t params;
     memset(&params, 0, sizeof params);
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
-    return ucp_init(&params, NULL, context);
+    ucp_config_t *config = NULL;
+    if (ucp_config_read(NULL, NULL, &config) != UCS_OK) config = NULL;
+    /* An option of UCX's transports, not of UCP: ucp_config_modify keeps it for them. */
+    if (config != NULL && getenv("UCX_CM_REUSEADDR") == NULL) (void)ucp_config_modify(config, "CM_REUSEADDR", "y");
+    ucs_status_t status = ucp_init(&params, config, context);
+    if (config != NULL) ucp_config_release(config);
+    return status;
 }
 
 /* A worker driven by one thread. */

@@ -1,3 +1,4 @@
+import FabricRemote
 import FabricSystem
 import Logging
 import SystemPackage
@@ -50,6 +51,8 @@ public struct DaemonConfiguration: Sendable {
     public var maximumPendingHandshakes = 64
     /// Where the daemon logs session events.
     public var logger = Logger(label: "fabricqueue.daemon")
+    /// Also serve controllers on other hosts over UCX (nil: local sessions only).
+    public var remote: RemoteListening?
 
     /// Socket activation: when the service manager passed listening sockets
     /// (systemd's `$LISTEN_FDS` and `$LISTEN_PID`, as `sd_listen_fds(3)`
@@ -146,6 +149,15 @@ public enum DaemonEvent: Sendable, Equatable {
     case sessionClosed(id: UInt64, reason: SessionEndReason)
     /// A connecting process was refused.
     case connectionRefused(peer: PeerCredentials?, error: SessionError)
+    /// A remote controller proved its key (named by its fingerprint) and
+    /// got session `id` (an ordinary session, whose `sessionOpened` comes too).
+    case remoteSessionOpened(id: UInt64, key: String)
+    /// A remote session ended: the controller closed it, died, its link went
+    /// down (no heartbeat), it broke the protocol, or the daemon stopped.
+    case remoteSessionClosed(id: UInt64, key: String, reason: String)
+    /// A remote controller was refused: a key not authorized, a bad or
+    /// replayed proof, no handshake, or no room (`key` is nil before its hello).
+    case remoteConnectionRefused(key: String?, error: SessionError)
 }
 
 /// Why a session ended.

@@ -177,6 +177,12 @@ final class DaemonCore: Sendable {
             logger.info("session closed", metadata: ["session": "\(id)", "reason": "\(reason)"])
         case .connectionRefused(let peer, let error):
             logger.warning("connection refused", metadata: ["peer": "\(peer.map { "\($0)" } ?? "unknown")", "error": "\(error)"])
+        case .remoteSessionOpened(let id, let key):
+            logger.info("remote session opened", metadata: ["session": "\(id)", "key": "\(key)"])
+        case .remoteSessionClosed(let id, let key, let reason):
+            logger.info("remote session closed", metadata: ["session": "\(id)", "key": "\(key)", "reason": "\(reason)"])
+        case .remoteConnectionRefused(let key, let error):
+            logger.warning("remote connection refused", metadata: ["key": "\(key ?? "none")", "error": "\(error)"])
         }
         onEvent?(event)
     }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Dispatch
+import FabricRemote
 import FabricSession
 import FabricSystem
 import Glibc
@@ -53,6 +54,8 @@ public final class FabricDaemon: Sendable {
         let control: ServiceThread
         let binding: DaemonCore.Binding
         let runtime: DaemonRuntime
+        /// Remote sessions, when ``DaemonConfiguration/remote`` is set.
+        var gateway: RemoteGateway?
     }
 
     /// A daemon serving `models`, keyed by model id; `onEvent` hears about
@@ -130,6 +133,38 @@ public final class FabricDaemon: Sendable {
                 throw .thread(error)
             }
         }
+        guard let remote = core.configuration.remote else { return }
+        do {
+            let core = self.core
+            let limits = core.configuration.session
+            let gateway = try RemoteGateway(
+                remote, sessionBytes: limits.slotSize.multipliedReportingOverflow(by: limits.slotCount).partialValue,
+                emit: { core.emit($0) }
+            ) { [weak self] () throws(SessionError) in
+                guard let self else { throw .rejected(.busy, reason: "daemon stopping") }
+                return try self.openRemoteSession(timeout: remote.handshakeTimeout)
+            }
+            threads.withLock { $0?.gateway = gateway }
+            core.logger.info("listening for remote controllers", metadata: ["address": "\(gateway.address.url)"])
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// Where remote controllers connect (the port bound, for port 0), or nil
+    /// when the daemon does not listen for them or is not running.
+    public var remoteAddress: UCXAddress? { threads.withLock { $0?.gateway?.address } }
+
+    /// A session of this daemon for a remote controller's bridge: the
+    /// in-process handshake, its regions mapped, and the models JSON.
+    private func openRemoteSession(timeout: Duration) throws(SessionError) -> (RemoteSessionBridge.Attached, [UInt8]) {
+        let connection: InProcessConnection
+        do { connection = try connectInProcess() } catch { throw .rejected(.busy, reason: "\(error)") }
+        let socket = connection.takeSocket()
+        let grant = try socket.requestSession(timeout: timeout)
+        let attachment = try SessionAttachment(grant)
+        return (try RemoteSessionBridge.Attached(socket: socket, attachment: attachment), core.modelsAnswer)
     }
 
     /// Stops serving: every session ends (``SessionEndReason/daemonStopping``),
@@ -144,6 +179,8 @@ public final class FabricDaemon: Sendable {
                 return t
             })
         else { return }
+        // Remote sessions first: their bridges are controllers of this daemon.
+        running.gateway?.stop()
         core.stopPolling()
         try? running.binding.daemonDoorbell.signal()
         running.poll.join()
@@ -299,6 +336,9 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     case thread(SystemCallError)
     /// The system-call filter could not be installed (libseccomp's reason).
     case systemCallFilter(String)
+    /// The remote listener could not be set up (UCX's reason: an address
+    /// not on this host, a port in use).
+    case remoteListener(String)
 
     public var description: String {
         switch self {
@@ -308,6 +348,7 @@ public enum DaemonError: Error, Equatable, Sendable, CustomStringConvertible {
         case .doorbell(let e): "daemon doorbell: \(e)"
         case .thread(let e): "starting a daemon thread: \(e)"
         case .systemCallFilter(let why): "system-call filter: \(why)"
+        case .remoteListener(let why): "remote listener: \(why)"
         }
     }
 }

@@ -54,6 +54,23 @@ public struct ControllerSession: ~Copyable {
         try ControllerSession(connection: SessionConnection(path: path, options: options), options: options)
     }
 
+    /// Connects to `endpoint`: a daemon's Unix socket, or a remote daemon
+    /// (`ucx://HOST:PORT`, see ``DaemonEndpoint``). A remote session has the
+    /// same rings, buffers and API: a proxy thread carries its commands and
+    /// completions over UCX, and a remote daemon that is gone (killed, or
+    /// its link down: no heartbeat for `RemoteHeartbeat.peerTimeout`) is
+    /// reported as ``SubmitError/peerGone`` like a local one.
+    ///
+    /// - Throws: `SessionError`: as for a socket path, and
+    ///   `SessionError.transport(_:)` when the remote daemon cannot be
+    ///   reached; a key it does not admit is
+    ///   `SessionError.rejected(_:reason:)` with `SessionRejection.notAllowed`.
+    public static func connect(
+        to endpoint: DaemonEndpoint, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> ControllerSession {
+        try ControllerSession(connection: SessionConnection.connect(to: endpoint, options: options), options: options)
+    }
+
     /// Opens a session with a daemon hosted in this process (see
     /// `FabricDaemon.connectInProcess()`): the same handshake, rings and
     /// API as a daemon in another process.

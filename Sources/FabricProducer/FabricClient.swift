@@ -65,6 +65,15 @@ public final class FabricClient: Sendable {
         try start(FabricClient(connection: SessionConnection(path: path, options: options), options: options))
     }
 
+    /// Connects to `endpoint` (a Unix socket, or a remote daemon at
+    /// `ucx://HOST:PORT`: see ``ControllerSession/connect(to:options:)-(DaemonEndpoint,_)``)
+    /// and starts the reaper thread.
+    public static func connect(
+        to endpoint: DaemonEndpoint, options: ControllerOptions = ControllerOptions()
+    ) throws(SessionError) -> FabricClient {
+        try start(FabricClient(connection: SessionConnection.connect(to: endpoint, options: options), options: options))
+    }
+
     /// Opens a session with a daemon hosted in this process (see
     /// `FabricDaemon.connectInProcess()`) and starts the reaper thread: the
     /// same handshake, rings and API as a daemon in another process.

@@ -41,57 +41,39 @@ final class SessionConnection: @unchecked Sendable {
     enum DaemonLocation: Sendable {
         case path(FilePath)
         case inProcess([ModelDescription])
+        /// Across the network: its models as the handshake listed them, and
+        /// the proxy that carries the session.
+        case remote([ModelDescription], RemoteSessionProxy)
     }
 
     /// Set once by the convenience initializers, before the connection is shared.
-    private(set) var daemon: DaemonLocation = .inProcess([])
+    var daemon: DaemonLocation = .inProcess([])
 
     /// The models the daemon serves: a models query on its socket, or what
     /// an in-process daemon said at connect.
     func models(timeout: Duration) throws(SessionError) -> [ModelDescription] {
         switch daemon {
         case .path(let path): try ModelDescription.fetch(from: path, timeout: timeout)
-        case .inProcess(let models): models
+        case .inProcess(let models), .remote(let models, _): models
         }
     }
 
     /// Runs the handshake on `socket`, connected to the daemon.
-    init(socket: consuming UnixSocket, options: ControllerOptions) throws(SessionError) {
+    convenience init(socket: consuming UnixSocket, options: ControllerOptions) throws(SessionError) {
         let grant = try socket.requestSession(timeout: options.connectTimeout)
-        var byTag: [UInt8: FileDescriptor] = [:]
-        defer { for (_, fd) in byTag { try? fd.close() } }
-        for (tag, fd) in grant.descriptors {
-            if let old = byTag.updateValue(fd, forKey: tag) { try? old.close() }
-        }
-        func take(_ tag: SessionDescriptorTag) throws(SessionError) -> FileDescriptor {
-            guard let fd = byTag[tag.rawValue] else { throw .malformed("grant lacks \(tag)") }
-            return fd
-        }
-        do {
-            // Each attach validates the region's header before using it.
-            submissionRegion = try SharedRegion.attach(fileDescriptor: try take(.submissionRing))
-            completionRegion = try SharedRegion.attach(fileDescriptor: try take(.completionRing))
-            data = try DataRegion.attach(fileDescriptor: try take(.dataRegion))
-        } catch let error as SessionError {
-            throw error
-        } catch {
-            throw .malformed("granted region: \(error)")
-        }
-        do {
-            // Adopted as received (close-on-exec already): no duplicate, and
-            // taken out of `byTag` so the cleanup below leaves them open.
-            let daemonFD = try take(.daemonDoorbell), sessionFD = try take(.sessionDoorbell)
-            daemonDoorbellFD = try EventFD(adopting: daemonFD)
-            byTag[SessionDescriptorTag.daemonDoorbell.rawValue] = nil
-            sessionDoorbellFD = try EventFD(adopting: sessionFD)
-            byTag[SessionDescriptorTag.sessionDoorbell.rawValue] = nil
-        } catch let error as SessionError {
-            throw error
-        } catch {
-            throw .malformed("granted eventfd: \(error)")
-        }
+        try self.init(socket: socket, attachment: SessionAttachment(grant), options: options)
+    }
+
+    /// A connection over rings, data region and eventfds already mapped;
+    /// `socket`'s hang-up says the daemon is gone.
+    init(socket: consuming UnixSocket, attachment: SessionAttachment, options: ControllerOptions) {
+        submissionRegion = attachment.submissionRegion
+        completionRegion = attachment.completionRegion
+        data = attachment.data
+        daemonDoorbellFD = attachment.daemonDoorbellFD
+        sessionDoorbellFD = attachment.sessionDoorbellFD
         self.socket = socket
-        sessionID = grant.sessionID
+        sessionID = attachment.sessionID
         submissionRing = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
         completionRing = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
         switch options.wait {
@@ -123,6 +105,11 @@ final class SessionConnection: @unchecked Sendable {
                 usleep(10_000)
             }
         }
+    }
+
+    deinit {
+        // A remote session's proxy thread ends with its connection.
+        if case .remote(_, let proxy) = daemon { proxy.stop() }
     }
 
     /// Whether the daemon is known to be gone. Relaxed: a latch, set once.

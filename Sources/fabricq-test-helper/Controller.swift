@@ -8,10 +8,14 @@ import SystemPackage
 /// the payload back; checksum: its FNV-1a), prints "first" after the first
 /// completion and "ok N p50=… p99=…" at the end. COUNT 0 runs until killed.
 /// A payload larger than a slot travels in a run of slots (and its echo
-/// comes back in another).
+/// comes back in another). SOCKET may be `ucx://HOST:PORT`, with the key
+/// file in `$FABRICQ_KEY`.
 func runController(socket: String, count: Int, model: UInt32, payload: Int) {
     var session: ControllerSession
-    do { session = try ControllerSession.connect(to: FilePath(socket)) } catch { fail("connect: \(error)") }
+    do {
+        let key = try getenv("FABRICQ_KEY").map { try RemoteSigningKey(contentsOf: FilePath(String(cString: $0))) }
+        session = try ControllerSession.connect(to: DaemonEndpoint(socket, key: key))
+    } catch { fail("connect: \(error)") }
     let outputBytes = model == DiagnosticModel.checksum.rawValue ? 8 : payload
     guard let inputSlots = session.buffers.slotsNeeded(forBytes: payload),
         let outputSlots = session.buffers.slotsNeeded(forBytes: outputBytes),

@@ -252,6 +252,18 @@ case "ucx-ping":
     runUCXPing(
         host: arg(2), port: UInt16(clamping: int(3)), count: int(4), size: int(5), watch: args.count > 6 && arg(6) == "watch")
 
+case "remote-replay":
+    // remote-replay URL KEYFILE (RemoteHandshakes.swift)
+    runRemoteReplay(url: arg(2), keyFile: arg(3))
+
+case "session-pingpong":
+    // session-pingpong ENDPOINT COUNT MODEL (RemoteHandshakes.swift)
+    runSessionPingPong(endpoint: arg(2), count: int(3), model: UInt32(int(4)))
+
+case "remote-unauthenticated":
+    // remote-unauthenticated URL (RemoteHandshakes.swift)
+    runRemoteUnauthenticated(url: arg(2))
+
 default:
     fail("unknown scenario \(arg(1))")
 }

@@ -18,7 +18,7 @@ struct Fabricq: AsyncParsableCommand {
             """,
         subcommands: [
             Create.self, Inspect.self, Produce.self, Consume.self, Remove.self, Serve.self, Load.self, Top.self,
-            Ping.self, Models.self,
+            Ping.self, Models.self, Keygen.self,
         ])
 }
 

@@ -20,7 +20,7 @@ struct Load: AsyncParsableCommand {
               fabricq load --socket /tmp/fq.sock --model 1 --rate 2000/s --duration 10s --json
             """)
 
-    @Option(help: "The daemon's Unix socket.")
+    @Option(help: "The daemon's Unix socket, or ucx://HOST:PORT for a remote daemon (with --key).")
     var socket: String
 
     @Option(help: "The model id to drive.")
@@ -53,6 +53,9 @@ struct Load: AsyncParsableCommand {
     @Option(help: "How the client waits for completions: poll, adaptive or eventfd.")
     var wait = "adaptive"
 
+    @Option(help: "For a ucx:// daemon: this controller's private key (fabricq keygen NAME writes NAME.key).")
+    var key: String?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -81,8 +84,15 @@ struct Load: AsyncParsableCommand {
         case "eventfd": options.wait = .eventFD
         default: throw ValidationError("--wait is poll, adaptive or eventfd")
         }
+        let endpoint: DaemonEndpoint
+        do {
+            endpoint = try DaemonEndpoint(socket, key: try key.map { try RemoteSigningKey(contentsOf: FilePath($0)) })
+        } catch {
+            report("\(error)")
+            throw ExitCode(2)
+        }
         let client: FabricClient
-        do { client = try FabricClient.connect(to: FilePath(socket), options: options) } catch {
+        do { client = try FabricClient.connect(to: endpoint, options: options) } catch {
             report("cannot connect to \(socket): \(error)")
             throw ExitCode(2)
         }

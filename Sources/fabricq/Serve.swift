@@ -28,6 +28,12 @@ struct Serve: ParsableCommand {
             serving path does not need (FabricDaemon.servingSystemCalls); --seccomp-log lets them \
             through and has the kernel log them instead.
 
+            --listen ucx://ADDRESS:PORT --authorized-keys FILE also serves controllers on other hosts over UCX \
+            (TCP, shared memory or RDMA, as UCX finds them), admitting those whose key is in FILE \
+            (fabricq keygen NAME writes NAME.pub); it prints "remote controllers on ucx://ADDRESS:PORT". \
+            UCX traffic is not encrypted.
+              fabricq serve --socket /tmp/fq.sock --listen ucx://10.0.0.7:7300 --authorized-keys controllers.pub
+
             Prints "listening on PATH" once controllers may connect, and per-model batch counts on exit.
             """)
 
@@ -58,6 +64,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Serve Prometheus metrics at [HOST:]PORT/metrics (loopback by default).")
     var metrics: String?
 
+    @Option(help: "Also serve controllers on other hosts at ucx://ADDRESS:PORT (port 0: any free port).")
+    var listen: String?
+
+    @Option(help: "With --listen: the controllers' public keys admitted, one a line (fabricq keygen writes NAME.pub).")
+    var authorizedKeys: String?
+
     @Flag(help: "Once serving, refuse (EPERM) every system call the serving path does not need.")
     var seccomp = false
 
@@ -75,6 +87,24 @@ struct Serve: ParsableCommand {
             submissionCapacity: ringCapacity, completionCapacity: ringCapacity,
             slotSize: slotSize, slotCount: slots)
         configuration.burstSize = burst
+        if let listen {
+            guard let address = UCXAddress(url: listen) else {
+                throw ValidationError("--listen: ucx://ADDRESS:PORT with a numeric IPv4 or [IPv6] address")
+            }
+            guard let authorizedKeys else { throw ValidationError("--listen needs --authorized-keys FILE") }
+            guard !seccomp && !seccompLog else {
+                throw ValidationError("--seccomp cannot be combined with --listen: UCX opens sockets for every remote controller")
+            }
+            do {
+                configuration.remote = RemoteListening(
+                    address: address, authorizedKeys: try AuthorizedKeys(contentsOf: FilePath(authorizedKeys)))
+            } catch {
+                report("\(error)")
+                throw ExitCode(2)
+            }
+        } else if authorizedKeys != nil {
+            throw ValidationError("--authorized-keys goes with --listen")
+        }
         // Started by a systemd socket unit: serve on the socket it passed.
         let activated = configuration.adoptSocketActivation()
         var served: [UInt32: ServedModel] = [:]
@@ -116,6 +146,7 @@ struct Serve: ParsableCommand {
                     }
                 }
                 say("listening on \(socket)\(activated ? " (socket activated)" : "")")
+                if let remote = daemon.remoteAddress { say("remote controllers on \(remote.url)") }
             }
         } catch {
             report("\(error)")

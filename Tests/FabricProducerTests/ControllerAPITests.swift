@@ -331,7 +331,9 @@ final class ControllerAPITests: XCTestCase {
         }
         XCTAssertTrue(sawFull)
         XCTAssertLessThanOrEqual(accepted, 8)
-        XCTAssertEqual(session.statistics.ringFull, 1)
+        // At 8 the ring (4) and the in-flight table (4 + 4) are full at once:
+        // which one refuses first depends on how many the daemon took yet.
+        XCTAssertLessThanOrEqual(session.statistics.ringFull, 1)
     }
 
     func testHandlerFailuresBecomeErrorCompletions() throws {

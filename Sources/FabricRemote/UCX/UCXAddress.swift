@@ -60,3 +60,30 @@ public struct UCXAddress: Sendable, Equatable, CustomStringConvertible {
 
     public static func == (a: UCXAddress, b: UCXAddress) -> Bool { a.host == b.host && a.port == b.port }
 }
+
+extension UCXAddress {
+    /// The scheme of a remote endpoint: `ucx://HOST:PORT`.
+    public static let scheme = "ucx://"
+
+    /// Parses `ucx://HOST:PORT` (an IPv6 host in brackets: `ucx://[::1]:7000`);
+    /// nil if `url` is not one.
+    public init?(url: String) {
+        guard url.hasPrefix(Self.scheme) else { return nil }
+        let rest = url.dropFirst(Self.scheme.count)
+        let host: Substring, port: Substring
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else { return nil }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            port = rest[rest.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { return nil }
+            host = rest[..<colon]
+            port = rest[rest.index(after: colon)...]
+        }
+        guard let number = UInt16(port) else { return nil }
+        self.init(host: String(host), port: number)
+    }
+
+    /// `ucx://HOST:PORT`.
+    public var url: String { Self.scheme + description }
+}

@@ -54,8 +54,18 @@ public final class UCXListener {
         return acceptFailures
     }
 
+    /// Called with each endpoint as it is accepted (inside the worker's
+    /// progress, so before any message it sends is delivered) instead of
+    /// queueing it for ``accept()``. It must not progress or send.
+    public var onAccept: ((UCXEndpoint) -> Void)?
+
     fileprivate func requested(_ request: ucp_conn_request_h) {
-        do { pending.append(try UCXEndpoint.accept(worker, request)) } catch { acceptFailures.append(error) }
+        let endpoint: UCXEndpoint
+        do { endpoint = try UCXEndpoint.accept(worker, request) } catch {
+            acceptFailures.append(error)
+            return
+        }
+        if let onAccept { onAccept(endpoint) } else { pending.append(endpoint) }
     }
 }
 

@@ -26,6 +26,16 @@ public final class UCXWorker {
     private var arriving: [ArrivingMessage] = []
     /// Set while UCX runs one of our callbacks, where progress is forbidden.
     private var inCallback = false
+    /// The most data a message of each id may carry (``onMessage(_:maximumLength:_:)``).
+    private var maximumLengths: [UInt16: Int] = [:]
+
+    /// Changes the most data a message `id` may carry. A longer one is not
+    /// received (nothing is allocated for it): its handler gets it with
+    /// ``UCXMessage/isOversized`` set and no data.
+    public func setMaximumLength(_ length: Int, for id: UInt16) { maximumLengths[id] = length }
+
+    /// Whether a rendezvous message is still arriving (progress, do not sleep).
+    public var isReceiving: Bool { !arriving.isEmpty }
 
     /// Creates a context and a worker.
     ///
@@ -72,7 +82,10 @@ public final class UCXWorker {
     /// callback): queue the work and do it from the worker's loop.
     ///
     /// - Throws: ``UCXError`` from `ucp_worker_set_am_recv_handler`.
-    public func onMessage(_ id: UInt16, _ handler: @escaping (borrowing UCXMessage) -> Void) throws(UCXError) {
+    public func onMessage(
+        _ id: UInt16, maximumLength: Int = .max, _ handler: @escaping (borrowing UCXMessage) -> Void
+    ) throws(UCXError) {
+        maximumLengths[id] = maximumLength
         let box = Unmanaged.passRetained(HandlerBox(worker: self, id: id))
         do {
             try check(
@@ -92,18 +105,33 @@ public final class UCXWorker {
     public func progress() -> Bool {
         precondition(!inCallback, "UCXWorker.progress() called from inside a message handler")
         var any = ucp_worker_progress(handle) != 0
-        while let first = arriving.first, first.isComplete {
-            arriving.removeFirst()
+        // In arrival order per sender: a message waits only for earlier ones
+        // from the same endpoint, so one slow transfer holds up no other peer.
+        var index = 0
+        var waiting: [ucp_ep_h?] = []
+        while index < arriving.count {
+            let message = arriving[index]
+            if waiting.contains(where: { $0 == message.sender }) {
+                index += 1
+                continue
+            }
+            guard message.isComplete else {
+                waiting.append(message.sender)
+                index += 1
+                continue
+            }
+            arriving.remove(at: index)
             any = true
-            if first.succeeded, let handler = handlers[first.id] {
+            if message.succeeded, let handler = handlers[message.id] {
                 handler(
                     UCXMessage(
-                        id: first.id, header: UnsafeRawBufferPointer(first.header),
-                        data: UnsafeRawBufferPointer(rebasing: first.data[0..<first.length]), sender: first.sender))
-            } else if !first.succeeded {
+                        id: message.id, header: UnsafeRawBufferPointer(message.header),
+                        data: UnsafeRawBufferPointer(rebasing: message.data[0..<message.length]), sender: message.sender,
+                        isOversized: message.isOversized))
+            } else if !message.succeeded {
                 failedReceives &+= 1
             }
-            first.release()
+            message.release()
         }
         return any
     }
@@ -190,17 +218,30 @@ public final class UCXWorker {
         _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeMutableRawPointer?, length: Int,
         rendezvous: Bool, sender: ucp_ep_h?
     ) -> ucs_status_t {
-        guard let handler = handlers[id] else { return UCS_OK }
+        guard let handler = handlers[id] else {
+            if rendezvous { ucp_am_data_release(handle, data) }
+            return UCS_OK
+        }
         inCallback = true
         defer { inCallback = false }
-        if !rendezvous {
-            let bytes = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length)
-            if arriving.isEmpty {
-                handler(UCXMessage(id: id, header: header, data: bytes, sender: sender))
+        let oversized = length > maximumLengths[id, default: .max]
+        if oversized && rendezvous {
+            // Not fetched, so never allocated: a peer's claimed length is no reason to allocate.
+            ucp_am_data_release(handle, data)
+        }
+        let behind = arriving.contains { $0.sender == sender }
+        if !rendezvous || oversized {
+            let bytes =
+                oversized
+                ? UnsafeRawBufferPointer(start: nil, count: 0)
+                : UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length)
+            if !behind {
+                handler(UCXMessage(id: id, header: header, data: bytes, sender: sender, isOversized: oversized))
             } else {
-                // Behind a rendezvous message still arriving: wait in line, copied.
-                let message = ArrivingMessage(id: id, header: header, length: length, sender: sender)
-                if length > 0 { message.data.copyMemory(from: bytes) }
+                // Behind a rendezvous message from the same peer still arriving: wait in line, copied.
+                let message = ArrivingMessage(id: id, header: header, length: bytes.count, sender: sender)
+                message.isOversized = oversized
+                if bytes.count > 0 { message.data.copyMemory(from: bytes) }
                 arriving.append(message)
             }
             return UCS_OK
@@ -230,12 +271,20 @@ public struct UCXMessage: ~Copyable {
     public let data: UnsafeRawBufferPointer
     /// The endpoint it came from, to match with ``UCXEndpoint/handle``.
     public let sender: OpaquePointer?
+    /// The message carried more data than its id allows
+    /// (``UCXWorker/setMaximumLength(_:for:)``): it was not received, and
+    /// ``data`` is empty.
+    public let isOversized: Bool
 
-    init(id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, sender: ucp_ep_h?) {
+    init(
+        id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, sender: ucp_ep_h?,
+        isOversized: Bool = false
+    ) {
         self.id = id
         self.header = header
         self.data = data
         self.sender = sender
+        self.isOversized = isOversized
     }
 }
 
@@ -248,6 +297,8 @@ private final class ArrivingMessage {
     let sender: ucp_ep_h?
     /// The receive of a rendezvous message's data; nil once there (or for a copied eager one).
     var request: ucs_status_ptr_t?
+    /// Longer than its id allows: queued without its data.
+    var isOversized = false
 
     init(id: UInt16, header: UnsafeRawBufferPointer, length: Int, sender: ucp_ep_h?) {
         self.id = id

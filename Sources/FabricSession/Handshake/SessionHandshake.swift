@@ -145,6 +145,9 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(String)
     /// A descriptor could not be passed.
     case descriptorPassing(SocketError)
+    /// A remote session's transport (UCX) failed: the daemon is unreachable,
+    /// the connection reset, or the handshake timed out.
+    case transport(String)
 
     public var description: String {
         switch self {
@@ -154,6 +157,7 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
         case .rejected(let why, let reason): "session rejected: \(why)\(reason.isEmpty ? "" : " (\(reason))")"
         case .malformed(let what): "malformed handshake: \(what)"
         case .descriptorPassing(let e): "passing descriptors: \(e)"
+        case .transport(let why): "remote transport: \(why)"
         }
     }
 }

@@ -21,7 +21,10 @@ struct ResNetController: ParsableCommand {
             unlabelled.
             """)
 
-    @Option(help: "The daemon's socket.") var socket = "/tmp/resnet-daemon.sock"
+    @Option(help: "The daemon's socket, or ucx://HOST:PORT for a remote daemon (with --key).")
+    var socket = "/tmp/resnet-daemon.sock"
+    @Option(help: "For a ucx:// daemon: this controller's private key (fabricq keygen NAME writes NAME.key).")
+    var key: String?
     @Option(help: "Model id at the daemon.") var model: UInt32 = 1
     @Option(help: "Engine file of that model (input geometry, labels).") var engine: String?
     @Option(help: "Public key the engine file must be signed with.") var publicKey: String?
@@ -35,7 +38,8 @@ struct ResNetController: ParsableCommand {
     func run() throws {
         var options = ControllerOptions()
         options.wait = .adaptive(spinFor: .microseconds(50))
-        var session = try ControllerSession.connect(to: FilePath(socket), options: options)
+        let endpoint = try DaemonEndpoint(socket, key: key.map { try RemoteSigningKey(contentsOf: FilePath($0)) })
+        var session = try ControllerSession.connect(to: endpoint, options: options)
         // What the daemon says the model takes, instead of assuming.
         guard let served = try session.models().first(where: { $0.id == model }) else {
             throw ValidationError("the daemon at \(socket) serves no model \(model)")

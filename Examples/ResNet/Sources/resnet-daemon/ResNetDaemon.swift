@@ -55,6 +55,12 @@ struct ResNetDaemon: ParsableCommand {
     @Flag(help: "Once serving, refuse (EPERM) every system call the serving path does not need.")
     var seccomp = false
 
+    @Option(help: "Also serve controllers on other hosts at ucx://ADDRESS:PORT (port 0: any free port).")
+    var listen: String?
+
+    @Option(help: "With --listen: the controllers' public keys admitted, one a line (fabricq keygen writes NAME.pub).")
+    var authorizedKeys: String?
+
     func run() throws {
         guard (1...8).contains(maxBatch) else { throw ValidationError("--max-batch must be 1...8") }
         let store = EngineStore(directory: engineDir)
@@ -102,6 +108,15 @@ struct ResNetDaemon: ParsableCommand {
             submissionCapacity: 64, completionCapacity: 64,
             slotSize: (largestInput + TensorHeader.size + 4095) & ~4095, slotCount: slots)
         configuration.burstSize = maxBatch
+        if let listen {
+            guard let address = UCXAddress(url: listen) else {
+                throw ValidationError("--listen: ucx://ADDRESS:PORT with a numeric IPv4 or [IPv6] address")
+            }
+            guard let authorizedKeys else { throw ValidationError("--listen needs --authorized-keys FILE") }
+            guard !seccomp else { throw ValidationError("--seccomp cannot be combined with --listen") }
+            configuration.remote = RemoteListening(
+                address: address, authorizedKeys: try AuthorizedKeys(contentsOf: FilePath(authorizedKeys)))
+        }
         // Started by a systemd socket unit: serve on the socket it passed.
         let activated = configuration.adoptSocketActivation()
         let daemon = FabricDaemon(configuration: configuration, handlers: handlers)
@@ -129,6 +144,7 @@ struct ResNetDaemon: ParsableCommand {
                     say("system calls restricted")
                 }
                 say("listening on \(socket)\(activated ? " (socket activated)" : "")")
+                if let remote = daemon.remoteAddress { say("remote controllers on \(remote.url)") }
             }
         } catch {
             report("\(error)")
