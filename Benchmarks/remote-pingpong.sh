@@ -21,26 +21,7 @@ fabricq=.build/release/fabricq
 work=$(mktemp -d)
 $fabricq keygen "$work/bench" >/dev/null
 cc -O2 -o "$work/tcp_pingpong" Benchmarks/CReference/tcp_pingpong.c
-s=fqbench$$s c=fqbench$$c
-cleanup() {
-  # Only this script's namespaces (named by its pid), so only its own processes.
-  for ns in $s $c; do
-    for pid in $(ip netns pids $ns 2>/dev/null); do kill -9 $pid 2>/dev/null || true; done
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add $s && ip netns add $c
-ip link add fqb$$a netns $s type veth peer name fqb$$b netns $c
-ip -n $s addr add 10.199.0.1/30 dev fqb$$a && ip -n $c addr add 10.199.0.2/30 dev fqb$$b
-for pair in "$s fqb$$a" "$c fqb$$b"; do set -- $pair; ip -n $1 link set $2 up; ip -n $1 link set lo up; done
-# A veth end reports carrier a moment after both ends are up; UCX, unlike a
-# TCP connect, does not retry a destination that is unreachable until then.
-for pair in "$s fqb$$a" "$c fqb$$b"; do
-  set -- $pair
-  for _ in $(seq 250); do ip -n $1 -o link show dev $2 | grep -q LOWER_UP && break; sleep 0.02; done
-done
+source Benchmarks/netns-pair.sh 10.199.0 b
 p50() { sed -n 's/.*p50=\([0-9]*\).*/\1/p'; }
 # Waits (up to 30 s) until FILE holds "listening".
 listening() { for _ in $(seq 300); do grep -q listening "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }

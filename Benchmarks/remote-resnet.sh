@@ -20,24 +20,7 @@ engines=${FABRICQUEUE_ENGINES:-$HOME/.cache/fabricqueue/engines}
 images=(Examples/ResNet/Sources/resnet-pipeline/SampleImages/*.jpg Examples/ResNet/Sources/resnet-pipeline/SampleImages/*.png)
 work=$(mktemp -d)
 .build/release/fabricq keygen "$work/bench" >/dev/null
-s=fqres$$s c=fqres$$c
-cleanup() {
-  # Only this script's namespaces (named by its pid), so only its own processes.
-  for ns in $s $c; do
-    for pid in $(ip netns pids $ns 2>/dev/null); do kill -9 $pid 2>/dev/null || true; done
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add $s && ip netns add $c
-ip link add fqr$$a netns $s type veth peer name fqr$$b netns $c
-ip -n $s addr add 10.199.1.1/30 dev fqr$$a && ip -n $c addr add 10.199.1.2/30 dev fqr$$b
-for pair in "$s fqr$$a" "$c fqr$$b"; do set -- $pair; ip -n $1 link set $2 up; ip -n $1 link set lo up; done
-for pair in "$s fqr$$a" "$c fqr$$b"; do  # carrier first (see remote-pingpong.sh)
-  set -- $pair
-  for _ in $(seq 250); do ip -n $1 -o link show dev $2 | grep -q LOWER_UP && break; sleep 0.02; done
-done
+source Benchmarks/netns-pair.sh 10.199.1 r
 UCX_TLS=tcp ip netns exec $s $B/resnet-daemon --socket "$work/resnet.sock" --listen ucx://10.199.1.1:17010 \
   --authorized-keys "$work/bench.pub" > "$work/daemon.out" 2>&1 &
 for _ in $(seq 600); do grep -q "remote controllers on" "$work/daemon.out" 2>/dev/null && break; sleep 0.1; done

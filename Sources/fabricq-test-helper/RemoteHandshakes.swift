@@ -77,3 +77,21 @@ func runSessionPingPong(endpoint: String, count: Int, model: UInt32) {
     times.sort()
     line("ok \(count) p50=\(times[count / 2]) p99=\(times[count * 99 / 100]) max=\(times[count - 1])")
 }
+
+/// `remote-oversized URL`: a peer that sends a hello claiming 8 MiB (by
+/// rendezvous) and then a command of 8 MiB before any handshake; prints
+/// "refused: REASON" when the daemon refuses it without fetching either.
+func runRemoteOversized(url: String) {
+    guard let address = UCXAddress(url: url) else { fail("not ucx://HOST:PORT: \(url)") }
+    do {
+        let link = try RemoteLink.connect(to: address)
+        let big = [UInt8](repeating: 0x5A, count: 8 << 20)
+        // The daemon refuses the transfer: this send may fail, which is the point.
+        try? link.send(.hello, bytes: big)
+        let answer = try link.receive(.challenge, timeout: .seconds(5))
+        _ = try RemoteHandshake.proof(answering: answer, key: .generate())
+        fail("the daemon sent a challenge after an oversized hello")
+    } catch {
+        if case .rejected? = error as? RemoteLinkError { line("refused: \(error)") } else { fail("oversized: \(error)") }
+    }
+}

@@ -260,6 +260,10 @@ case "session-pingpong":
     // session-pingpong ENDPOINT COUNT MODEL (RemoteHandshakes.swift)
     runSessionPingPong(endpoint: arg(2), count: int(3), model: UInt32(int(4)))
 
+case "remote-oversized":
+    // remote-oversized URL (RemoteHandshakes.swift)
+    runRemoteOversized(url: arg(2))
+
 case "remote-unauthenticated":
     // remote-unauthenticated URL (RemoteHandshakes.swift)
     runRemoteUnauthenticated(url: arg(2))

@@ -167,8 +167,9 @@ final class RemoteSessionTests: XCTestCase {
         after.assertSuccess(timeout: 60)
     }
 
-    /// A key not in the file, a replayed proof and a peer that skips the
-    /// handshake are each refused with a reason on both sides, and logged.
+    /// A key not in the file, a replayed proof, a peer that skips the
+    /// handshake and one that sends an oversized hello are each refused
+    /// with a reason on both sides, and logged.
     func testWrongKeysReplaysAndUnauthenticatedPeersAreRefused() throws {
         let fixture = try RemoteDaemonFixture(self)
         try fixture.start(host: "127.0.0.1")
@@ -195,6 +196,14 @@ final class RemoteSessionTests: XCTestCase {
             rogue.standardOutput.contains("refused: rejected: peer not allowed (command before the handshake)"),
             rogue.standardOutput)
         XCTAssertNotNil(fixture.waitForOutput("remoteConnectionRefused", count: 3, timeout: 10), fixture.output)
+
+        // A hello far longer than a hello is refused without being fetched.
+        let oversized = try ChildProcess("fabricq-test-helper", ["remote-oversized", fixture.url])
+        oversized.assertSuccess(timeout: 30)
+        XCTAssertTrue(
+            oversized.standardOutput.contains("refused: rejected: peer not allowed (a hello not received"),
+            oversized.standardOutput)
+        XCTAssertNotNil(fixture.waitForOutput("remoteConnectionRefused", count: 4, timeout: 10), fixture.output)
 
         // The daemon is unharmed: the admitted key still gets a session.
         let good = try ChildProcess(

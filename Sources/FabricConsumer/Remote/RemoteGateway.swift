@@ -24,6 +24,8 @@ final class RemoteGateway: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private var bridges: [RemoteSessionBridge] = []
     private var waitSet: [pollfd] = []
+    /// Endpoints refused at accept, to close from the loop.
+    private var refused: [UCXEndpoint] = []
     private var thread: ServiceThread?
     /// Opens an in-process session of the daemon (``FabricDaemon/connectInProcess()``).
     private let openSession: () throws(SessionError) -> (RemoteSessionBridge.Attached, [UInt8])
@@ -47,6 +49,15 @@ final class RemoteGateway: @unchecked Sendable {
         try router(sessionBytes: sessionBytes)
         // Admitted inside the progress that accepts them, so their hello finds its bridge.
         listener.onAccept = { [unowned self] endpoint in admit(endpoint) }
+        // Command data is fetched only for admitted sessions: before the
+        // verdict a peer cannot make the daemon allocate for it.
+        worker.admitsTransfer = { [unowned self] id, sender in
+            guard id == RemoteMessage.command.rawValue, let sender else { return false }
+            return bridges.contains { bridge in
+                guard case .serving = bridge.state else { return false }
+                return bridge.link.endpoint?.handle == sender
+            }
+        }
         do { thread = try ServiceThread { [self] in run() } } catch { throw .thread(error) }
     }
 
@@ -83,8 +94,17 @@ final class RemoteGateway: @unchecked Sendable {
             for failure in listener.takeAcceptFailures() {
                 emit(.remoteConnectionRefused(key: nil, error: .transport("\(failure)")))
             }
+            // Endpoints refused inside the accepting callback, closed here
+            // (closing progresses the worker, which a callback must not).
+            while let endpoint = refused.popLast() { endpoint.close(force: true) }
             let now = monotonicNanoseconds()
-            for bridge in bridges { worked = step(bridge, now: now) || worked }
+            for bridge in bridges {
+                worked = step(bridge, now: now) || worked
+                // A send that took long must not starve the others' heartbeats.
+                if monotonicNanoseconds() &- now > configuration.heartbeat.interval.saturatingNanoseconds / 2 {
+                    keepOthersAlive()
+                }
+            }
             bridges.removeAll { $0.isEnded }
             if worked {
                 idleSince = 0
@@ -100,6 +120,7 @@ final class RemoteGateway: @unchecked Sendable {
             try? bridge.link.send(.goodbye)
         }
         for bridge in bridges { bridge.end() }
+        while let endpoint = refused.popLast() { endpoint.close(force: true) }
         bridges.removeAll()
     }
 
@@ -109,7 +130,7 @@ final class RemoteGateway: @unchecked Sendable {
         // crowd out admitted sessions.
         let handshaking = bridges.count { if case .serving = $0.state { false } else { true } }
         guard handshaking < configuration.maximumPendingHandshakes else {
-            endpoint.close(force: true)
+            refused.append(endpoint)
             emit(.remoteConnectionRefused(key: nil, error: .rejected(.busy, reason: "too many remote handshakes")))
             return
         }
@@ -118,7 +139,7 @@ final class RemoteGateway: @unchecked Sendable {
         do {
             link = try RemoteLink(worker: worker, endpoint: endpoint, heartbeat: configuration.heartbeat, ownsWorker: false)
         } catch {
-            endpoint.close(force: true)
+            refused.append(endpoint)
             emit(.remoteConnectionRefused(key: nil, error: .transport("\(error)")))
             return
         }
@@ -165,6 +186,17 @@ final class RemoteGateway: @unchecked Sendable {
         }
     }
 
+    /// Sends the heartbeats that are due to every serving session (its
+    /// failures are left for its own next pass).
+    private func keepOthersAlive() {
+        let now = monotonicNanoseconds()
+        for bridge in bridges {
+            guard case .serving = bridge.state, now &- bridge.link.lastSent >= configuration.heartbeat.intervalNanoseconds
+            else { continue }
+            try? bridge.link.send(.heartbeat)
+        }
+    }
+
     private func log(_ bridge: RemoteSessionBridge, closed reason: String) {
         guard case .serving(let key) = bridge.state else { return }
         emit(.remoteSessionClosed(id: bridge.sessionID ?? 0, key: key.fingerprint, reason: reason))
@@ -182,6 +214,8 @@ final class RemoteGateway: @unchecked Sendable {
         guard !worker.isReceiving, (try? worker.arm()) == true else { return }
         var timeout: UInt64 = 50_000_000
         for bridge in bridges {
+            // Handshaking links send no heartbeats; their deadlines are checked every 10 ms (below).
+            guard case .serving = bridge.state else { continue }
             let due = bridge.link.nextHeartbeat
             timeout = min(timeout, due > now ? due - now : 0)
         }

@@ -226,7 +226,7 @@ final class RemoteSessionBridge {
             link.violation = "command \(descriptor.commandID) sent while it is in flight"
             return
         }
-        guard inFlight.count < inFlightLimit else {
+        guard inFlight.count + answers.count < inFlightLimit else {
             link.violation = "more than \(inFlightLimit) commands in flight"
             return
         }
@@ -266,6 +266,7 @@ final class RemoteSessionBridge {
     func serve(now: UInt64) throws(RemoteLinkError) -> Bool {
         guard case .serving = state, let session else { return false }
         if let violation = link.violation { throw .protocolViolation(violation) }
+        if link.hasHandshakeMessage { throw .protocolViolation("a handshake message after the verdict") }
         var worked = false
         // Commands onto the ring, as many as it takes.
         var posted = 0

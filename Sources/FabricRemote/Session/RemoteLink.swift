@@ -85,7 +85,7 @@ package final class RemoteLink {
     ) {
         lastReceived = monotonicNanoseconds()
         guard !oversized else {
-            if violation == nil { violation = "a \(message) longer than this side takes" }
+            if violation == nil { violation = "a \(message) not received (longer than this side takes, or lost)" }
             return
         }
         switch message {
@@ -170,8 +170,10 @@ package final class RemoteLink {
     /// Closes the endpoint: flushed unless `force` (a peer that failed or
     /// broke the protocol gets no flush).
     package func close(force: Bool = false) {
-        endpoint?.close(force: force || failure() != nil)
-        endpoint = nil
+        guard let endpoint else { return }
+        worker.discardMessages(from: endpoint.handle)
+        endpoint.close(force: force || failure() != nil)
+        self.endpoint = nil
     }
 
     deinit { close(force: true) }

@@ -137,7 +137,7 @@ public struct RemoteHeartbeat: Equatable, Sendable {
         self.peerTimeout = peerTimeout
     }
 
-    var intervalNanoseconds: UInt64 { max(interval.saturatingNanoseconds, 1_000_000) }
+    package var intervalNanoseconds: UInt64 { max(interval.saturatingNanoseconds, 1_000_000) }
     var timeoutNanoseconds: UInt64 { max(peerTimeout.saturatingNanoseconds, 2 * intervalNanoseconds) }
 }
 

@@ -31,8 +31,22 @@ public final class UCXWorker {
 
     /// Changes the most data a message `id` may carry. A longer one is not
     /// received (nothing is allocated for it): its handler gets it with
-    /// ``UCXMessage/isOversized`` set and no data.
+    /// ``UCXMessage/isOversized`` set and no data, and a rendezvous sender's
+    /// send fails.
     public func setMaximumLength(_ length: Int, for id: UInt16) { maximumLengths[id] = length }
+
+    /// Decides, before its data is fetched, whether a rendezvous message of
+    /// `id` from `sender` is wanted (nil: all are). One that is not is
+    /// refused like an oversized one: the sender's send fails, nothing is
+    /// allocated. A daemon fetches commands only from admitted peers.
+    public var admitsTransfer: ((UInt16, OpaquePointer?) -> Bool)?
+
+    /// Forgets every message from `sender` not yet handed on (its endpoint
+    /// is closing): they are never delivered, to it or to a later endpoint
+    /// that UCX gives the same handle.
+    public func discardMessages(from sender: OpaquePointer?) {
+        for message in arriving where message.sender == sender { message.isDiscarded = true }
+    }
 
     /// Whether a rendezvous message is still arriving (progress, do not sleep).
     public var isReceiving: Bool { !arriving.isEmpty }
@@ -122,14 +136,19 @@ public final class UCXWorker {
             }
             arriving.remove(at: index)
             any = true
-            if message.succeeded, let handler = handlers[message.id] {
+            if message.isDiscarded {
+                // Its endpoint closed: never handed to whoever reuses the handle.
+            } else if let handler = handlers[message.id] {
+                if !message.succeeded { failedReceives &+= 1 }
+                // A transfer that failed is handed on as not received, so the
+                // messages behind it are not taken for the whole story.
                 handler(
                     UCXMessage(
                         id: message.id, header: UnsafeRawBufferPointer(message.header),
-                        data: UnsafeRawBufferPointer(rebasing: message.data[0..<message.length]), sender: message.sender,
-                        isOversized: message.isOversized))
-            } else if !message.succeeded {
-                failedReceives &+= 1
+                        data: message.succeeded
+                            ? UnsafeRawBufferPointer(rebasing: message.data[0..<message.length])
+                            : UnsafeRawBufferPointer(start: nil, count: 0),
+                        sender: message.sender, isOversized: message.isOversized || !message.succeeded))
             }
             message.release()
         }
@@ -218,17 +237,15 @@ public final class UCXWorker {
         _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeMutableRawPointer?, length: Int,
         rendezvous: Bool, sender: ucp_ep_h?
     ) -> ucs_status_t {
-        guard let handler = handlers[id] else {
-            if rendezvous { ucp_am_data_release(handle, data) }
-            return UCS_OK
-        }
+        // A rendezvous message this returns UCS_OK for without fetching is
+        // dropped by UCX (and its sender's send completes); an error status
+        // drops it too and fails the sender's send with it.
+        guard let handler = handlers[id] else { return UCS_OK }
         inCallback = true
         defer { inCallback = false }
-        let oversized = length > maximumLengths[id, default: .max]
-        if oversized && rendezvous {
-            // Not fetched, so never allocated: a peer's claimed length is no reason to allocate.
-            ucp_am_data_release(handle, data)
-        }
+        // Not fetched, so never allocated: a peer's claimed length is no reason to allocate.
+        let oversized =
+            length > maximumLengths[id, default: .max] || (rendezvous && !(admitsTransfer?(id, sender) ?? true))
         let behind = arriving.contains { $0.sender == sender }
         if !rendezvous || oversized {
             let bytes =
@@ -244,7 +261,7 @@ public final class UCXWorker {
                 if bytes.count > 0 { message.data.copyMemory(from: bytes) }
                 arriving.append(message)
             }
-            return UCS_OK
+            return oversized && rendezvous ? UCS_ERR_MESSAGE_TRUNCATED : UCS_OK
         }
         // Rendezvous: fetch the data into a buffer of our own; ``progress()``
         // delivers it once it has arrived.
@@ -271,9 +288,9 @@ public struct UCXMessage: ~Copyable {
     public let data: UnsafeRawBufferPointer
     /// The endpoint it came from, to match with ``UCXEndpoint/handle``.
     public let sender: OpaquePointer?
-    /// The message carried more data than its id allows
-    /// (``UCXWorker/setMaximumLength(_:for:)``): it was not received, and
-    /// ``data`` is empty.
+    /// The message was not received, and ``data`` is empty: it carried more
+    /// data than its id allows (``UCXWorker/setMaximumLength(_:for:)``), its
+    /// transfer was not admitted (``UCXWorker/admitsTransfer``), or it failed.
     public let isOversized: Bool
 
     init(
@@ -299,6 +316,8 @@ private final class ArrivingMessage {
     var request: ucs_status_ptr_t?
     /// Longer than its id allows: queued without its data.
     var isOversized = false
+    /// Its endpoint closed before it was handed on.
+    var isDiscarded = false
 
     init(id: UInt16, header: UnsafeRawBufferPointer, length: Int, sender: ucp_ep_h?) {
         self.id = id
