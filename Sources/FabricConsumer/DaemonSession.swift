@@ -90,8 +90,8 @@ final class DaemonSession: @unchecked Sendable {
         socket = nil
         queuedCommands = QueuedCommandIndex(outstanding: limits.completionCapacity)
         validator = DescriptorValidator(slots: data.geometry, requiredOutput: requiredOutput)
-        submissionDoorbell = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
-        completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
+        submissionDoorbell = SessionAttachment.submissionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
+        completionDoorbell = SessionAttachment.completionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
     }
 
     /// The descriptors the controller gets, tagged (``SessionDescriptorTag``).

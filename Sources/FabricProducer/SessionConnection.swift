@@ -74,8 +74,8 @@ final class SessionConnection: @unchecked Sendable {
         sessionDoorbellFD = attachment.sessionDoorbellFD
         self.socket = socket
         sessionID = attachment.sessionID
-        submissionRing = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
-        completionRing = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
+        submissionRing = attachment.submissionDoorbell
+        completionRing = attachment.completionDoorbell
         switch options.wait {
         case .busyPoll:
             submissionWait = .busyPoll

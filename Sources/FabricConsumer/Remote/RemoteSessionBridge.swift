@@ -70,8 +70,8 @@ final class RemoteSessionBridge {
             } catch { throw .malformed("in-process session rings: \(error)") }
             self.socket = socket
             self.attachment = attachment
-            submissionRing = .eventFD(dataAvailable: attachment.daemonDoorbellFD, spaceAvailable: attachment.sessionDoorbellFD)
-            completionRing = .eventFD(dataAvailable: attachment.sessionDoorbellFD, spaceAvailable: attachment.daemonDoorbellFD)
+            submissionRing = attachment.submissionDoorbell
+            completionRing = attachment.completionDoorbell
         }
     }
 

@@ -119,8 +119,8 @@ final class RemoteSessionProxy: @unchecked Sendable {
         } catch { throw .malformed("eventfd: \(error)") }
         self.link = link
         self.grant = grant
-        submissionDoorbell = .eventFD(dataAvailable: daemonDoorbellFD, spaceAvailable: sessionDoorbellFD)
-        completionDoorbell = .eventFD(dataAvailable: sessionDoorbellFD, spaceAvailable: daemonDoorbellFD)
+        submissionDoorbell = SessionAttachment.submissionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
+        completionDoorbell = SessionAttachment.completionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
         outputs = Dictionary(minimumCapacity: grant.completionCapacity)
         link.onSessionMessage = { [unowned self] message, header, bytes in
             self.received(message, header: header, data: bytes)

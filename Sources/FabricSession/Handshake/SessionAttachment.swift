@@ -65,3 +65,28 @@ package struct SessionAttachment: Sendable {
         self.sessionDoorbellFD = sessionDoorbellFD
     }
 }
+
+extension SessionAttachment {
+    /// A session's submission-ring doorbell: "data available" signals the
+    /// daemon's eventfd, "space available" the session's. The one place the
+    /// wiring is written: daemons, controllers and the remote proxy and
+    /// bridge all take it from here.
+    package static func submissionDoorbell(daemon: EventFD, session: EventFD) -> Doorbell {
+        .eventFD(dataAvailable: daemon, spaceAvailable: session)
+    }
+
+    /// A session's completion-ring doorbell: the reverse of ``submissionDoorbell(daemon:session:)``.
+    package static func completionDoorbell(daemon: EventFD, session: EventFD) -> Doorbell {
+        .eventFD(dataAvailable: session, spaceAvailable: daemon)
+    }
+
+    /// This session's submission-ring doorbell.
+    package var submissionDoorbell: Doorbell {
+        Self.submissionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
+    }
+
+    /// This session's completion-ring doorbell.
+    package var completionDoorbell: Doorbell {
+        Self.completionDoorbell(daemon: daemonDoorbellFD, session: sessionDoorbellFD)
+    }
+}
