@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "FabricProducerTests",
             dependencies: [
-                "FabricProducer", "DaemonTestSupport", "FabricDiagnostics",
+                "FabricProducer", "FabricRemote", "DaemonTestSupport", "FabricDiagnostics",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

@@ -1,11 +1,14 @@
 /*
  * The reference for remote round trips: a 64-byte ping-pong over plain TCP
- * (blocking sockets, TCP_NODELAY), what UCX's TCP transport is measured
- * against in Docs/Benchmarks.md.
+ * (TCP_NODELAY), what UCX's TCP transport and remote sessions are measured
+ * against in Docs/Benchmarks.md. Both ends block in read(2), or with
+ * "spin" busy-poll with non-blocking reads (recv with MSG_DONTWAIT, again
+ * on EAGAIN), the reference for a busy-polling controller and daemon.
  *
- *   tcp_pingpong server HOST PORT            echo every 64-byte message back, one client
- *   tcp_pingpong client HOST PORT COUNT      COUNT round trips; prints p50/p99 ns
+ *   tcp_pingpong server HOST PORT [spin]          echo every 64-byte message back, one client
+ *   tcp_pingpong client HOST PORT COUNT [spin]    COUNT round trips; prints p50/p99 ns
  */
+#include <errno.h>
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 enum { MESSAGE = 64 };
+static int spin;
 
 static uint64_t now_ns(void) {
     struct timespec t;
@@ -29,7 +33,10 @@ static uint64_t now_ns(void) {
 static int exactly(int fd, void *buffer, size_t n, int writing) {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = writing ? write(fd, (char *)buffer + done, n - done) : read(fd, (char *)buffer + done, n - done);
+        ssize_t r = writing ? write(fd, (char *)buffer + done, n - done)
+                    : spin  ? recv(fd, (char *)buffer + done, n - done, MSG_DONTWAIT)
+                            : read(fd, (char *)buffer + done, n - done);
+        if (r < 0 && spin && !writing && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (r <= 0) return -1;
         done += (size_t)r;
     }
@@ -46,6 +53,7 @@ int main(int argc, char **argv) {
     struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3])) };
     if (inet_pton(AF_INET, argv[2], &address.sin_addr) != 1) { fprintf(stderr, "bad address %s\n", argv[2]); return 2; }
     int one = 1;
+    spin = strcmp(argv[argc - 1], "spin") == 0;
     char message[MESSAGE];
     memset(message, 0x5a, sizeof message);
     if (strcmp(argv[1], "server") == 0) {
@@ -60,7 +68,7 @@ int main(int argc, char **argv) {
         while (exactly(peer, message, MESSAGE, 0) == 0 && exactly(peer, message, MESSAGE, 1) == 0) {}
         return 0;
     }
-    const long count = argc > 4 ? atol(argv[4]) : 10000;
+    const long count = argc > 4 && strcmp(argv[4], "spin") != 0 ? atol(argv[4]) : 10000;
     if (count < 1) return 2;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) { perror("connect"); return 1; }

@@ -35,12 +35,14 @@ static inline ucs_status_t cfq_ucp_init(ucp_context_h *context) {
     return status;
 }
 
-/* A worker driven by one thread. */
+/* A worker driven by one thread at a time (SERIALIZED: it is made on one
+ * thread and driven by another, and a controller's proxy and the
+ * controller's own thread take turns on it under a mutex). */
 static inline ucs_status_t cfq_ucp_worker_create(ucp_context_h context, ucp_worker_h *worker) {
     ucp_worker_params_t params;
     memset(&params, 0, sizeof params);
     params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-    params.thread_mode = UCS_THREAD_MODE_SINGLE;
+    params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
     return ucp_worker_create(context, &params, worker);
 }
 

@@ -40,6 +40,9 @@ final class DaemonSession: @unchecked Sendable {
     /// Poll thread only: a completion was posted and the controller's
     /// doorbell not rung yet.
     @exclusivity(unchecked) var needsDoorbell = false
+    /// Poll thread only, while it sleeps: it announced itself on the
+    /// completion ring (it waits for room there: commands are waiting).
+    @exclusivity(unchecked) var waitsForCompletionRoom = false
     /// Poll thread only: where this session's queued commands are, for its
     /// cancel descriptors.
     @exclusivity(unchecked) var queuedCommands: QueuedCommandIndex

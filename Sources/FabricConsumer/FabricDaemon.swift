@@ -54,12 +54,13 @@ public final class FabricDaemon: Sendable {
         let control: ServiceThread
         let binding: DaemonCore.Binding
         let runtime: DaemonRuntime
-        /// Remote sessions, when ``DaemonConfiguration/remote`` is set.
-        var gateway: RemoteGateway?
+        /// Where remote controllers connect, when ``DaemonConfiguration/remote`` is set.
+        let remoteAddress: UCXAddress?
     }
 
     /// A daemon serving `models`, keyed by model id; `onEvent` hears about
-    /// sessions opening, closing and being refused (on the control thread).
+    /// sessions opening, closing and being refused (on the control thread;
+    /// the `remote…` events on the poll thread: keep it short).
     public init(
         configuration: DaemonConfiguration, models: [UInt32: ServedModel],
         metricsFactory: (any MetricsFactory)? = nil,
@@ -116,15 +117,42 @@ public final class FabricDaemon: Sendable {
                 for lane in runtime.lanes { lane.stopInstances() }
                 throw .thread(error)
             }
+            // Remote controllers are served by the poll thread: the gateway
+            // listens now (a bad address fails the start) and is handed over.
+            var gateway: RemoteGateway?
+            if let remote = core.configuration.remote {
+                let limits = core.configuration.session
+                do throws(DaemonError) {
+                    let models = core.modelsAnswer
+                    // The daemon's lock and core, not the daemon: a strong
+                    // reference taken on the poll thread could make it the
+                    // thread that runs the daemon's deinit, and `stop()`.
+                    let threads = self.threads
+                    gateway = try RemoteGateway(
+                        remote, sessionBytes: limits.slotSize.multipliedReportingOverflow(by: limits.slotCount).partialValue,
+                        emit: { core.emit($0) },
+                        beginSession: { () throws(SessionError) -> UnixSocket in
+                            try Self.beginRemoteSession(threads: threads, core: core)
+                        },
+                        finishSession: { (granted: SessionGrant) throws(SessionError) in
+                            try Self.finishRemoteSession(granted, models: models)
+                        })
+                } catch {
+                    for lane in runtime.lanes { lane.stopInstances() }
+                    throw error
+                }
+            }
             let poll: ServiceThread
-            do throws(SystemCallError) { poll = try ServiceThread { core.runPollLoop(binding, runtime) } } catch {
+            do throws(SystemCallError) {
+                poll = try ServiceThread { [gateway] in core.runPollLoop(binding, runtime, gateway) }
+            } catch {
                 for lane in runtime.lanes { lane.stopInstances() }
                 throw .thread(error)
             }
             do throws(SystemCallError) {
                 threads = Running(
                     poll: poll, control: try ServiceThread { core.runControlLoop(binding) }, binding: binding,
-                    runtime: runtime)
+                    runtime: runtime, remoteAddress: gateway?.address)
             } catch {
                 core.stopPolling()
                 try? binding.daemonDoorbell.signal()
@@ -133,38 +161,35 @@ public final class FabricDaemon: Sendable {
                 throw .thread(error)
             }
         }
-        guard let remote = core.configuration.remote else { return }
-        do {
-            let core = self.core
-            let limits = core.configuration.session
-            let gateway = try RemoteGateway(
-                remote, sessionBytes: limits.slotSize.multipliedReportingOverflow(by: limits.slotCount).partialValue,
-                emit: { core.emit($0) }
-            ) { [weak self] () throws(SessionError) in
-                guard let self else { throw .rejected(.busy, reason: "daemon stopping") }
-                return try self.openRemoteSession(timeout: remote.handshakeTimeout)
-            }
-            threads.withLock { $0?.gateway = gateway }
-            core.logger.info("listening for remote controllers", metadata: ["address": "\(gateway.address.url)"])
-        } catch {
-            stop()
-            throw error
+        if let address = remoteAddress {
+            core.logger.info("listening for remote controllers", metadata: ["address": "\(address.url)"])
         }
     }
 
     /// Where remote controllers connect (the port bound, for port 0), or nil
     /// when the daemon does not listen for them or is not running.
-    public var remoteAddress: UCXAddress? { threads.withLock { $0?.gateway?.address } }
+    public var remoteAddress: UCXAddress? { threads.withLock { $0?.remoteAddress } }
 
-    /// A session of this daemon for a remote controller's bridge: the
-    /// in-process handshake, its regions mapped, and the models JSON.
-    private func openRemoteSession(timeout: Duration) throws(SessionError) -> (RemoteSessionBridge.Attached, [UInt8]) {
+    /// Starts a session of this daemon for a remote controller's bridge,
+    /// on the poll thread, without waiting for the control thread: the
+    /// in-process connection, and the handshake's hello sent on it.
+    private static func beginRemoteSession(threads: LockedBox<Running?>, core: DaemonCore) throws(SessionError) -> UnixSocket {
         let connection: InProcessConnection
-        do { connection = try connectInProcess() } catch { throw .rejected(.busy, reason: "\(error)") }
+        do { connection = try connectInProcess(threads: threads, core: core) } catch {
+            throw .rejected(.busy, reason: "\(error)")
+        }
         let socket = connection.takeSocket()
-        let grant = try socket.requestSession(timeout: timeout)
+        try socket.sendSessionHello()
+        return socket
+    }
+
+    /// Maps what ``beginRemoteSession(threads:core:)`` was granted (read as
+    /// it arrived by a `SessionGrantReader`): its regions, and the models JSON.
+    private static func finishRemoteSession(
+        _ grant: SessionGrant, models: [UInt8]
+    ) throws(SessionError) -> (RemoteSessionBridge.Attached, [UInt8]) {
         let attachment = try SessionAttachment(grant)
-        return (try RemoteSessionBridge.Attached(socket: socket, attachment: attachment), core.modelsAnswer)
+        return (try RemoteSessionBridge.Attached(attachment: attachment), models)
     }
 
     /// Stops serving: every session ends (``SessionEndReason/daemonStopping``),
@@ -179,8 +204,6 @@ public final class FabricDaemon: Sendable {
                 return t
             })
         else { return }
-        // Remote sessions first: their bridges are controllers of this daemon.
-        running.gateway?.stop()
         core.stopPolling()
         try? running.binding.daemonDoorbell.signal()
         running.poll.join()
@@ -202,6 +225,12 @@ public final class FabricDaemon: Sendable {
     /// - Throws: ``DaemonError/notRunning`` before ``start()`` or after ``stop()``;
     ///   ``DaemonError/socket(_:)`` when `socketpair(2)` fails.
     public func connectInProcess() throws(DaemonError) -> InProcessConnection {
+        try Self.connectInProcess(threads: threads, core: core)
+    }
+
+    private static func connectInProcess(
+        threads: LockedBox<Running?>, core: DaemonCore
+    ) throws(DaemonError) -> InProcessConnection {
         let pair: (client: FileDescriptor, daemon: FileDescriptor)
         do { pair = try FileDescriptorPassing.socketPair() } catch { throw .socket(error) }
         // Queued under the lock `stop()` takes first: the control thread,

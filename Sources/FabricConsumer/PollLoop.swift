@@ -47,10 +47,12 @@ extension DaemonCore {
     /// The poll thread: takes every session's new commands off its ring,
     /// validates them and queues them on their model's lane; hands batches
     /// to idle instances; posts the completions instances report (it is
-    /// every completion ring's only writer); when nothing moves, idles as
-    /// configured; retires sessions whose end was requested. It never waits
-    /// for a handler.
-    func runPollLoop(_ binding: Binding, _ runtime: DaemonRuntime) {
+    /// every completion ring's only writer); serves remote controllers
+    /// through `gateway` (their commands onto their sessions' rings, their
+    /// completions onto the network, in the same pass); when nothing moves,
+    /// idles as configured; retires sessions whose end was requested. It
+    /// never waits for a handler or a peer.
+    func runPollLoop(_ binding: Binding, _ runtime: DaemonRuntime, _ gateway: RemoteGateway? = nil) {
         if let placement = configuration.pollThreadPlacement {
             do { try placement.apply() } catch {
                 logger.error("poll thread placement failed", metadata: ["placement": "\(placement)", "error": "\(error)"])
@@ -64,7 +66,7 @@ extension DaemonCore {
         var touched: [DaemonSession] = []
         touched.reserveCapacity(configuration.maximumSessions)
         var waitSet: [pollfd] = []
-        waitSet.reserveCapacity(configuration.maximumSessions + 1)
+        waitSet.reserveCapacity(configuration.maximumSessions + 2)
         var lastWork = MonotonicClock.now()
         let spinBudget = configuration.idle.spinNanoseconds
         var passesSincePublish = 0
@@ -122,6 +124,11 @@ extension DaemonCore {
                 if let laneDue { due = min(due ?? .max, laneDue) }
             }
             ringControllers(&touched)
+            if let gateway {
+                // The clock read only a remote daemon pays for.
+                let now = MonotonicClock.now()
+                if gateway.pass(now: now, busy: moved > 0) { moved += 1 }
+            }
 
             if moved > 0 {
                 idleWait.reset()
@@ -144,9 +151,11 @@ extension DaemonCore {
             }
             counters.publish()
             passesSincePublish = 0
-            sleep(until: due, &sessions, runtime, binding, &waitSet)
+            sleep(until: due, &sessions, runtime, binding, gateway, &waitSet)
             lastWork = MonotonicClock.now()
         }
+        // Remote sessions first: their bridges are controllers of sessions below.
+        gateway?.shutDown()
         // Stopping: retire everything, including sessions not yet picked up.
         let pending = inbox.withLock { arrived in
             defer { arrived = [] }
@@ -400,20 +409,25 @@ extension DaemonCore {
     }
 
     /// Sleeps until some session has work, an instance reports, a batch is
-    /// due (`due`), or a session arrives, ends, or the daemon stops: one
-    /// `ppoll(2)` over the daemon's eventfd (which completers and the control
-    /// thread signal) and every session's own daemon eventfd, so no
-    /// controller can take a wake-up meant for another. See
+    /// due (`due`), a remote controller sends or a remote session needs a
+    /// pass, or a session arrives, ends, or the daemon stops: one `ppoll(2)`
+    /// over the daemon's eventfd (which completers and the control thread
+    /// signal), every session's own daemon eventfd, so no controller can
+    /// take a wake-up meant for another, and the UCX worker's event fd. See
     /// `SleeperAnnouncement.swift` in the core and ``PollWaker`` for why no
     /// wake-up is lost. `waitSet` is reused: no allocation once it has grown
     /// to the number of sessions.
     private func sleep(
         until due: UInt64?, _ sessions: inout [DaemonSession], _ runtime: DaemonRuntime, _ binding: Binding,
-        _ waitSet: inout [pollfd]
+        _ gateway: RemoteGateway?, _ waitSet: inout [pollfd]
     ) {
         for session in sessions {
             session.submissions.announceEventFDSleeper()
-            session.completions.announceEventFDSleeper()
+            // Room on the completion ring matters only while commands wait:
+            // announcing it otherwise would have the controller ring us for
+            // every completion it reads (a wasted wake-up per round trip).
+            session.waitsForCompletionRoom = session.submissions.hasElements()
+            if session.waitsForCompletionRoom { session.completions.announceEventFDSleeper() }
         }
         // Relaxed: ordered by the fence below.
         runtime.waker.sleeping.store(true, ordering: .relaxed)
@@ -426,20 +440,29 @@ extension DaemonCore {
             ready = lane.slots.contains { $0.newReports > 0 }
         }
         for session in sessions where !ready {
+            // Commands that arrived after the look above, with no announcement
+            // on the completion ring to wake us for room: pass again instead.
             ready =
                 session.isEndRequested
                 || (session.submissions.hasElements()
-                    && session.completions.freeSlotCount(wanting: session.outstanding + 1) > session.outstanding)
+                    && (!session.waitsForCompletionRoom
+                        || session.completions.freeSlotCount(wanting: session.outstanding + 1) > session.outstanding))
         }
+        // Remote sessions: their rings are all this thread's (nothing to
+        // announce); the worker is armed last, after its last progress.
+        if !ready, let gateway { ready = gateway.hasWork() || !gateway.arm() }
         if !ready {
             waitSet.removeAll(keepingCapacity: true)
             waitSet.append(pollfd(fd: binding.daemonDoorbell.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             for session in sessions {
                 waitSet.append(pollfd(fd: session.daemonDoorbellFD.fileDescriptor.rawValue, events: Poll.readable, revents: 0))
             }
+            // The worker's event fd, last: it needs no reading (progress clears it).
+            if let gateway { waitSet.append(pollfd(fd: gateway.eventFileDescriptor, events: Poll.readable, revents: 0)) }
             // Bounded, so a daemon whose doorbell broke still notices a stop.
             var timeout: UInt64 = 1_000_000_000
             if let due { timeout = min(timeout, due - now) }
+            if let gateway { timeout = min(timeout, gateway.timeout(now: now)) }
             if let woke = try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout)), woke > 0 {
                 counters.pollWakeups.advance()
                 if waitSet[0].revents != 0 { _ = try? binding.daemonDoorbell.consume() }
@@ -452,7 +475,8 @@ extension DaemonCore {
         runtime.waker.sleeping.store(false, ordering: .relaxed)
         for session in sessions {
             session.submissions.withdrawEventFDSleeper()
-            session.completions.withdrawEventFDSleeper()
+            if session.waitsForCompletionRoom { session.completions.withdrawEventFDSleeper() }
+            session.waitsForCompletionRoom = false
         }
     }
 

@@ -39,3 +39,14 @@ public struct ControllerOptions: Sendable {
     /// Default options.
     public init() {}
 }
+
+extension WaitStrategy {
+    /// How long a wait spins before it sleeps (ns).
+    var spinNanoseconds: UInt64 {
+        switch self {
+        case .busyPoll: .max
+        case .futex, .eventFD: 0
+        case .adaptive(let spin, _): spin.saturatingNanoseconds
+        }
+    }
+}

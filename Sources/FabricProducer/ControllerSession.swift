@@ -41,6 +41,8 @@ public struct ControllerSession: ~Copyable {
     private var recorder = LatencyRecorder()
     private var stats = ControllerStatistics()
     private let metrics: ControllerMetrics
+    /// A remote session's proxy, whose turns this thread takes (nil for a local daemon).
+    private let remote: RemoteSessionProxy?
 
     /// Connects to the daemon listening at `path`, runs the handshake and
     /// maps what it grants.
@@ -56,10 +58,15 @@ public struct ControllerSession: ~Copyable {
 
     /// Connects to `endpoint`: a daemon's Unix socket, or a remote daemon
     /// (`ucx://HOST:PORT`, see ``DaemonEndpoint``). A remote session has the
-    /// same rings, buffers and API: a proxy thread carries its commands and
+    /// same rings, buffers and API: a proxy carries its commands and
     /// completions over UCX, and a remote daemon that is gone (killed, or
     /// its link down: no heartbeat for `RemoteHeartbeat.peerTimeout`) is
-    /// reported as ``SubmitError/peerGone`` like a local one.
+    /// reported as ``SubmitError/peerGone`` like a local one. The session's
+    /// thread takes the proxy's turns itself: a submit posts its commands
+    /// (never waiting for the daemon to take them), and a wait waits on the
+    /// network, so neither needs a hand-over between threads. That costs an
+    /// uncontended lock and a system call per submit, poll and wait, which
+    /// a remote round trip dwarfs.
     ///
     /// - Throws: `SessionError`: as for a socket path, and
     ///   `SessionError.transport(_:)` when the remote daemon cannot be
@@ -106,11 +113,17 @@ public struct ControllerSession: ~Copyable {
         inFlight = InFlightTable(minimumCapacity: submissions.capacity + completions.capacity)
         gathered = BatchAccumulator(policy: options.batching, ringCapacity: submissions.capacity)
         metrics = ControllerMetrics(factory: options.metricsFactory)
+        if case .remote(_, let proxy) = connection.daemon { remote = proxy } else { remote = nil }
     }
 
     deinit {
         inFlight.deallocate()
     }
+
+    /// A remote session's commands this thread sent, and completions it
+    /// fetched, in its own turns (nil for a local daemon): what the tests
+    /// check the turn-taking with.
+    package var remoteTurns: (sent: Int, received: Int)? { remote?.turnCounts }
 
     /// The daemon's id for this session.
     public var sessionID: UInt64 { connection.sessionID }
@@ -279,6 +292,8 @@ public struct ControllerSession: ~Copyable {
     /// daemon still finds them on its next pass (at most its poll timeout
     /// later), and a daemon that is gone is reported by the next wait.
     private mutating func ringDaemon() {
+        // Remote: sent from this thread when the proxy's turn is free (no hand-over).
+        if let remote, remote.forwardFromController() { return }
         do {
             if try submissions.ringConsumer(connection.submissionRing) { stats.doorbellRings &+= 1 }
         } catch {
@@ -290,8 +305,13 @@ public struct ControllerSession: ~Copyable {
 
     /// The next completion if one has arrived; never blocks.
     public mutating func pollCompletion() throws(SubmitError) -> CommandCompletion? {
-        let next: Completion?
+        var next: Completion?
         do { next = try completions.dequeue() } catch { throw .ring(error) }
+        if next == nil, let remote {
+            // Remote: what has arrived is fetched by this thread (a system call).
+            remote.pollFromController()
+            do { next = try completions.dequeue() } catch { throw .ring(error) }
+        }
         guard let next else { return nil }
         let seen = MonotonicClock.now()
         // Relaxed by the doorbell protocol: no syscall unless the daemon sleeps.
@@ -316,6 +336,12 @@ public struct ControllerSession: ~Copyable {
             if !gathered.isEmpty, !connection.isGone {
                 if gathered.isDue(now: now) { _ = postGathered() }
                 if let due = gathered.dueTime, due > now { wake = min(wake, due - now) }
+            }
+            // Remote: wait on the network here, so the completion needs no hand-over.
+            if let remote, remote.driveWhileWaiting(timeout: wake, spin: options.wait.spinNanoseconds) {
+                if let done = try pollCompletion() { return done }
+                if !connection.checkPeer() { throw .peerGone }
+                continue
             }
             let wait: DoorbellWait
             do {

@@ -51,31 +51,50 @@ func runRemoteUnauthenticated(url: String) {
     }
 }
 
-/// `session-pingpong ENDPOINT COUNT MODEL`: one command in flight at a time
-/// (no input, no output: the empty model's round trip), COUNT of them after
-/// 1,000 of warm-up, through a ControllerSession at ENDPOINT (a socket path
-/// or `ucx://HOST:PORT` with `$FABRICQ_KEY`). Prints
-/// "ok COUNT p50=NS p99=NS max=NS".
-func runSessionPingPong(endpoint: String, count: Int, model: UInt32) {
+/// `session-pingpong ENDPOINT COUNT MODEL [WAIT]`: one command in flight at
+/// a time (no input, no output: the empty model's round trip), COUNT of
+/// them after 1,000 of warm-up, through a ControllerSession at ENDPOINT (a
+/// socket path or `ucx://HOST:PORT` with `$FABRICQ_KEY`). WAIT is how the
+/// controller waits: `adaptive` (the default options: spin 20 µs, then
+/// sleep), `sleep` (never spins) or `spin` (busy-polls). Prints
+/// "ok COUNT p50=NS p99=NS max=NS daemon_p50=NS", the last the median time
+/// from the command's arrival at the daemon to its handler's end.
+func runSessionPingPong(endpoint: String, count: Int, model: UInt32, wait: String) {
     var session: ControllerSession
+    var options = ControllerOptions()
+    switch wait {
+    case "adaptive": break
+    case "sleep": options.wait = .futex
+    case "spin": options.wait = .busyPoll
+    default: fail("WAIT is adaptive, sleep or spin, not \(wait)")
+    }
     do {
         let key = try getenv("FABRICQ_KEY").map { try RemoteSigningKey(contentsOf: FilePath(String(cString: $0))) }
-        session = try ControllerSession.connect(to: DaemonEndpoint(endpoint, key: key))
+        session = try ControllerSession.connect(to: DaemonEndpoint(endpoint, key: key), options: options)
     } catch { fail("connect: \(error)") }
     guard let input = session.buffers.acquire(), let output = session.buffers.acquire() else { fail("no slots") }
     let request = CommandRequest(modelID: model, input: input, inputSize: 0, output: output)
     var times = [UInt64](repeating: 0, count: count)
+    var inDaemon = [UInt64](repeating: 0, count: count)
     for n in -1000..<count {
         let started = MonotonicClock.now()
+        let done: CommandCompletion
         do {
             try session.submit(request)
-            let done = try session.waitForCompletion(timeout: .seconds(10))
+            done = try session.waitForCompletion(timeout: .seconds(10))
             guard done.succeeded else { fail("command \(n): status \(done.statusCode)") }
         } catch { fail("command \(n): \(error)") }
-        if n >= 0 { times[n] = MonotonicClock.now() - started }
+        guard n >= 0 else { continue }
+        times[n] = MonotonicClock.now() - started
+        // Submitted (for a remote daemon: arrived there) to handler done, on the daemon.
+        let t = done.timings
+        inDaemon[n] = t.handlerFinished >= t.submitted ? t.handlerFinished - t.submitted : 0
     }
     times.sort()
-    line("ok \(count) p50=\(times[count / 2]) p99=\(times[count * 99 / 100]) max=\(times[count - 1])")
+    inDaemon.sort()
+    line(
+        "ok \(count) p50=\(times[count / 2]) p99=\(times[count * 99 / 100]) max=\(times[count - 1]) "
+            + "daemon_p50=\(inDaemon[count / 2])")
 }
 
 /// `remote-oversized URL`: a peer that sends a hello claiming 8 MiB (by

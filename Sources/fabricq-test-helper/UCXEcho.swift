@@ -2,11 +2,11 @@ import FabricRemote
 import FabricSystem
 import Glibc
 
-/// `ucx-echo HOST PORT`: a UCX listener that echoes every active message
-/// (id 1: header and data) back on the endpoint it came from, to any number
-/// of clients, until killed. Prints "listening PORT" once bound. Sleeps on
-/// the worker's event fd when idle.
-func runUCXEcho(host: String, port: UInt16) {
+/// `ucx-echo HOST PORT [spin]`: a UCX listener that echoes every active
+/// message (id 1: header and data) back on the endpoint it came from, to any
+/// number of clients, until killed. Prints "listening PORT" once bound.
+/// Sleeps on the worker's event fd when idle, or with `spin` busy-polls it.
+func runUCXEcho(host: String, port: UInt16, spin: Bool) {
     do {
         let worker = try UCXWorker()
         guard let address = UCXAddress(host: host, port: port) else { fail("not a numeric address: \(host)") }
@@ -19,7 +19,7 @@ func runUCXEcho(host: String, port: UInt16) {
         }
         line("listening \(listener.address.port)")
         while true {
-            try worker.wait(timeout: .milliseconds(100))
+            if spin { worker.progress() } else { try worker.wait(timeout: .milliseconds(100)) }
             while let endpoint = listener.accept() { endpoints.append(endpoint) }
             endpoints.removeAll { $0.failure != nil }
             while !replies.isEmpty {
@@ -35,12 +35,13 @@ func runUCXEcho(host: String, port: UInt16) {
     } catch { fail("\(error)") }
 }
 
-/// `ucx-ping HOST PORT COUNT SIZE [watch]`: connects to a `ucx-echo`,
+/// `ucx-ping HOST PORT COUNT SIZE [watch|spin]`: connects to a `ucx-echo`,
 /// runs COUNT checked round trips of SIZE bytes one at a time and prints
 /// "ok COUNT p50=NS p99=NS". With `watch` it then pings every 20 ms until
 /// the peer fails and prints "failed at NS: ERROR" (the monotonic clock,
-/// shared by every process on the host).
-func runUCXPing(host: String, port: UInt16, count: Int, size: Int, watch: Bool) {
+/// shared by every process on the host). With `spin` it busy-polls the
+/// worker instead of sleeping on its event fd.
+func runUCXPing(host: String, port: UInt16, count: Int, size: Int, watch: Bool, spin: Bool = false) {
     do {
         let worker = try UCXWorker()
         guard let address = UCXAddress(host: host, port: port) else { fail("not a numeric address: \(host)") }
@@ -66,7 +67,7 @@ func runUCXPing(host: String, port: UInt16, count: Int, size: Int, watch: Bool) 
                     return true
                 }
                 guard monotonicNanoseconds() < end else { return false }
-                try worker.wait(timeout: .milliseconds(10))
+                if spin { worker.progress() } else { try worker.wait(timeout: .milliseconds(10)) }
             }
             throw endpoint.failure ?? UCXError("peer", status: -1)
         }

@@ -246,19 +246,22 @@ case "garbage":
     runGarbage(socket: arg(2))
 
 case "ucx-echo":
-    runUCXEcho(host: arg(2), port: UInt16(clamping: int(3)))
+    runUCXEcho(host: arg(2), port: UInt16(clamping: int(3)), spin: args.count > 4 && arg(4) == "spin")
 
 case "ucx-ping":
     runUCXPing(
-        host: arg(2), port: UInt16(clamping: int(3)), count: int(4), size: int(5), watch: args.count > 6 && arg(6) == "watch")
+        host: arg(2), port: UInt16(clamping: int(3)), count: int(4), size: int(5), watch: args.count > 6 && arg(6) == "watch",
+        spin: args.count > 6 && arg(6) == "spin")
 
 case "remote-replay":
     // remote-replay URL KEYFILE (RemoteHandshakes.swift)
     runRemoteReplay(url: arg(2), keyFile: arg(3))
 
 case "session-pingpong":
-    // session-pingpong ENDPOINT COUNT MODEL (RemoteHandshakes.swift)
-    runSessionPingPong(endpoint: arg(2), count: int(3), model: UInt32(int(4)))
+    // session-pingpong ENDPOINT COUNT MODEL [adaptive|sleep|spin] (RemoteHandshakes.swift)
+    runSessionPingPong(
+        endpoint: arg(2), count: int(3), model: UInt32(int(4)),
+        wait: CommandLine.arguments.count > 5 ? CommandLine.arguments[5] : "adaptive")
 
 case "remote-oversized":
     // remote-oversized URL (RemoteHandshakes.swift)

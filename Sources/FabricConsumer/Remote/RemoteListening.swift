@@ -5,9 +5,10 @@ import FabricRemote
 ///
 /// Each remote controller's session is an ordinary session of this daemon
 /// (same handlers, batching, priorities and limits), opened in process by
-/// the daemon's remote gateway thread, which carries its commands and
-/// completions over UCX (see `RemoteSessionBridge`). UCX traffic is not
-/// encrypted: keep it on a network you trust, as you would RDMA.
+/// the daemon's poll thread, which also carries its commands and
+/// completions over UCX (see `RemoteGateway`), never waiting for a peer.
+/// UCX traffic is not encrypted: keep it on a network you trust, as you
+/// would RDMA.
 public struct RemoteListening: Sendable {
     /// The address to listen on (port 0: any free port; ``FabricDaemon/remoteAddress`` says which).
     public var address: UCXAddress

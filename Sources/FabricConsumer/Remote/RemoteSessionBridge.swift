@@ -1,8 +1,10 @@
 import FabricRemote
+import FabricSession
 import FabricSystem
 import Glibc
 
-/// One remote controller, as the daemon's gateway thread serves it: its UCX
+/// One remote controller, as the daemon's poll thread serves it (through the
+/// ``RemoteGateway``): its UCX
 /// link and, once the handshake admitted it, an ordinary in-process session
 /// of this daemon (``FabricDaemon/connectInProcess()``), for which the
 /// bridge is the controller.
@@ -28,11 +30,23 @@ final class RemoteSessionBridge {
         case awaitingHello(deadline: UInt64)
         /// Challenge sent; waiting for the proof.
         case awaitingProof(key: RemotePublicKey, nonce: [UInt8], deadline: UInt64)
+        /// Proof accepted; the in-process session is being opened (its
+        /// hello sent to the control thread, the grant to come).
+        case opening(key: RemotePublicKey, deadline: UInt64)
         /// Admitted and serving.
         case serving(RemotePublicKey)
-        /// Over (refused, failed or closed): the gateway drops it.
+        /// Over (refused, failed or closed): the gateway drops it once its
+        /// link is quiescent (``isFinished``).
         case ended
     }
+
+    /// The most sends a session's link may have in progress: a completion
+    /// for each command its rings hold, a refusal for each it may be
+    /// answered directly, and a few heartbeats and handshake messages.
+    static func maximumPendingSends(inFlightLimit: Int) -> Int { inFlightLimit * 2 + 16 }
+
+    /// A handshaking link's limit (its messages carry no header).
+    static let handshakePendingSends = 16
 
     /// A command in flight: where its output goes, and its two timestamps.
     struct InFlight {
@@ -44,8 +58,12 @@ final class RemoteSessionBridge {
 
     let link: RemoteLink
     private(set) var state: State
-    /// Set once serving.
+    /// Set once serving. Kept after the session ends until the link is
+    /// quiescent: posted completions send their output from its data region.
     private(set) var session: Attached?
+    /// The in-process session's socket while it opens, and what of its grant has arrived.
+    private var opening: UnixSocket?
+    private var grantReader: SessionGrantReader?
     private var inFlight: [UInt64: InFlight] = [:]
     /// Descriptors waiting for room on the submission ring, oldest at `backlogHead`.
     private var backlog: [Descriptor] = []
@@ -56,19 +74,19 @@ final class RemoteSessionBridge {
 
     /// The in-process session: its rings as its controller holds them.
     final class Attached {
-        let socket: UnixSocket
+        /// The in-process session's socket: closing it ends the session.
+        var socket: UnixSocket?
         let attachment: SessionAttachment
         var submissions: SPSCProducer<Descriptor>
         var completions: SPSCConsumer<Completion>
         let submissionRing: Doorbell
         let completionRing: Doorbell
 
-        init(socket: consuming UnixSocket, attachment: SessionAttachment) throws(SessionError) {
+        init(attachment: SessionAttachment) throws(SessionError) {
             do {
                 submissions = try SPSCProducer(region: attachment.submissionRegion)
                 completions = try SPSCConsumer(region: attachment.completionRegion)
             } catch { throw .malformed("in-process session rings: \(error)") }
-            self.socket = socket
             self.attachment = attachment
             submissionRing = attachment.submissionDoorbell
             completionRing = attachment.completionDoorbell
@@ -90,26 +108,42 @@ final class RemoteSessionBridge {
 
     var sessionID: UInt64? { session?.attachment.sessionID }
 
-    /// Ends the session: the link closes (forced unless `graceful`), and the
+    /// Ends the session: the link closes (forced unless `graceful`, and
+    /// without waiting: ``advanceClose(now:)`` finishes it), and the
     /// in-process session with it (the daemon drops what is still queued).
     func end(graceful: Bool = false) {
         state = .ended
         link.close(force: !graceful)
-        session = nil
+        opening = nil
+        grantReader = nil
+        session?.socket = nil
         inFlight.removeAll()
         backlog.removeAll()
         backlogHead = 0
         answers.removeAll()
+        advanceClose()
     }
+
+    /// Moves an ended session's close on; once UCX holds none of its
+    /// buffers, lets go of the data region.
+    func advanceClose(now: UInt64 = monotonicNanoseconds()) {
+        guard isEnded else { return }
+        link.advanceClose(now: now)
+        if link.isQuiescent { session = nil }
+    }
+
+    /// Ended, and its link quiescent: the gateway can drop it.
+    var isFinished: Bool { isEnded && link.isQuiescent }
 
     // MARK: Handshake
 
-    /// Advances the handshake with what has arrived. `grant` opens the
-    /// in-process session for an admitted key. Returns a refusal or failure
-    /// to log (the bridge has ended then), or nil.
+    /// Advances the handshake with what has arrived. For an admitted key,
+    /// `begin` starts opening the in-process session, whose grant is read
+    /// as it arrives (never waiting), and `finish` maps it. Returns a
+    /// refusal or failure to log (the bridge has ended then), or nil.
     func stepHandshake(
-        now: UInt64, keys: AuthorizedKeys,
-        grant: (RemotePublicKey) throws(SessionError) -> (Attached, RemoteGrant)
+        now: UInt64, keys: AuthorizedKeys, begin: () throws(SessionError) -> UnixSocket,
+        finish: (SessionGrant) throws(SessionError) -> (Attached, RemoteGrant)
     ) -> (key: RemotePublicKey?, error: RemoteLinkError)? {
         switch state {
         case .awaitingHello(let deadline):
@@ -152,24 +186,43 @@ final class RemoteSessionBridge {
             } catch {
                 return refuse(key, .verdict, error)
             }
-            let opened: (Attached, RemoteGrant)
-            do { opened = try grant(key) } catch {
-                if case .rejected(let why, let reason) = error {
-                    return refuse(key, .verdict, .rejected(why, reason: reason))
-                }
-                return refuse(key, .verdict, .rejected(.busy, reason: "\(error)"))
+            do { opening = try begin() } catch { return refuse(key, .verdict, Self.refusal(error)) }
+            grantReader = SessionGrantReader()
+            state = .opening(key: key, deadline: deadline)
+            return nil
+        case .opening(let key, let deadline):
+            if let failure = link.failure(now: now) { return fail(key, failure) }
+            // The control thread answers within microseconds; what has
+            // arrived is read (zero-timeout polls) on each pass until all has.
+            guard let reader = grantReader, let socket = opening?.fileDescriptor else { return fail(key, .closed) }
+            let granted: SessionGrant?
+            do { granted = try reader.advance(on: socket) } catch { return refuse(key, .verdict, Self.refusal(error)) }
+            guard let granted else {
+                return now >= deadline
+                    ? refuse(key, .verdict, .rejected(.busy, reason: "daemon did not open the session in time")) : nil
             }
+            grantReader = nil
+            guard let socket = opening.take() else { return fail(key, .closed) }
+            let opened: (Attached, RemoteGrant)
+            do { opened = try finish(granted) } catch { return refuse(key, .verdict, Self.refusal(error)) }
+            opened.0.socket = consume socket
             session = opened.0
-            inFlight.reserveCapacity(opened.1.submissionCapacity + opened.1.completionCapacity)
-            backlog.reserveCapacity(opened.1.submissionCapacity + opened.1.completionCapacity)
-            // Serving before the verdict goes: sending it runs the worker, and
-            // the controller's first command may arrive within that very call.
+            let limit = opened.1.submissionCapacity + opened.1.completionCapacity
+            inFlight.reserveCapacity(limit)
+            backlog.reserveCapacity(limit)
+            link.reservePendingSends(Self.maximumPendingSends(inFlightLimit: limit))
             state = .serving(key)
             do { try link.send(.verdict, bytes: RemoteHandshake.verdict(opened.1)) } catch { return fail(key, error) }
             return nil
         case .serving, .ended:
             return nil
         }
+    }
+
+    /// A session that could not be opened, as the controller is told.
+    private static func refusal(_ error: SessionError) -> RemoteLinkError {
+        if case .rejected(let why, let reason) = error { return .rejected(why, reason: reason) }
+        return .rejected(.busy, reason: "\(error)")
     }
 
     private func refuse(
@@ -319,30 +372,15 @@ final class RemoteSessionBridge {
         return worked
     }
 
-    /// Before the gateway sleeps: announces it on the rings it waits for
-    /// (completions; submission space while commands wait), after which the
-    /// caller fences and re-checks with ``hasWork``.
-    func announceSleeper() {
-        guard let session else { return }
-        session.completions.announceEventFDSleeper()
-        session.submissions.announceEventFDSleeper()
-    }
-
-    func withdrawSleeper() {
-        guard let session else { return }
-        session.completions.withdrawEventFDSleeper()
-        session.submissions.withdrawEventFDSleeper()
-    }
-
-    /// Whether a pass would find work (after ``announceSleeper()`` and the fence).
+    /// Whether a pass would find work. Both ends of the in-process
+    /// session's rings are the poll thread's, so no announcement is needed:
+    /// nothing but the poll thread changes them.
     func hasWork() -> Bool {
+        if isEnded { return false }
         if link.hasHandshakeMessage || link.failure() != nil { return true }
-        guard let session else { return false }
+        guard case .serving = state, let session else { return false }
         if !answers.isEmpty { return true }
         if backlogHead < backlog.count && session.submissions.freeSlotCount(wanting: 1) > 0 { return true }
         return session.completions.hasElements()
     }
-
-    /// The eventfd the daemon signals for this session (completions, space).
-    var sessionDoorbell: EventFD? { session?.attachment.sessionDoorbellFD }
 }

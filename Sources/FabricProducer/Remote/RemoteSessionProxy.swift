@@ -23,7 +23,7 @@ import SystemPackage
 /// ``SubmitError/peerGone`` as for a local daemon, and every pending command
 /// fails with it.
 final class RemoteSessionProxy: @unchecked Sendable {
-    // @unchecked: made on the connecting thread, then owned by the proxy thread (handed over at thread start); `stopping` is atomic and `endReason` locked
+    // @unchecked: made on the connecting thread; after that every mutable field but `stopping` (atomic) and `endReason` (locked) is used only by whichever thread holds `turn`, and `waitSet` only by the proxy thread
     private let link: RemoteLink
     private let grant: RemoteGrant
     private let submissionRegion: SharedRegion
@@ -46,6 +46,26 @@ final class RemoteSessionProxy: @unchecked Sendable {
     private var thread: ServiceThread?
     /// The proxy's `ppoll` set: its eventfd, the worker's, the socket pair.
     private var waitSet = [pollfd](repeating: pollfd(), count: 3)
+    /// Serializes all of the proxy's work (the worker, the link, its ends
+    /// of the rings, `outputs`, the fields below) between the proxy thread
+    /// and the controller's own thread, which takes turns on it to skip the
+    /// hand-over to the proxy thread (``forwardFromController()``,
+    /// ``driveWhileWaiting(timeout:spin:)``, ``pollFromController()``).
+    private let turn = LockedBox<Void>(())
+    /// Set once the controller's thread took a turn: the proxy thread then only keeps house (see `sleep`).
+    private var drivenByController = false
+    /// The session has ended (the daemon is gone), noticed by whichever thread had the turn.
+    private var ended = false
+    /// Completions posted in the current turn of ``driveWhileWaiting(timeout:spin:)``.
+    private var postedThisTurn = 0
+    /// Commands the controller's thread sent, and completions it put on the
+    /// ring, in its own turns (what the tests look at).
+    private var controllerTurns = (sent: 0, received: 0)
+
+    /// ``controllerTurns``, read under the turn.
+    var turnCounts: (sent: Int, received: Int) { turn.withLock { _ in controllerTurns } }
+    /// While the proxy thread sleeps: it announced itself on the completion ring too.
+    private var waitsForCompletionRoom = false
 
     /// Connects to the remote daemon at `address`, runs the handshake with
     /// `key`, builds the session's local half and starts the proxy thread.
@@ -55,7 +75,13 @@ final class RemoteSessionProxy: @unchecked Sendable {
         let link: RemoteLink
         // Until the grant sets it: silence is the connect timeout, so a slow daemon gets all of it.
         let handshake = RemoteHeartbeat(peerTimeout: max(options.connectTimeout, .milliseconds(200)))
-        do { link = try RemoteLink.connect(to: address, heartbeat: handshake) } catch {
+        // Posted sends: no turn waits for the daemon to take a command (a
+        // large input's rendezvous goes on in later progress).
+        do {
+            link = try RemoteLink.connect(
+                to: address, heartbeat: handshake,
+                sendMode: .posting(maximumPending: RemoteSessionProxy.handshakePendingSends))
+        } catch {
             throw .transport("\(address): \(error)")
         }
         let grant: RemoteGrant
@@ -73,6 +99,9 @@ final class RemoteSessionProxy: @unchecked Sendable {
         link.allowCompletions(upTo: sessionBytes)
         let models = (try? ModelDescription.decode(grant.models)) ?? []
         let proxy = try RemoteSessionProxy(link: link, grant: grant)
+        // A send in progress for every command the rings hold, and a few
+        // heartbeats (the capacities are checked by now: the rings exist).
+        link.reservePendingSends(grant.submissionCapacity + grant.completionCapacity + 16)
         let pair: (FileDescriptor, FileDescriptor)
         do { pair = try FileDescriptorPassing.socketPair() } catch { throw .socket(error) }
         proxy.hangUp = UnixSocket(pair.1)
@@ -139,46 +168,164 @@ final class RemoteSessionProxy: @unchecked Sendable {
         thread = nil
     }
 
-    // MARK: The proxy thread
+    // MARK: Turns
 
+    /// What one pass of the proxy thread found.
+    private enum Step {
+        case again, sleep, ended
+        /// The controller closed its end of the session.
+        case closedByController
+    }
+
+    /// A link's limit on sends in progress during the handshake.
+    static let handshakePendingSends = 16
+
+    /// The proxy thread: passes (each a turn), sleeping in between, until
+    /// the controller closes the session or the daemon is gone.
     private func run() {
         var idleSince: UInt64 = 0
         var lastHangUpCheck: UInt64 = 0
-        while !stopping.load(ordering: .relaxed) {
-            let now = monotonicNanoseconds()
-            do { try link.keepAlive(now: now) } catch {
-                end("\(error)")
-                return
+        loop: while !stopping.load(ordering: .relaxed) {
+            switch turn.withLock({ _ in pass(idleSince: &idleSince, lastHangUpCheck: &lastHangUpCheck) }) {
+            case .again: continue
+            case .sleep: sleep()
+            case .ended: return
+            case .closedByController: break loop
             }
-            if now &- lastHangUpCheck > 50_000_000 {
-                lastHangUpCheck = now
-                if hangUp?.peerHasClosed() ?? true { break }
-            }
-            let forwarded: Int
-            do { forwarded = try forwardCommands() } catch {
-                end("\(error)")
-                return
-            }
-            let progressed = link.worker.progress()
-            if let violation {
-                end("daemon broke the protocol: \(violation)")
-                return
-            }
-            ringController()
-            if forwarded > 0 || progressed {
-                idleSince = 0
-                continue
-            }
-            // A short spin before sleeping: a completion is often a few
-            // microseconds away, and waking from ppoll costs more.
-            if idleSince == 0 { idleSince = now }
-            if now &- idleSince < 20_000 { continue }
-            sleep()
         }
         // The controller closed the session: say so, flush and close.
-        try? link.send(.goodbye)
-        link.close()
+        turn.withLock { _ in
+            guard !ended else { return }
+            try? link.send(.goodbye)
+            link.closeAndWait()
+        }
         endReason.withLock { if $0 == nil { $0 = "closed by the controller" } }
+    }
+
+    private func pass(idleSince: inout UInt64, lastHangUpCheck: inout UInt64) -> Step {
+        if ended { return .ended }
+        let now = monotonicNanoseconds()
+        if now &- lastHangUpCheck > 50_000_000 {
+            lastHangUpCheck = now
+            if hangUp?.peerHasClosed() ?? true { return .closedByController }
+        }
+        guard let (forwarded, worked) = work(now: now) else { return .ended }
+        if forwarded > 0 || worked {
+            idleSince = 0
+            return .again
+        }
+        // A short spin before sleeping: a completion is often a few
+        // microseconds away, and waking from ppoll costs more. Not once a
+        // controller takes turns: it waits on the worker itself.
+        guard !drivenByController else { return .sleep }
+        if idleSince == 0 { idleSince = now }
+        return now &- idleSince < 20_000 ? .again : .sleep
+    }
+
+    /// One turn's work, by whichever thread holds the turn: the heartbeat,
+    /// the commands on the ring out (posted), what arrived in, and the sends
+    /// that completed. Returns how many commands it sent and whether
+    /// anything happened, or nil when the session has ended.
+    private func work(now: UInt64) -> (forwarded: Int, worked: Bool)? {
+        do { try link.keepAlive(now: now) } catch {
+            end("\(error)")
+            return nil
+        }
+        let forwarded: Int
+        do { forwarded = try forwardCommands() } catch {
+            end("\(error)")
+            return nil
+        }
+        // Also writes what was just posted (UCX's TCP transport queues a
+        // posted send until the next progress).
+        let progressed = link.worker.progress()
+        if let violation {
+            end("daemon broke the protocol: \(violation)")
+            return nil
+        }
+        do { try link.reapSends() } catch {
+            end("\(error)")
+            return nil
+        }
+        ringController()
+        return (forwarded, forwarded > 0 || progressed)
+    }
+
+    /// On the controller's thread, after it posted commands: takes a turn,
+    /// if the proxy thread is not in one, and sends them from here, so the
+    /// proxy thread need not wake first. Returns false when it could not,
+    /// or left commands on the ring (no room for their completions yet);
+    /// the caller then rings the proxy as it would ring a local daemon.
+    func forwardFromController() -> Bool {
+        let outcome = turn.withLockIfAvailable { _ -> Bool in controllerTurn() && !submissions.hasElements() }
+        return outcome ?? false
+    }
+
+    /// On the controller's thread, when its completion ring is empty: one
+    /// turn, without waiting, if the proxy thread is not in one (a
+    /// controller that polls instead of waiting gets its completions so).
+    func pollFromController() {
+        _ = turn.withLockIfAvailable { _ in controllerTurn() }
+    }
+
+    /// One turn of the controller's thread (holding the turn); false when
+    /// the session has ended. A send still in progress after it (a large
+    /// input's rendezvous: the daemon fetches it) is left to whoever
+    /// progresses next, so the proxy thread is told to watch the worker.
+    private func controllerTurn() -> Bool {
+        guard !ended else { return false }
+        drivenByController = true
+        postedThisTurn = 0
+        guard let (forwarded, _) = work(now: monotonicNanoseconds()) else { return false }
+        controllerTurns.sent &+= forwarded
+        controllerTurns.received &+= postedThisTurn
+        if link.hasPendingSends { try? daemonDoorbellFD.signal() }
+        return true
+    }
+
+    /// Whether completions wait on the ring (the proxy's end of it: the
+    /// controller has not read them).
+    private var completionsWaiting: Bool {
+        completions.freeSlotCount(wanting: completions.capacity) < completions.capacity
+    }
+
+    /// On the controller's thread, which waits for a completion: takes a
+    /// turn and waits on the worker itself, for at most `timeout` ns
+    /// (spinning `spin` ns before it sleeps), so a completion goes from the
+    /// network onto the ring on the thread that waits for it. A turn the
+    /// proxy thread holds is short: it spins for it, within `timeout`.
+    /// Returns true when a completion may be on the ring, the time is up,
+    /// or the session has ended (the liveness check says so); false when
+    /// the session has ended before it took a turn.
+    func driveWhileWaiting(timeout: UInt64, spin: UInt64) -> Bool {
+        let start = monotonicNanoseconds()
+        while true {
+            let drove = turn.withLockIfAvailable { _ -> Bool in
+                guard !ended else { return false }
+                drivenByController = true
+                postedThisTurn = 0
+                defer {
+                    controllerTurns.received &+= postedThisTurn
+                    if link.hasPendingSends { try? daemonDoorbellFD.signal() }
+                }
+                while true {
+                    let now = monotonicNanoseconds()
+                    guard let (forwarded, worked) = work(now: now) else { return true }
+                    controllerTurns.sent &+= forwarded
+                    // Completions the proxy thread posted before this turn count too.
+                    if postedThisTurn > 0 || completionsWaiting || now &- start >= timeout { return true }
+                    if worked || now &- start < spin || link.worker.isReceiving { continue }
+                    // Sleeps holding the turn: the proxy thread, if it wakes, waits for it.
+                    guard (try? link.worker.arm()) == true else { continue }
+                    let due = link.nextHeartbeat
+                    let left = min(timeout - (now &- start), due > now ? due - now : 0)
+                    _ = try? Poll.waitReadable(link.worker.eventFileDescriptor, timeoutNanoseconds: Int64(clamping: left))
+                }
+            }
+            if let drove { return drove }
+            if monotonicNanoseconds() &- start >= timeout { return true }
+            SpinWait.pause()
+        }
     }
 
     /// Whether the completion ring has room for the completion of every
@@ -188,31 +335,40 @@ final class RemoteSessionProxy: @unchecked Sendable {
         completions.freeSlotCount(wanting: outputs.count + 1) > outputs.count
     }
 
-    /// Sends every command the ring holds while ``hasRoomForAnother()``.
+    /// Posts every command the ring holds while ``hasRoomForAnother()``.
     private func forwardCommands() throws(RemoteLinkError) -> Int {
         var forwarded = 0
         while hasRoomForAnother() {
             let next: Descriptor?
             do { next = try submissions.dequeue() } catch { throw .protocolViolation("submission ring: \(error)") }
-            guard var descriptor = next else { break }
+            guard let descriptor = next else { break }
+            try send(descriptor)
             forwarded += 1
-            let input: UnsafeRawBufferPointer
-            if descriptor.opcode == CommandOpcode.cancel.rawValue {
-                input = UnsafeRawBufferPointer(start: nil, count: 0)
-            } else {
-                outputs[descriptor.commandID] = (descriptor.outputOffset, descriptor.outputCapacity)
-                // A range outside the slots travels without bytes: the daemon answers it invalid.
-                input =
-                    data.slotBytes(offset: descriptor.inputOffset, length: UInt64(descriptor.inputSize)).map {
-                        UnsafeRawBufferPointer($0)
-                    } ?? UnsafeRawBufferPointer(start: nil, count: 0)
-            }
-            try withUnsafeBytes(of: &descriptor) { (header) throws(RemoteLinkError) in
-                try link.send(.command, header: header, data: input)
-            }
         }
         if forwarded > 0 { _ = try? submissions.ringProducers(submissionDoorbell) }
         return forwarded
+    }
+
+    /// Posts one command with its input bytes, noting where its output
+    /// goes. The input stays in the data region, which outlives the link,
+    /// until the send completes: the controller reuses its slot only after
+    /// the completion, which the daemon sends after it has the bytes.
+    private func send(_ command: Descriptor) throws(RemoteLinkError) {
+        var descriptor = command
+        let input: UnsafeRawBufferPointer
+        if descriptor.opcode == CommandOpcode.cancel.rawValue {
+            input = UnsafeRawBufferPointer(start: nil, count: 0)
+        } else {
+            outputs[descriptor.commandID] = (descriptor.outputOffset, descriptor.outputCapacity)
+            // A range outside the slots travels without bytes: the daemon answers it invalid.
+            input =
+                data.slotBytes(offset: descriptor.inputOffset, length: UInt64(descriptor.inputSize)).map {
+                    UnsafeRawBufferPointer($0)
+                } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        try withUnsafeBytes(of: &descriptor) { (header) throws(RemoteLinkError) in
+            try link.send(.command, header: header, data: input)
+        }
     }
 
     /// A completion from the daemon (inside the worker's progress): its
@@ -241,6 +397,7 @@ final class RemoteSessionProxy: @unchecked Sendable {
             return
         }
         postedSinceRing += 1
+        postedThisTurn += 1
     }
 
     private func ringController() {
@@ -251,35 +408,69 @@ final class RemoteSessionProxy: @unchecked Sendable {
 
     /// Sleeps until the controller posts (or frees completion space), the
     /// daemon sends, or the next heartbeat is due. The announcement, fence
-    /// and re-check are the daemon poll loop's (see `SleeperAnnouncement`).
+    /// and re-check are the daemon poll loop's (see `SleeperAnnouncement`),
+    /// under the turn; the `ppoll` is outside it, so the controller's
+    /// thread can take turns meanwhile. Once the controller takes turns
+    /// (``driveWhileWaiting(timeout:spin:)``), the proxy thread only keeps
+    /// house: it leaves the worker's event fd to the controller's thread
+    /// (two threads woken by every message would be one too many) and
+    /// passes every ``housekeepingInterval`` for the heartbeat, the
+    /// daemon's liveness and completions nobody waits for.
     private func sleep() {
-        submissions.announceEventFDSleeper()
-        completions.announceEventFDSleeper()
-        defer {
-            submissions.withdrawEventFDSleeper()
-            completions.withdrawEventFDSleeper()
+        let timeout: UInt64? = turn.withLock { _ in
+            submissions.announceEventFDSleeper()
+            // Room on the completion ring matters only while commands wait
+            // (else the controller would ring us for every completion it reads).
+            waitsForCompletionRoom = submissions.hasElements()
+            if waitsForCompletionRoom { completions.announceEventFDSleeper() }
+            // F1: orders the announcements before the re-checks below.
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            // A send still in progress needs progress to finish (a large
+            // input the daemon is fetching), whoever else is away.
+            let watchWorker = !drivenByController || link.hasPendingSends
+            // Commands that arrived after that look, unannounced for room: pass again.
+            var ready =
+                stopping.load(ordering: .relaxed)
+                || (submissions.hasElements() && (!waitsForCompletionRoom || hasRoomForAnother()))
+            if !ready && watchWorker { ready = link.worker.isReceiving || (try? link.worker.arm()) != true }
+            if ready {
+                withdrawSleeper()
+                return nil
+            }
+            let now = monotonicNanoseconds()
+            let due = link.nextHeartbeat
+            var timeout = due > now ? min(due - now, 50_000_000) : 0
+            if !watchWorker { timeout = min(timeout, Self.housekeepingInterval) }
+            waitSet[0] = pollfd(fd: daemonDoorbellFD.fileDescriptor.rawValue, events: Poll.readable, revents: 0)
+            waitSet[1] = pollfd(
+                fd: watchWorker ? link.worker.eventFileDescriptor.rawValue : -1, events: Poll.readable, revents: 0)
+            waitSet[2] = pollfd(fd: hangUp?.fileDescriptor.rawValue ?? -1, events: Poll.readHangUp, revents: 0)
+            return timeout
         }
-        // F1: orders the announcements before the re-checks below.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if stopping.load(ordering: .relaxed) { return }
-        if submissions.hasElements() && hasRoomForAnother() { return }
-        guard !link.worker.isReceiving, (try? link.worker.arm()) == true else { return }
-        let now = monotonicNanoseconds()
-        let due = link.nextHeartbeat
-        let timeout = due > now ? min(due - now, 50_000_000) : 0
-        waitSet[0] = pollfd(fd: daemonDoorbellFD.fileDescriptor.rawValue, events: Poll.readable, revents: 0)
-        waitSet[1] = pollfd(fd: link.worker.eventFileDescriptor.rawValue, events: Poll.readable, revents: 0)
-        waitSet[2] = pollfd(fd: hangUp?.fileDescriptor.rawValue ?? -1, events: Poll.readHangUp, revents: 0)
-        if (try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout))) ?? 0 > 0, waitSet[0].revents != 0 {
-            _ = try? daemonDoorbellFD.consume()
+        guard let timeout else { return }
+        let woke = (try? Poll.wait(&waitSet, timeoutNanoseconds: Int64(timeout))) ?? 0
+        turn.withLock { _ in
+            withdrawSleeper()
+            if woke > 0, waitSet[0].revents != 0 { _ = try? daemonDoorbellFD.consume() }
         }
     }
+
+    private func withdrawSleeper() {
+        submissions.withdrawEventFDSleeper()
+        if waitsForCompletionRoom { completions.withdrawEventFDSleeper() }
+        waitsForCompletionRoom = false
+    }
+
+    /// How often a proxy thread that only keeps house passes (ns).
+    static let housekeepingInterval: UInt64 = 20_000_000
 
     /// The remote daemon is gone: close the link and our end of the
     /// session's socket pair, and wake the controller so it notices now.
     private func end(_ reason: String) {
+        ended = true
         endReason.withLock { if $0 == nil { $0 = reason } }
-        link.close(force: true)
+        // Forced: completes without the daemon, so this waits only for UCX.
+        link.closeAndWait(force: true)
         hangUp = nil
         try? sessionDoorbellFD.signal()
     }

@@ -97,6 +97,59 @@ public final class UCXEndpoint {
         if let failure { throw failure }
     }
 
+    /// Starts sending active message `id` with `header` and `data`
+    /// (`ucp_am_send_nbx`) without waiting: nil when UCX is done with both
+    /// buffers already (an eager message that went out at once), else the
+    /// send in progress. Both buffers must then stay valid, unchanged,
+    /// until ``UCXWorker/status(of:)`` says it has completed; free it with
+    /// ``UCXWorker/release(_:)``. Messages on one endpoint arrive in the
+    /// order they were posted.
+    ///
+    /// - Throws: ``UCXError``: the endpoint failed (``failure``) or is
+    ///   closed, or the send failed at once.
+    public func post(
+        _ id: UInt16, header: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer
+    ) throws(UCXError) -> UCXRequest? {
+        if let failure { throw failure }
+        guard let handle else { throw UCXError("ucp_am_send_nbx", UCS_ERR_NOT_CONNECTED) }
+        let request = cfq_ucp_am_send(handle, UInt32(id), header.baseAddress, header.count, data.baseAddress, data.count)
+        guard let request else { return nil }
+        guard cfq_ucs_ptr_is_ptr(request) != 0 else {
+            let error = UCXError("ucp_am_send_nbx", cfq_ucs_ptr_status(request))
+            if failure == nil { failure = error }
+            throw error
+        }
+        worker.hasQueuedSends = true
+        return UCXRequest(request)
+    }
+
+    /// Starts a flush (`ucp_ep_flush_nbx`) without waiting: nil when
+    /// everything sent is delivered already, or the endpoint is closed or
+    /// failed; else the flush in progress (free it with ``UCXWorker/release(_:)``).
+    public func startFlush() -> UCXRequest? {
+        guard failure == nil, let handle, let request = cfq_ucp_flush(handle), cfq_ucs_ptr_is_ptr(request) != 0 else {
+            return nil
+        }
+        return UCXRequest(request)
+    }
+
+    /// Closes the endpoint at once, dropping what is still queued on it
+    /// (`ucp_ep_close_nbx` with `UCP_EP_CLOSE_FLAG_FORCE`), without waiting:
+    /// the worker completes the close in its later progress. Every send
+    /// still in progress on it completes (with an error) there too. Idempotent.
+    public func closeWithoutWaiting() {
+        guard let endpoint = handle else { return }
+        handle = nil
+        // UCX may call the error handler until the close completes: its box goes then.
+        let box = errorBox
+        errorBox = nil
+        if let request = cfq_ucp_close(endpoint, 1), cfq_ucs_ptr_is_ptr(request) != 0 {
+            worker.retire(UCXRequest(request)) { box?.release() }
+        } else {
+            box?.release()
+        }
+    }
+
     /// Closes the endpoint: flushes what was sent (`ucp_ep_flush_nbx`, for
     /// at most a second), then closes it (`ucp_ep_close_nbx`, forced: the
     /// flush already delivered what could be). With `force`, or after a
@@ -117,12 +170,15 @@ public final class UCXEndpoint {
     }
 }
 
+/// What the error handler gets as its argument. Weak: after a close that
+/// did not wait, the endpoint may be gone while UCX still holds the box
+/// (it is released when the close completes).
 private final class EndpointBox {
-    unowned let endpoint: UCXEndpoint
+    weak var endpoint: UCXEndpoint?
     init(_ endpoint: UCXEndpoint) { self.endpoint = endpoint }
 }
 
 private let errorTrampoline: ucp_err_handler_cb_t = { arg, _, status in
     guard let arg else { return }
-    Unmanaged<EndpointBox>.fromOpaque(arg).takeUnretainedValue().endpoint.failed(status)
+    Unmanaged<EndpointBox>.fromOpaque(arg).takeUnretainedValue().endpoint?.failed(status)
 }

@@ -2,12 +2,14 @@ import CUCX
 import FabricSystem
 import SystemPackage
 
-/// A UCX context and worker for one thread (`ucp_init` with active messages
-/// and wake-ups, `ucp_worker_create` in `UCS_THREAD_MODE_SINGLE`): the
-/// progress engine every ``UCXEndpoint`` and ``UCXListener`` on it runs on.
+/// A UCX context and worker for one thread at a time (`ucp_init` with
+/// active messages and wake-ups, `ucp_worker_create` in
+/// `UCS_THREAD_MODE_SERIALIZED`): the progress engine every ``UCXEndpoint``
+/// and ``UCXListener`` on it runs on.
 ///
-/// Everything here is driven from the thread that owns the worker: sends
-/// and receives make progress only inside ``progress()`` and the waits built
+/// Not thread-safe: one thread at a time drives it (a thread it is handed
+/// to, or threads that take turns under a lock of their own). Sends and
+/// receives make progress only inside ``progress()`` and the waits built
 /// on it. To sleep, ``wait(timeout:)`` arms the worker and polls its event
 /// file descriptor (`ucp_worker_get_efd`, `ucp_worker_arm`), so an idle
 /// worker costs no CPU; ``eventFileDescriptor`` lets a caller poll it beside
@@ -28,6 +30,13 @@ public final class UCXWorker {
     private var inCallback = false
     /// The most data a message of each id may carry (``onMessage(_:maximumLength:_:)``).
     private var maximumLengths: [UInt16: Int] = [:]
+    /// A send was posted (``UCXEndpoint/post(_:header:data:)``) that UCX
+    /// queued instead of writing at once: the next ``progress()`` writes
+    /// it, so a caller that posted should progress before it does other
+    /// work. Cleared by that progress.
+    public internal(set) var hasQueuedSends = false
+    /// Requests handed over by ``retire(_:)``, freed as they complete.
+    private var retiring: [(request: UCXRequest, completed: (() -> Void)?)] = []
 
     /// Changes the most data a message `id` may carry. A longer one is not
     /// received (nothing is allocated for it): its handler gets it with
@@ -80,8 +89,11 @@ public final class UCXWorker {
     }
 
     deinit {
+        // Released before the worker goes (UCX frees one still running with it).
+        for entry in retiring { release(entry.request) }
         // The worker first: a transport may still write into a receive buffer until then.
         ucp_worker_destroy(handle)
+        for entry in retiring { entry.completed?() }
         for message in arriving { message.deallocate() }
         for box in handlerBoxes { box.release() }
         ucp_cleanup(context)
@@ -118,7 +130,9 @@ public final class UCXWorker {
     @discardableResult
     public func progress() -> Bool {
         precondition(!inCallback, "UCXWorker.progress() called from inside a message handler")
+        hasQueuedSends = false
         var any = ucp_worker_progress(handle) != 0
+        reapRetired()
         // In arrival order per sender: a message waits only for earlier ones
         // from the same endpoint, so one slow transfer holds up no other peer.
         var index = 0
@@ -153,6 +167,34 @@ public final class UCXWorker {
             message.release()
         }
         return any
+    }
+
+    /// Whether `request` is done: nil while it runs, else how it ended
+    /// (`ucp_request_check_status`).
+    public func status(of request: UCXRequest) -> ucs_status_t? {
+        let status = ucp_request_check_status(request.pointer)
+        return status == UCS_INPROGRESS ? nil : status
+    }
+
+    /// Frees `request` (`ucp_request_free`). One still running is freed by
+    /// UCX when it completes: only after that may its buffers go.
+    public func release(_ request: UCXRequest) { ucp_request_free(request.pointer) }
+
+    /// Hands `request` (one that holds no caller buffers: a close, say) to
+    /// the worker, which frees it once it completes, then calls `completed`.
+    func retire(_ request: UCXRequest, completed: (() -> Void)? = nil) {
+        retiring.append((request, completed))
+    }
+
+    /// Frees the retired requests that have completed.
+    private func reapRetired() {
+        guard !retiring.isEmpty else { return }
+        retiring.removeAll { entry in
+            guard status(of: entry.request) != nil else { return false }
+            release(entry.request)
+            entry.completed?()
+            return true
+        }
     }
 
     /// Rendezvous messages whose data never arrived (their sender failed
@@ -276,6 +318,15 @@ public final class UCXWorker {
         arriving.append(message)
         return UCS_OK
     }
+}
+
+/// A UCX operation in progress (a `ucs_status_ptr_t` that is a request):
+/// a send, flush or close started without waiting. The buffers it was given
+/// belong to UCX until ``UCXWorker/status(of:)`` says it completed.
+public struct UCXRequest: Equatable {
+    let pointer: UnsafeMutableRawPointer
+
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
 }
 
 /// One received active message, valid for the duration of the handler call.

@@ -363,11 +363,28 @@ extension UnixSocket {
     public func requestSession(
         timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
     ) throws(SessionError) -> SessionGrant {
+        try sendSessionHello(version: version)
+        return try receiveSessionGrant(timeout: timeout, version: version)
+    }
+
+    /// Client side, the first half of ``requestSession(timeout:version:)``
+    /// for a caller that must not wait: sends the hello. Once the socket is
+    /// readable, ``receiveSessionGrant(timeout:version:)`` reads the verdict.
+    public func sendSessionHello(version: UInt32 = SessionHandshake.protocolVersion) throws(SessionError) {
         // A daemon that refuses us at accept answers and closes before our
         // hello lands: the send then fails, and the answer is still there.
         do { try send(SessionHandshake.hello(version: version)) } catch {
             guard case .peerClosed = error else { throw .socket(error) }
         }
+    }
+
+    /// Client side, the second half of ``requestSession(timeout:version:)``:
+    /// waits (within `timeout`) for the daemon's verdict; returns the grant
+    /// with its descriptors (now owned by the caller) or throws the
+    /// daemon's reason.
+    public func receiveSessionGrant(
+        timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
+    ) throws(SessionError) -> SessionGrant {
         let reply = try receiveReply(timeout: timeout, version: version)
         let count = Int(reply.descriptorCount)
         guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
@@ -400,6 +417,16 @@ extension UnixSocket {
     ) throws(SessionError) -> (sessionID: UInt64, descriptorCount: UInt32, payloadSize: UInt32) {
         let reply: [UInt8]
         do { reply = try receive(exactly: SessionHandshake.replySize, timeout: timeout) } catch { throw .socket(error) }
+        return try SessionHandshake.parseReply(reply, version: version)
+    }
+}
+
+extension SessionHandshake {
+    /// The fields of a daemon's 64-byte reply (`reply.count` must be
+    /// ``replySize``); throws its refusal.
+    static func parseReply(
+        _ reply: [UInt8], version: UInt32
+    ) throws(SessionError) -> (sessionID: UInt64, descriptorCount: UInt32, payloadSize: UInt32) {
         func field<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T {
             T(littleEndian: reply.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
         }
@@ -414,5 +441,65 @@ extension UnixSocket {
             throw .rejected(why, reason: reason)
         }
         return (field(16, UInt64.self), field(24, UInt32.self), field(28, UInt32.self))
+    }
+}
+
+/// The second half of `UnixSocket.requestSession(timeout:version:)` for a
+/// caller that must never wait (a daemon's poll thread opening an
+/// in-process session for a remote controller): each ``advance(on:)``
+/// reads only what has arrived on the socket (non-blocking reads of the
+/// reply, then the descriptors, one by one) and returns the grant when all
+/// of it is there. Descriptors it holds are closed if it is dropped before.
+public final class SessionGrantReader {
+    private let version: UInt32
+    private var replyBytes: [UInt8] = []
+    private var reply: (sessionID: UInt64, descriptorCount: Int)?
+    private var descriptors: [(tag: UInt8, descriptor: FileDescriptor)] = []
+
+    /// A reader with nothing read yet.
+    public init(version: UInt32 = SessionHandshake.protocolVersion) {
+        self.version = version
+    }
+
+    deinit { for entry in descriptors { try? entry.descriptor.close() } }
+
+    /// Reads what has arrived on `socket`, the connection a
+    /// `sendSessionHello(version:)` went out on; returns the grant once
+    /// complete, nil while parts are missing. Never waits.
+    ///
+    /// - Throws: the daemon's refusal, a malformed reply, the peer closing,
+    ///   or a socket error.
+    public func advance(on socket: FileDescriptor) throws(SessionError) -> SessionGrant? {
+        while reply == nil {
+            var chunk = [UInt8](repeating: 0, count: SessionHandshake.replySize - replyBytes.count)
+            let result = chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(SystemCallError) -> Int in try UnixDomainSocket.receive(socket, into: buffer, dontWait: true) }
+            }
+            switch result {
+            case .success(0): throw .socket(.peerClosed)
+            case .success(let n): replyBytes += chunk[0..<n]
+            case .failure(let error):
+                if error.errno == .resourceTemporarilyUnavailable { return nil }
+                throw .socket(.system(error))
+            }
+            guard replyBytes.count == SessionHandshake.replySize else { continue }
+            let answer = try SessionHandshake.parseReply(replyBytes, version: version)
+            let count = Int(answer.descriptorCount)
+            guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
+            reply = (answer.sessionID, count)
+        }
+        guard let reply else { return nil }
+        while descriptors.count < reply.descriptorCount {
+            let readable: Bool
+            do { readable = try Poll.waitReadable(socket, timeoutNanoseconds: 0) } catch { throw .socket(.system(error)) }
+            guard readable else { return nil }
+            do {
+                let (fd, tag) = try FileDescriptorPassing.receive(over: socket)
+                descriptors.append((tag, fd))
+            } catch { throw .descriptorPassing(error) }
+        }
+        let grant = SessionGrant(sessionID: reply.sessionID, descriptors: descriptors)
+        descriptors = []
+        return grant
     }
 }
