@@ -338,10 +338,20 @@ public struct ControllerSession: ~Copyable {
                 if let due = gathered.dueTime, due > now { wake = min(wake, due - now) }
             }
             // Remote: wait on the network here, so the completion needs no hand-over.
-            if let remote, remote.driveWhileWaiting(timeout: wake, spin: options.wait.spinNanoseconds) {
-                if let done = try pollCompletion() { return done }
-                if !connection.checkPeer() { throw .peerGone }
-                continue
+            if let remote {
+                switch remote.driveWhileWaiting(timeout: wake, spin: options.wait.spinNanoseconds) {
+                case true?:
+                    if let done = try pollCompletion() { return done }
+                    if !connection.checkPeer() { throw .peerGone }
+                    continue
+                case nil:
+                    // The proxy thread's turn: it may be posting ours.
+                    SpinWait.pause()
+                    if let done = try pollCompletion() { return done }
+                    continue
+                case false?:
+                    break  // the session has ended: the wait below reports it
+                }
             }
             let wait: DoorbellWait
             do {

@@ -81,6 +81,7 @@ final class RemoteControllerTests: XCTestCase {
             session.buffers.release(output)
         }
         var submitted = 0
+        var polled = 0
         while submitted < 600 || !pending.isEmpty {
             if submitted < 600 && pending.count < 6 {
                 // Every third command is 12 KiB.
@@ -97,12 +98,13 @@ final class RemoteControllerTests: XCTestCase {
             }
             // Alternately poll (a turn without waiting) and wait.
             if submitted % 2 == 0, let done = try session.pollCompletion() {
+                polled += 1
                 check(done)
             } else {
                 check(try session.waitForCompletion(timeout: .seconds(10)))
             }
         }
-        XCTAssertTrue(pending.isEmpty)
+        XCTAssertGreaterThan(polled, 0, "polls (a turn without waiting) returned completions")
         // The controller's thread sent and fetched much of it itself (no
         // hand-over). Not all: a turn the proxy thread held is left to it,
         // and the proxy thread watches the worker while a large input's

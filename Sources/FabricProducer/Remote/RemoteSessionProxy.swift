@@ -86,24 +86,37 @@ final class RemoteSessionProxy: @unchecked Sendable {
         }
         let grant: RemoteGrant
         do { grant = try RemoteHandshake.request(over: link, key: key, timeout: options.connectTimeout) } catch {
-            link.close(force: true)
+            link.closeAndWait(force: true)
             if case .transport = error { throw .transport("\(address): \(error)") }
             throw error.sessionError
         }
         link.heartbeat = grant.heartbeat
         let (sessionBytes, overflow) = grant.slotSize.multipliedReportingOverflow(by: grant.slotCount)
         guard !overflow, grant.slotSize >= 0, grant.slotCount >= 0 else {
-            link.close(force: true)
+            link.closeAndWait(force: true)
             throw .malformed("granted \(grant.slotCount) slots of \(grant.slotSize) bytes")
         }
         link.allowCompletions(upTo: sessionBytes)
         let models = (try? ModelDescription.decode(grant.models)) ?? []
-        let proxy = try RemoteSessionProxy(link: link, grant: grant)
+        let proxy: RemoteSessionProxy
+        do { proxy = try RemoteSessionProxy(link: link, grant: grant) } catch {
+            link.closeAndWait(force: true)
+            throw error
+        }
+        // A failure from here on: the link closes before the proxy goes (its
+        // handler must not be called while the proxy deinitializes).
+        func abandon() {
+            link.onSessionMessage = nil
+            link.closeAndWait(force: true)
+        }
         // A send in progress for every command the rings hold, and a few
         // heartbeats (the capacities are checked by now: the rings exist).
         link.reservePendingSends(grant.submissionCapacity + grant.completionCapacity + 16)
         let pair: (FileDescriptor, FileDescriptor)
-        do { pair = try FileDescriptorPassing.socketPair() } catch { throw .socket(error) }
+        do { pair = try FileDescriptorPassing.socketPair() } catch {
+            abandon()
+            throw .socket(error)
+        }
         proxy.hangUp = UnixSocket(pair.1)
         let attachment: SessionAttachment
         do {
@@ -116,10 +129,12 @@ final class RemoteSessionProxy: @unchecked Sendable {
                 sessionDoorbellFD: try EventFD(adopting: proxy.sessionDoorbellFD.fileDescriptor.duplicateCloseOnExec()))
         } catch {
             _ = UnixSocket(pair.0)
+            abandon()
             throw .malformed("remote session's local rings: \(error)")
         }
         let connection = SessionConnection(socket: UnixSocket(pair.0), attachment: attachment, options: options)
         do { proxy.thread = try ServiceThread { [proxy] in proxy.run() } } catch {
+            abandon()
             throw .transport("starting the proxy thread: \(error)")
         }
         connection.daemon = .remote(models, proxy)
@@ -279,7 +294,7 @@ final class RemoteSessionProxy: @unchecked Sendable {
         guard let (forwarded, _) = work(now: monotonicNanoseconds()) else { return false }
         controllerTurns.sent &+= forwarded
         controllerTurns.received &+= postedThisTurn
-        if link.hasPendingSends { try? daemonDoorbellFD.signal() }
+        if link.hasPendingSends || link.worker.isReceiving { try? daemonDoorbellFD.signal() }
         return true
     }
 
@@ -292,21 +307,21 @@ final class RemoteSessionProxy: @unchecked Sendable {
     /// On the controller's thread, which waits for a completion: takes a
     /// turn and waits on the worker itself, for at most `timeout` ns
     /// (spinning `spin` ns before it sleeps), so a completion goes from the
-    /// network onto the ring on the thread that waits for it. A turn the
-    /// proxy thread holds is short: it spins for it, within `timeout`.
-    /// Returns true when a completion may be on the ring, the time is up,
-    /// or the session has ended (the liveness check says so); false when
-    /// the session has ended before it took a turn.
-    func driveWhileWaiting(timeout: UInt64, spin: UInt64) -> Bool {
+    /// network onto the ring on the thread that waits for it. Returns true
+    /// when a completion may be on the ring, the time is up, or the session
+    /// has ended (the liveness check says so); false when the session had
+    /// ended before; nil at once when the proxy thread holds the turn (a
+    /// short one: the caller looks at its ring, then tries again).
+    func driveWhileWaiting(timeout: UInt64, spin: UInt64) -> Bool? {
         let start = monotonicNanoseconds()
-        while true {
+        do {
             let drove = turn.withLockIfAvailable { _ -> Bool in
                 guard !ended else { return false }
                 drivenByController = true
                 postedThisTurn = 0
                 defer {
                     controllerTurns.received &+= postedThisTurn
-                    if link.hasPendingSends { try? daemonDoorbellFD.signal() }
+                    if link.hasPendingSends || link.worker.isReceiving { try? daemonDoorbellFD.signal() }
                 }
                 while true {
                     let now = monotonicNanoseconds()
@@ -322,9 +337,8 @@ final class RemoteSessionProxy: @unchecked Sendable {
                     _ = try? Poll.waitReadable(link.worker.eventFileDescriptor, timeoutNanoseconds: Int64(clamping: left))
                 }
             }
-            if let drove { return drove }
-            if monotonicNanoseconds() &- start >= timeout { return true }
-            SpinWait.pause()
+            // The proxy thread's turn (short): the caller looks at its ring and comes back.
+            return drove
         }
     }
 
@@ -425,9 +439,10 @@ final class RemoteSessionProxy: @unchecked Sendable {
             if waitsForCompletionRoom { completions.announceEventFDSleeper() }
             // F1: orders the announcements before the re-checks below.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            // A send still in progress needs progress to finish (a large
-            // input the daemon is fetching), whoever else is away.
-            let watchWorker = !drivenByController || link.hasPendingSends
+            // A transfer still in progress needs progress to finish (a large
+            // input the daemon is fetching, or an output arriving), whoever
+            // else is away: the daemon's send times out otherwise.
+            let watchWorker = !drivenByController || link.hasPendingSends || link.worker.isReceiving
             // Commands that arrived after that look, unannounced for room: pass again.
             var ready =
                 stopping.load(ordering: .relaxed)

@@ -171,15 +171,19 @@ package final class RemoteLink {
             lastSent = monotonicNanoseconds()
             return
         }
-        guard pending.count - pendingHead < most, header.count <= Self.headerSlotSize else {
+        // Headers are the protocol's own (descriptors, completions: 64 bytes), never a peer's.
+        precondition(header.count <= Self.headerSlotSize, "a \(header.count)-byte header")
+        guard pending.count - pendingHead < most else {
             owned?.deallocate()
             throw .sendsBacklogged(pending.count - pendingHead)
         }
         // The header is copied into a slot of ours (UCX 1.13 has no
         // UCP_AM_SEND_FLAG_COPY_HEADER): the caller's copy may go at once.
+        // There are as many slots as sends may be pending, so one is free.
         var slot = -1
         var postedHeader = header
-        if header.count > 0, let free = freeHeaderSlots.popLast() {
+        if header.count > 0 {
+            guard let free = freeHeaderSlots.popLast() else { preconditionFailure("no free header slot") }
             slot = free
             let copy = UnsafeMutableRawBufferPointer(
                 rebasing: headerSlots[(free * Self.headerSlotSize)..<(free * Self.headerSlotSize + header.count)])
