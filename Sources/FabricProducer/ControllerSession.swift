@@ -305,13 +305,17 @@ public struct ControllerSession: ~Copyable {
 
     /// The next completion if one has arrived; never blocks.
     public mutating func pollCompletion() throws(SubmitError) -> CommandCompletion? {
-        var next: Completion?
+        if let done = try takeCompletion() { return done }
+        guard let remote else { return nil }
+        // Remote: what has arrived is fetched by this thread (a system call).
+        remote.pollFromController()
+        return try takeCompletion()
+    }
+
+    /// The next completion on the ring, if there is one.
+    private mutating func takeCompletion() throws(SubmitError) -> CommandCompletion? {
+        let next: Completion?
         do { next = try completions.dequeue() } catch { throw .ring(error) }
-        if next == nil, let remote {
-            // Remote: what has arrived is fetched by this thread (a system call).
-            remote.pollFromController()
-            do { next = try completions.dequeue() } catch { throw .ring(error) }
-        }
         guard let next else { return nil }
         let seen = MonotonicClock.now()
         // Relaxed by the doorbell protocol: no syscall unless the daemon sleeps.
@@ -325,7 +329,8 @@ public struct ControllerSession: ~Copyable {
     ///   the daemon's socket is found closed (checked every
     ///   ``ControllerOptions/livenessCheckInterval`` while blocked).
     public mutating func waitForCompletion(timeout: Duration) throws(SubmitError) -> CommandCompletion {
-        if let done = try pollCompletion() { return done }
+        // The ring only: for a remote daemon, the wait's turn below fetches from the network.
+        if let done = try takeCompletion() { return done }
         let end = deadline(after: timeout)
         let slice = max(options.livenessCheckInterval.saturatingNanoseconds, 1_000_000)
         while true {
@@ -341,13 +346,13 @@ public struct ControllerSession: ~Copyable {
             if let remote {
                 switch remote.driveWhileWaiting(timeout: wake, spin: options.wait.spinNanoseconds) {
                 case true?:
-                    if let done = try pollCompletion() { return done }
+                    if let done = try takeCompletion() { return done }
                     if !connection.checkPeer() { throw .peerGone }
                     continue
                 case nil:
                     // The proxy thread's turn: it may be posting ours.
                     SpinWait.pause()
-                    if let done = try pollCompletion() { return done }
+                    if let done = try takeCompletion() { return done }
                     continue
                 case false?:
                     break  // the session has ended: the wait below reports it
@@ -365,7 +370,7 @@ public struct ControllerSession: ~Copyable {
             }
             stats.sleeps &+= UInt64(wait.sleeps)
             if wait.sleeps > 0 { metrics.publish(stats) }
-            if let done = try pollCompletion() { return done }
+            if let done = try takeCompletion() { return done }
             // A whole slice without a completion: is the daemon still there?
             // (A system call, so only here, never on the way to a completion.)
             if !connection.checkPeer() { throw .peerGone }

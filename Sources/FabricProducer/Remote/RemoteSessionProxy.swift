@@ -56,7 +56,7 @@ final class RemoteSessionProxy: @unchecked Sendable {
     private var drivenByController = false
     /// The session has ended (the daemon is gone), noticed by whichever thread had the turn.
     private var ended = false
-    /// Completions posted in the current turn of ``driveWhileWaiting(timeout:spin:)``.
+    /// Completions posted in the current controller's turn.
     private var postedThisTurn = 0
     /// Commands the controller's thread sent, and completions it put on the
     /// ring, in its own turns (what the tests look at).
@@ -272,7 +272,9 @@ final class RemoteSessionProxy: @unchecked Sendable {
     /// or left commands on the ring (no room for their completions yet);
     /// the caller then rings the proxy as it would ring a local daemon.
     func forwardFromController() -> Bool {
-        let outcome = turn.withLockIfAvailable { _ -> Bool in controllerTurn() && !submissions.hasElements() }
+        let outcome = turn.withLockIfAvailable { _ in
+            controllerTurn { controllerWork() != nil } == true && !submissions.hasElements()
+        }
         return outcome ?? false
     }
 
@@ -280,28 +282,7 @@ final class RemoteSessionProxy: @unchecked Sendable {
     /// turn, without waiting, if the proxy thread is not in one (a
     /// controller that polls instead of waiting gets its completions so).
     func pollFromController() {
-        _ = turn.withLockIfAvailable { _ in controllerTurn() }
-    }
-
-    /// One turn of the controller's thread (holding the turn); false when
-    /// the session has ended. A send still in progress after it (a large
-    /// input's rendezvous: the daemon fetches it) is left to whoever
-    /// progresses next, so the proxy thread is told to watch the worker.
-    private func controllerTurn() -> Bool {
-        guard !ended else { return false }
-        drivenByController = true
-        postedThisTurn = 0
-        guard let (forwarded, _) = work(now: monotonicNanoseconds()) else { return false }
-        controllerTurns.sent &+= forwarded
-        controllerTurns.received &+= postedThisTurn
-        if link.hasPendingSends || link.worker.isReceiving { try? daemonDoorbellFD.signal() }
-        return true
-    }
-
-    /// Whether completions wait on the ring (the proxy's end of it: the
-    /// controller has not read them).
-    private var completionsWaiting: Bool {
-        completions.freeSlotCount(wanting: completions.capacity) < completions.capacity
+        _ = turn.withLockIfAvailable { _ in controllerTurn { _ = controllerWork() } }
     }
 
     /// On the controller's thread, which waits for a completion: takes a
@@ -314,21 +295,13 @@ final class RemoteSessionProxy: @unchecked Sendable {
     /// short one: the caller looks at its ring, then tries again).
     func driveWhileWaiting(timeout: UInt64, spin: UInt64) -> Bool? {
         let start = monotonicNanoseconds()
-        do {
-            let drove = turn.withLockIfAvailable { _ -> Bool in
-                guard !ended else { return false }
-                drivenByController = true
-                postedThisTurn = 0
-                defer {
-                    controllerTurns.received &+= postedThisTurn
-                    if link.hasPendingSends || link.worker.isReceiving { try? daemonDoorbellFD.signal() }
-                }
+        return turn.withLockIfAvailable { _ in
+            controllerTurn { () -> Void in
                 while true {
+                    guard let worked = controllerWork() else { return }
                     let now = monotonicNanoseconds()
-                    guard let (forwarded, worked) = work(now: now) else { return true }
-                    controllerTurns.sent &+= forwarded
                     // Completions the proxy thread posted before this turn count too.
-                    if postedThisTurn > 0 || completionsWaiting || now &- start >= timeout { return true }
+                    if completionsWaiting || now &- start >= timeout { return }
                     if worked || now &- start < spin || link.worker.isReceiving { continue }
                     // Sleeps holding the turn: the proxy thread, if it wakes, waits for it.
                     guard (try? link.worker.arm()) == true else { continue }
@@ -336,10 +309,38 @@ final class RemoteSessionProxy: @unchecked Sendable {
                     let left = min(timeout - (now &- start), due > now ? due - now : 0)
                     _ = try? Poll.waitReadable(link.worker.eventFileDescriptor, timeoutNanoseconds: Int64(clamping: left))
                 }
-            }
-            // The proxy thread's turn (short): the caller looks at its ring and comes back.
-            return drove
+            } != nil
         }
+    }
+
+    /// A turn of the controller's thread (holding the turn): `body`, or
+    /// nil when the session has already ended. A transfer still in
+    /// progress after it (a large input the daemon fetches, an output
+    /// arriving) is left to whoever progresses next, so the proxy thread is
+    /// told to watch the worker.
+    private func controllerTurn<R>(_ body: () -> R) -> R? {
+        guard !ended else { return nil }
+        drivenByController = true
+        postedThisTurn = 0
+        defer {
+            controllerTurns.received &+= postedThisTurn
+            if !ended, link.hasPendingSends || link.worker.isReceiving { try? daemonDoorbellFD.signal() }
+        }
+        return body()
+    }
+
+    /// ``work(now:)`` in a controller's turn, counting what it sent; whether
+    /// anything happened, or nil when the session has ended.
+    private func controllerWork() -> Bool? {
+        guard let (forwarded, worked) = work(now: monotonicNanoseconds()) else { return nil }
+        controllerTurns.sent &+= forwarded
+        return worked
+    }
+
+    /// Whether completions wait on the ring (the proxy's end of it: the
+    /// controller has not read them).
+    private var completionsWaiting: Bool {
+        completions.freeSlotCount(wanting: completions.capacity) < completions.capacity
     }
 
     /// Whether the completion ring has room for the completion of every

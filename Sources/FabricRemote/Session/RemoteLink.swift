@@ -400,11 +400,12 @@ package final class RemoteLink {
 /// How a ``RemoteLink`` sends.
 package enum SendMode: Equatable, Sendable {
     /// Each send progresses the worker until UCX is done with its buffers
-    /// (a controller's proxy, whose thread serves one session).
+    /// (a client with nothing else to do meanwhile: the test tools).
     case blocking
     /// Sends return at once, and at most this many may be in progress: a
-    /// daemon's poll thread, which serves every session and must never wait
-    /// for a peer.
+    /// daemon's poll thread, which serves every session, and a controller's
+    /// proxy, whose turns the controller's own thread takes; neither may
+    /// wait for a peer.
     case posting(maximumPending: Int)
 }
 

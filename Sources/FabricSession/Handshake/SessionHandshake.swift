@@ -364,51 +364,25 @@ extension UnixSocket {
         timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
     ) throws(SessionError) -> SessionGrant {
         try sendSessionHello(version: version)
-        return try receiveSessionGrant(timeout: timeout, version: version)
+        let reader = SessionGrantReader(version: version)
+        let end = deadline(after: timeout)
+        while true {
+            if let grant = try reader.advance(on: fileDescriptor) { return grant }
+            let readable: Bool
+            do { readable = try waitReadable(until: end) } catch { throw .socket(error) }
+            guard readable else { throw .socket(.timedOut) }
+        }
     }
 
     /// Client side, the first half of ``requestSession(timeout:version:)``
-    /// for a caller that must not wait: sends the hello. Once the socket is
-    /// readable, ``receiveSessionGrant(timeout:version:)`` reads the verdict.
+    /// for a caller that must not wait: sends the hello; a
+    /// ``SessionGrantReader`` then reads the verdict as it arrives.
     public func sendSessionHello(version: UInt32 = SessionHandshake.protocolVersion) throws(SessionError) {
         // A daemon that refuses us at accept answers and closes before our
         // hello lands: the send then fails, and the answer is still there.
         do { try send(SessionHandshake.hello(version: version)) } catch {
             guard case .peerClosed = error else { throw .socket(error) }
         }
-    }
-
-    /// Client side, the second half of ``requestSession(timeout:version:)``:
-    /// waits (within `timeout`) for the daemon's verdict; returns the grant
-    /// with its descriptors (now owned by the caller) or throws the
-    /// daemon's reason.
-    public func receiveSessionGrant(
-        timeout: Duration, version: UInt32 = SessionHandshake.protocolVersion
-    ) throws(SessionError) -> SessionGrant {
-        let reply = try receiveReply(timeout: timeout, version: version)
-        let count = Int(reply.descriptorCount)
-        guard count <= SessionHandshake.maximumDescriptors else { throw .malformed("\(count) descriptors announced") }
-        var descriptors: [(tag: UInt8, descriptor: FileDescriptor)] = []
-        let end = deadline(after: timeout)
-        for _ in 0..<count {
-            let readable: Bool
-            do { readable = try waitReadable(until: end) } catch {
-                descriptors.forEach { try? $0.descriptor.close() }
-                throw .socket(error)
-            }
-            guard readable else {
-                descriptors.forEach { try? $0.descriptor.close() }
-                throw .socket(.timedOut)
-            }
-            do {
-                let (fd, tag) = try FileDescriptorPassing.receive(over: fileDescriptor)
-                descriptors.append((tag, fd))
-            } catch {
-                descriptors.forEach { try? $0.descriptor.close() }
-                throw .descriptorPassing(error)
-            }
-        }
-        return SessionGrant(sessionID: reply.sessionID, descriptors: descriptors)
     }
 
     /// Client side: reads the daemon's 64-byte reply; throws its refusal.
@@ -444,9 +418,10 @@ extension SessionHandshake {
     }
 }
 
-/// The second half of `UnixSocket.requestSession(timeout:version:)` for a
-/// caller that must never wait (a daemon's poll thread opening an
-/// in-process session for a remote controller): each ``advance(on:)``
+/// Reads a daemon's session grant, the second half of
+/// `UnixSocket.requestSession(timeout:version:)`, without ever waiting (a
+/// daemon's poll thread opening an in-process session for a remote
+/// controller uses it directly; `requestSession` waits between calls): each ``advance(on:)``
 /// reads only what has arrived on the socket (non-blocking reads of the
 /// reply, then the descriptors, one by one) and returns the grant when all
 /// of it is there. Descriptors it holds are closed if it is dropped before.
@@ -480,6 +455,7 @@ public final class SessionGrantReader {
             case .success(let n): replyBytes += chunk[0..<n]
             case .failure(let error):
                 if error.errno == .resourceTemporarilyUnavailable { return nil }
+                if error.errno == .connectionReset { throw .socket(.peerClosed) }
                 throw .socket(.system(error))
             }
             guard replyBytes.count == SessionHandshake.replySize else { continue }
